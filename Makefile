@@ -1,0 +1,199 @@
+# libsegidx — build, test, install.
+#
+#   make            libsegidx.a, libsegidx.so and pkgconfig/libsegidx.pc
+#   make check      unit tests, fuzz-corpus replay, ABI and install checks
+#   make asan       the unit tests under ASan+UBSan
+#   make check-st   the unit tests of a SEGIDX_SINGLE_THREADED=1 build
+#   make bench      benchmark figures, one line each
+#   make fuzz       libFuzzer targets (clang)
+#   make install / uninstall   PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR
+#
+# Your CFLAGS, CPPFLAGS and LDFLAGS are added to ours, never replaced.
+# WERROR=1 makes warnings errors (CI sets it).
+
+.DEFAULT_GOAL := all
+
+# The version lives in include/segidx.h; read it from there.
+version_part = $(shell sed -n 's/^\#define SEGIDX_VERSION_$(1)  *\([0-9][0-9]*\).*/\1/p' include/segidx.h)
+MAJOR   := $(call version_part,MAJOR)
+MINOR   := $(call version_part,MINOR)
+PATCH   := $(call version_part,PATCH)
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR      ?=
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+BUILD   ?= build
+SEGIDX_SINGLE_THREADED ?= 0
+
+WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+ifeq ($(SEGIDX_SINGLE_THREADED),1)
+THREAD_CPPFLAGS := -DSEGIDX_SINGLE_THREADED=1
+THREAD_LIBS     :=
+else
+THREAD_CPPFLAGS :=
+THREAD_LIBS     := -pthread
+endif
+
+ALL_CPPFLAGS = -Iinclude -D_POSIX_C_SOURCE=200809L $(THREAD_CPPFLAGS) $(CPPFLAGS)
+LIB_CFLAGS   = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -DSEGIDX_BUILDING
+DEP_LIBS     = -lroaring $(THREAD_LIBS)
+
+LIB_SRC := $(wildcard src/*.c)
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+STATIC  := $(BUILD)/libsegidx.a
+SHARED  := $(BUILD)/libsegidx.so.$(VERSION)
+SONAME  := libsegidx.so.$(MAJOR)
+PC      := pkgconfig/libsegidx.pc
+
+TEST_SRC  := $(wildcard tests/test_*.c)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+FUZZ_SRC  := $(wildcard fuzz/*_fuzz.c)
+REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%_replay)
+FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all lib deps check check-unit check-replay check-abi check-install \
+        check-st asan fuzz fuzz-run bench install install-static install-shared \
+        install-includes install-pc uninstall clean FORCE
+
+all: lib $(PC)
+lib: $(STATIC) $(SHARED)
+
+deps:
+	@sh scripts/deps.sh
+
+# ------------------------------------------------------------------ library
+
+$(BUILD)/obj/%.o: src/%.c src/internal.h include/segidx.h | deps
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(LIB_OBJ:.o=.d)
+
+$(STATIC): $(LIB_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(DEP_LIBS)
+	ln -sf libsegidx.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf libsegidx.so.$(VERSION) $(BUILD)/libsegidx.so
+
+# Rewritten only when its text changes, so PREFIX and friends take effect
+# without needless rebuilds.
+$(PC): pkgconfig/libsegidx.pc.in include/segidx.h FORCE
+	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	     -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	     -e 's|@LIBS_PRIVATE@|$(DEP_LIBS)|' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "  GEN $@"; fi
+
+# ------------------------------------------------------------------ tests
+
+TEST_LIBS = $(STATIC) -lcmocka $(DEP_LIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS)
+
+check-unit: $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+
+$(BUILD)/fuzz/%_replay: fuzz/%.c fuzz/replay.c $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< fuzz/replay.c -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
+
+check-replay: $(REPLAY_BIN)
+	@set -e; for r in $(REPLAY_BIN); do \
+	    name=$$(basename $$r _fuzz_replay); $$r fuzz/corpus/$$name; done
+
+# Nothing but segidx_* may leave the shared library.
+check-abi: $(SHARED)
+	@bad=$$(nm -D --defined-only $(SHARED) | awk '{print $$3}' | grep -v '^segidx_' || true); \
+	if [ -n "$$bad" ]; then echo "check-abi: exported symbols outside segidx_:"; echo "$$bad"; exit 1; fi; \
+	echo "check-abi: $$(nm -D --defined-only $(SHARED) | wc -l) symbols, all segidx_*"
+
+check-install: all
+	@sh tests/install_test.sh
+
+check: all check-unit check-replay check-abi check-install
+
+# The same tests, another build: each variant gets its own build folder.
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $(CFLAGS_EXTRA)" \
+	        LDFLAGS="-fsanitize=address,undefined" check-unit check-replay
+
+check-st:
+	$(MAKE) BUILD=build/st SEGIDX_SINGLE_THREADED=1 check-unit check-replay
+
+# ------------------------------------------------------------------ fuzz
+
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TIME ?= 60
+
+$(BUILD)/fuzz/%_fuzz: fuzz/%_fuzz.c $(LIB_SRC) src/internal.h include/segidx.h | deps
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(ALL_CPPFLAGS) -DSEGIDX_BUILDING $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(DEP_LIBS)
+
+fuzz: $(FUZZ_BIN)
+
+# Each target for FUZZ_TIME seconds from its committed corpus; new inputs
+# land in a scratch folder, not in the repository.
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZ_BIN); do \
+	    name=$$(basename $$f _fuzz); mkdir -p $(BUILD)/fuzz/new_$$name; \
+	    $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	        $(BUILD)/fuzz/new_$$name fuzz/corpus/$$name; done
+
+# ------------------------------------------------------------------ bench
+
+$(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
+
+bench: $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do $$b; done
+
+# ------------------------------------------------------------------ install
+
+install: install-static install-shared install-includes install-pc
+
+install-static: $(STATIC)
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+
+install-shared: $(SHARED)
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx.so
+
+install-includes:
+	install -d $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/segidx.h $(DESTDIR)$(INCLUDEDIR)/
+
+install-pc: $(PC)
+	install -d $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libsegidx.a $(DESTDIR)$(LIBDIR)/libsegidx.so \
+	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsegidx.so.$(VERSION) \
+	      $(DESTDIR)$(INCLUDEDIR)/segidx.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx.pc
+
+clean:
+	rm -rf build $(PC)
+
+FORCE:

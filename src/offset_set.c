@@ -1,0 +1,311 @@
+/* OffsetSet: a set of page offsets over CRoaring, with cut and a validated,
+ * checksummed stored form (see docs/FORMAT.md, "OffsetSet"). */
+#include "internal.h"
+
+#include <roaring/roaring.h>
+
+/* A segidx_offset_set is a roaring_bitmap_t: no wrapper, so that cut costs
+ * what CRoaring's and + andnot cost and nothing more. */
+static roaring_bitmap_t *bm(segidx_offset_set *s)
+{
+    return (roaring_bitmap_t *)s;
+}
+
+static const roaring_bitmap_t *cbm(const segidx_offset_set *s)
+{
+    return (const roaring_bitmap_t *)s;
+}
+
+static segidx_offset_set *as_set(roaring_bitmap_t *r)
+{
+    return (segidx_offset_set *)r;
+}
+
+segidx_offset_set *segidx_offset_set_new(void)
+{
+    return as_set(roaring_bitmap_create());
+}
+
+void segidx_offset_set_free(segidx_offset_set *s)
+{
+    if (s)
+        roaring_bitmap_free(bm(s));
+}
+
+int segidx_offset_set_add(segidx_offset_set *s, segidx_offset o)
+{
+    if (!s)
+        return SEGIDX_EINVAL;
+    roaring_bitmap_add(bm(s), o);
+    return SEGIDX_OK;
+}
+
+int segidx_offset_set_add_range(segidx_offset_set *s, segidx_offset lo, segidx_offset hi)
+{
+    if (!s || lo > hi)
+        return SEGIDX_EINVAL;
+    if (lo < hi)
+        roaring_bitmap_add_range_closed(bm(s), lo, hi - 1);
+    return SEGIDX_OK;
+}
+
+bool segidx_offset_set_contains(const segidx_offset_set *s, segidx_offset o)
+{
+    return s && roaring_bitmap_contains(cbm(s), o);
+}
+
+uint64_t segidx_offset_set_cardinality(const segidx_offset_set *s)
+{
+    return s ? roaring_bitmap_get_cardinality(cbm(s)) : 0;
+}
+
+bool segidx_offset_set_is_empty(const segidx_offset_set *s)
+{
+    return !s || roaring_bitmap_is_empty(cbm(s));
+}
+
+segidx_offset_set *segidx_offset_set_cut(segidx_offset_set *s, const segidx_offset_set *other)
+{
+    if (!s || !other)
+        return NULL;
+    roaring_bitmap_t *shared = roaring_bitmap_and(bm(s), cbm(other));
+    if (!shared)
+        return NULL;
+    /* Subtracting the (usually much smaller) intersection rather than
+     * `other` touches only the containers the two sets share. */
+    if (!roaring_bitmap_is_empty(shared))
+        roaring_bitmap_andnot_inplace(bm(s), shared);
+    return as_set(shared);
+}
+
+struct iterate_ctx {
+    int (*fn)(segidx_offset o, void *ctx);
+    void *ctx;
+    int rc;
+};
+
+static bool iterate_one(uint32_t value, void *param)
+{
+    struct iterate_ctx *it = param;
+    it->rc = it->fn(value, it->ctx);
+    return it->rc == 0;
+}
+
+int segidx_offset_set_iterate(const segidx_offset_set *s,
+                              int (*fn)(segidx_offset o, void *ctx), void *ctx)
+{
+    if (!s || !fn)
+        return SEGIDX_EINVAL;
+    struct iterate_ctx it = { fn, ctx, 0 };
+    roaring_iterate(cbm(s), iterate_one, &it);
+    return it.rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Stored form: envelope + CRoaring portable format.
+ */
+
+#define ENVELOPE_BYTES 24
+#define ENVELOPE_VERSION 1
+static const uint8_t envelope_magic[4] = { 'S', 'X', 'O', 'S' };
+
+/* Cookies and limits of the portable format (CRoaring's format spec). */
+#define PORTABLE_COOKIE_NO_RUNS 12346u
+#define PORTABLE_COOKIE_RUNS 12347u
+#define PORTABLE_NO_OFFSET_THRESHOLD 4u
+#define PORTABLE_MAX_CONTAINERS 65536u
+#define PORTABLE_ARRAY_MAX_CARD 4096u
+#define PORTABLE_BITSET_BYTES 8192u
+
+/* The run-optimized copy that both serialized_size and serialize describe,
+ * so that the two always agree and `s` stays untouched. */
+static roaring_bitmap_t *optimized_copy(const segidx_offset_set *s)
+{
+    roaring_bitmap_t *copy = roaring_bitmap_copy(cbm(s));
+    if (copy)
+        roaring_bitmap_run_optimize(copy);
+    return copy;
+}
+
+size_t segidx_offset_set_serialized_size(const segidx_offset_set *s)
+{
+    if (!s)
+        return 0;
+    roaring_bitmap_t *copy = optimized_copy(s);
+    if (!copy)
+        return 0;
+    size_t n = ENVELOPE_BYTES + roaring_bitmap_portable_size_in_bytes(copy);
+    roaring_bitmap_free(copy);
+    return n;
+}
+
+size_t segidx_offset_set_serialize(const segidx_offset_set *s, void *buf, size_t cap)
+{
+    if (!s || !buf)
+        return 0;
+    roaring_bitmap_t *copy = optimized_copy(s);
+    if (!copy)
+        return 0;
+    size_t payload = roaring_bitmap_portable_size_in_bytes(copy);
+    size_t total = 0;
+    if (cap >= ENVELOPE_BYTES && payload <= cap - ENVELOPE_BYTES) {
+        uint8_t *out = buf;
+        roaring_bitmap_portable_serialize(copy, (char *)out + ENVELOPE_BYTES);
+        memcpy(out, envelope_magic, 4);
+        segidx__store16(out + 4, ENVELOPE_VERSION);
+        segidx__store16(out + 6, 0);
+        segidx__store32(out + 8, (uint32_t)payload);
+        segidx__store32(out + 12, 0);
+        segidx__store64(out + 16, segidx__xxh3(out + ENVELOPE_BYTES, payload));
+        total = ENVELOPE_BYTES + payload;
+    }
+    roaring_bitmap_free(copy);
+    return total;
+}
+
+/* A bounded reader over the payload: every take checks the bytes left, so
+ * no loop below can read past the end however its counts were forged. */
+struct reader {
+    const uint8_t *base;
+    size_t pos, len;
+};
+
+static const uint8_t *take(struct reader *r, size_t n)
+{
+    if (n > r->len - r->pos)
+        return NULL;
+    const uint8_t *p = r->base + r->pos;
+    r->pos += n;
+    return p;
+}
+
+static int validate_array(const uint8_t *p, uint32_t card)
+{
+    for (uint32_t i = 1; i < card; i++)
+        if (segidx__load16(p + 2 * i) <= segidx__load16(p + 2 * (i - 1)))
+            return SEGIDX_ECORRUPT;
+    return SEGIDX_OK;
+}
+
+static int validate_bitset(const uint8_t *p, uint32_t card)
+{
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < PORTABLE_BITSET_BYTES / 8; i++)
+        count += (uint32_t)__builtin_popcountll(segidx__load64(p + 8 * i));
+    return count == card ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* Runs are (start, length - 1) pairs: sorted, disjoint, inside 0..65535,
+ * and together exactly `card` values. */
+static int validate_runs(struct reader *r, uint32_t card)
+{
+    const uint8_t *p = take(r, 2);
+    if (!p)
+        return SEGIDX_ECORRUPT;
+    uint32_t n_runs = segidx__load16(p);
+    const uint8_t *runs = take(r, 4 * (size_t)n_runs);
+    if (!runs || n_runs == 0)
+        return SEGIDX_ECORRUPT;
+    uint32_t sum = 0;
+    int64_t prev_end = -1;
+    for (uint32_t i = 0; i < n_runs; i++) {
+        uint32_t start = segidx__load16(runs + 4 * i);
+        uint32_t extra = segidx__load16(runs + 4 * i + 2);
+        if ((int64_t)start <= prev_end || start + extra > 0xFFFFu)
+            return SEGIDX_ECORRUPT;
+        prev_end = start + extra;
+        sum += extra + 1;
+    }
+    return sum == card ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* Check every structural fact of a portable-format payload that CRoaring
+ * 0.2.66 trusts (its _safe reader checks bounds only). */
+static int validate_portable(const uint8_t *p, size_t len)
+{
+    struct reader r = { p, 0, len };
+    const uint8_t *w = take(&r, 4);
+    if (!w)
+        return SEGIDX_ECORRUPT;
+    uint32_t cookie = segidx__load32(w);
+    uint32_t size;
+    const uint8_t *run_flags = NULL;
+    if ((cookie & 0xFFFFu) == PORTABLE_COOKIE_RUNS) {
+        size = (cookie >> 16) + 1;
+        if (!(run_flags = take(&r, (size + 7) / 8)))
+            return SEGIDX_ECORRUPT;
+    } else if (cookie == PORTABLE_COOKIE_NO_RUNS) {
+        if (!(w = take(&r, 4)))
+            return SEGIDX_ECORRUPT;
+        size = segidx__load32(w);
+        if (size > PORTABLE_MAX_CONTAINERS)
+            return SEGIDX_ECORRUPT;
+    } else {
+        return SEGIDX_ECORRUPT;
+    }
+    const uint8_t *headers = take(&r, 4 * (size_t)size);
+    if (!headers)
+        return SEGIDX_ECORRUPT;
+    const uint8_t *offsets = NULL;
+    if (!run_flags || size >= PORTABLE_NO_OFFSET_THRESHOLD)
+        if (!(offsets = take(&r, 4 * (size_t)size)))
+            return SEGIDX_ECORRUPT;
+
+    for (uint32_t i = 0; i < size; i++) {
+        uint32_t key = segidx__load16(headers + 4 * i);
+        uint32_t card = segidx__load16(headers + 4 * i + 2) + 1u;
+        if (i > 0 && key <= segidx__load16(headers + 4 * (i - 1)))
+            return SEGIDX_ECORRUPT;
+        if (offsets && segidx__load32(offsets + 4 * i) != r.pos)
+            return SEGIDX_ECORRUPT;
+        int rc;
+        const uint8_t *body;
+        if (run_flags && (run_flags[i / 8] >> (i % 8)) & 1)
+            rc = validate_runs(&r, card);
+        else if (card <= PORTABLE_ARRAY_MAX_CARD)
+            rc = (body = take(&r, 2 * (size_t)card)) ? validate_array(body, card)
+                                                     : SEGIDX_ECORRUPT;
+        else
+            rc = (body = take(&r, PORTABLE_BITSET_BYTES)) ? validate_bitset(body, card)
+                                                 : SEGIDX_ECORRUPT;
+        if (rc)
+            return rc;
+    }
+    return r.pos == len ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+static int validate_envelope(const uint8_t *p, size_t len)
+{
+    if (len < ENVELOPE_BYTES || memcmp(p, envelope_magic, 4) != 0)
+        return SEGIDX_ECORRUPT;
+    if (segidx__load16(p + 4) != ENVELOPE_VERSION)
+        return SEGIDX_EVERSION;
+    if (segidx__load16(p + 6) != 0 || segidx__load32(p + 12) != 0 ||
+        segidx__load32(p + 8) != len - ENVELOPE_BYTES)
+        return SEGIDX_ECORRUPT;
+    if (segidx__load64(p + 16) != segidx__xxh3(p + ENVELOPE_BYTES, len - ENVELOPE_BYTES))
+        return SEGIDX_ECORRUPT;
+    return SEGIDX_OK;
+}
+
+int segidx_offset_set_deserialize(const void *buf, size_t len, segidx_offset_set **out)
+{
+    if (!buf || !out)
+        return SEGIDX_EINVAL;
+    const uint8_t *p = buf;
+    int rc = validate_envelope(p, len);
+    if (rc)
+        return rc;
+    const char *payload = (const char *)p + ENVELOPE_BYTES;
+    size_t n = len - ENVELOPE_BYTES;
+    if ((rc = validate_portable((const uint8_t *)payload, n)))
+        return rc;
+    /* Belt and braces: CRoaring must agree on the length we validated. */
+    if (roaring_bitmap_portable_deserialize_size(payload, n) != n)
+        return SEGIDX_ECORRUPT;
+    roaring_bitmap_t *r = roaring_bitmap_portable_deserialize_safe(payload, n);
+    if (!r)
+        return SEGIDX_ENOMEM;
+    *out = as_set(r);
+    return SEGIDX_OK;
+}
