@@ -108,7 +108,7 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
 	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS)
 
 check-unit: $(TEST_BIN)
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t 2>&1; done
 
 $(BUILD)/fuzz/%_replay: fuzz/%.c fuzz/replay.c $(STATIC)
 	@mkdir -p $(@D)

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Install into temporary DESTDIRs and build every example against them using
+# nothing but pkg-config: once linked shared, once static. Then uninstall.
+set -eu
+
+make=${MAKE:-make}
+cc=${CC:-cc}
+prefix=/opt/libsegidx-install-test
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+build_examples() { # mode root pkg-config-args...
+    mode=$1 root=$2
+    shift 2
+    for ex in examples/*.c; do
+        name=$(basename "$ex" .c)
+        bin="$tmp/$name-$mode"
+        # shellcheck disable=SC2046
+        PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
+            "$cc" -std=c11 -Wall -Wextra -Werror "$ex" -o "$bin" \
+            $(PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
+              pkg-config "$@" --cflags --libs libsegidx)
+        linked=$(readelf -d "$bin" | grep -c 'NEEDED.*libsegidx' || true)
+        if [ "$mode" = shared ] && [ "$linked" = 0 ]; then
+            echo "install-test: $name-shared does not load libsegidx.so" >&2; exit 1
+        fi
+        if [ "$mode" = static ] && [ "$linked" != 0 ]; then
+            echo "install-test: $name-static still loads libsegidx.so" >&2; exit 1
+        fi
+        LD_LIBRARY_PATH="$root$prefix/lib" "$bin" >"$bin.out" ||
+            { cat "$bin.out"; echo "install-test: $name-$mode failed" >&2; exit 1; }
+        echo "install-test: $name ($mode): $(tail -n 1 "$bin.out")"
+    done
+}
+
+"$make" -s install DESTDIR="$tmp/shared" PREFIX="$prefix" >/dev/null
+build_examples shared "$tmp/shared"
+
+# Only the archive is there, so the linker cannot pick the shared library.
+"$make" -s install-static install-includes install-pc DESTDIR="$tmp/static" \
+    PREFIX="$prefix" >/dev/null
+build_examples static "$tmp/static" --static
+
+"$make" -s uninstall DESTDIR="$tmp/shared" PREFIX="$prefix" >/dev/null
+left=$(find "$tmp/shared" -type f -o -type l)
+if [ -n "$left" ]; then
+    echo "install-test: uninstall left files behind:" >&2; echo "$left" >&2; exit 1
+fi
+echo "install-test: ok"

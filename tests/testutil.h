@@ -1,0 +1,77 @@
+/* Shared by the unit tests: cmocka, a seeded PRNG, a growable byte buffer. */
+#ifndef SEGIDX_TESTUTIL_H
+#define SEGIDX_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "segidx.h"
+
+/* splitmix64: tiny, seedable, good enough for test workloads. Each test
+ * seeds its own so that a failure replays from the printed seed. */
+typedef struct test_rng { uint64_t s; } test_rng;
+
+static inline uint64_t rng_next(test_rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n); n > 0. The modulo bias is irrelevant for tests. */
+static inline uint64_t rng_below(test_rng *r, uint64_t n)
+{
+    return rng_next(r) % n;
+}
+
+/* An append-only byte buffer for hand-made encodings, little-endian. */
+typedef struct test_bytes {
+    uint8_t *p;
+    size_t len, cap;
+} test_bytes;
+
+static inline void bytes_put(test_bytes *b, const void *src, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static inline void bytes_u16(test_bytes *b, uint16_t v)
+{
+    uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+    bytes_put(b, x, 2);
+}
+
+static inline void bytes_u32(test_bytes *b, uint32_t v)
+{
+    bytes_u16(b, (uint16_t)v);
+    bytes_u16(b, (uint16_t)(v >> 16));
+}
+
+static inline void bytes_u64(test_bytes *b, uint64_t v)
+{
+    bytes_u32(b, (uint32_t)v);
+    bytes_u32(b, (uint32_t)(v >> 32));
+}
+
+static inline void bytes_free(test_bytes *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+#endif
