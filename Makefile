@@ -66,7 +66,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib deps check check-unit check-replay check-abi check-install \
         check-st asan fuzz fuzz-run bench install install-static install-shared \
-        install-includes install-pc uninstall clean FORCE
+        install-includes install-pc uninstall clean demo FORCE
 
 all: lib $(PC)
 lib: $(STATIC) $(SHARED)
@@ -197,3 +197,13 @@ clean:
 	rm -rf build $(PC)
 
 FORCE:
+
+# ------------------------------------------------------------------ demo
+
+# Until the segidx command arrives, the demo is the OffsetSet example.
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
+
+demo: all $(BUILD)/examples/embed_offset_set
+	@$(BUILD)/examples/embed_offset_set
