@@ -66,7 +66,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib deps check check-unit check-replay check-abi check-install \
         check-st asan fuzz fuzz-run bench install install-static install-shared \
-        install-includes install-pc uninstall clean demo FORCE
+        install-includes install-pc uninstall clean demo bench-readme FORCE
 
 all: lib $(PC)
 lib: $(STATIC) $(SHARED)
@@ -164,7 +164,11 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC)
 	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
 
 bench: $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do $$b; done
+	@for b in $(BENCH_BIN); do $$b || exit 1; done
+
+# Rewrite the README's benchmark block with what `make bench` prints now.
+bench-readme:
+	@sh scripts/bench_readme.sh
 
 # ------------------------------------------------------------------ install
 
