@@ -195,8 +195,10 @@ static int validate_bitset(const uint8_t *p, uint32_t card)
     return count == card ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
-/* Runs are (start, length - 1) pairs: sorted, disjoint, inside 0..65535,
- * and together exactly `card` values. */
+/* Runs are (start, length - 1) pairs: sorted, apart (a run that touches
+ * the previous one is refused: CRoaring always merges those, and its
+ * equals/subset give wrong answers on unmerged ones), inside 0..65535, and
+ * together exactly `card` values. */
 static int validate_runs(struct reader *r, uint32_t card)
 {
     const uint8_t *p = take(r, 2);
@@ -207,16 +209,27 @@ static int validate_runs(struct reader *r, uint32_t card)
     if (!runs || n_runs == 0)
         return SEGIDX_ECORRUPT;
     uint32_t sum = 0;
-    int64_t prev_end = -1;
+    int64_t prev_end = -2; /* so that a first run may start at 0 */
     for (uint32_t i = 0; i < n_runs; i++) {
         uint32_t start = segidx__load16(runs + 4 * i);
         uint32_t extra = segidx__load16(runs + 4 * i + 2);
-        if ((int64_t)start <= prev_end || start + extra > 0xFFFFu)
+        if ((int64_t)start <= prev_end + 1 || start + extra > 0xFFFFu)
             return SEGIDX_ECORRUPT;
         prev_end = start + extra;
         sum += extra + 1;
     }
     return sum == card ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* CRoaring writes the run cookie only when some container is a run
+ * container, and never sets a flag past the last container. */
+static bool valid_run_flags(const uint8_t *flags, uint32_t size)
+{
+    uint32_t bytes = (size + 7) / 8;
+    bool any = false;
+    for (uint32_t i = 0; i < bytes; i++)
+        any |= flags[i] != 0;
+    return any && (size % 8 == 0 || flags[bytes - 1] >> (size % 8) == 0);
 }
 
 /* Check every structural fact of a portable-format payload that CRoaring
@@ -232,7 +245,7 @@ static int validate_portable(const uint8_t *p, size_t len)
     const uint8_t *run_flags = NULL;
     if ((cookie & 0xFFFFu) == PORTABLE_COOKIE_RUNS) {
         size = (cookie >> 16) + 1;
-        if (!(run_flags = take(&r, (size + 7) / 8)))
+        if (!(run_flags = take(&r, (size + 7) / 8)) || !valid_run_flags(run_flags, size))
             return SEGIDX_ECORRUPT;
     } else if (cookie == PORTABLE_COOKIE_NO_RUNS) {
         if (!(w = take(&r, 4)))

@@ -627,8 +627,11 @@ static void test_forged_runs(void **state)
     expect_payload(&p, SEGIDX_OK, 542);
     p = runs_payload(5, ok, 3, 542); /* with the offset header */
     expect_payload(&p, SEGIDX_OK, 5 * 542);
-    p = runs_payload(1, touching, 2, 6);
+    static const uint16_t at_zero[] = { 0, 4, 10, 0 };            /* 0..4, 10 */
+    p = runs_payload(1, at_zero, 2, 6);
     expect_payload(&p, SEGIDX_OK, 6);
+    p = runs_payload(1, touching, 2, 6); /* CRoaring would have merged them */
+    expect_payload(&p, SEGIDX_ECORRUPT, 0);
 
     p = runs_payload(1, overlap, 2, 9);
     expect_payload(&p, SEGIDX_ECORRUPT, 0);
@@ -639,6 +642,14 @@ static void test_forged_runs(void **state)
     p = runs_payload(1, ok, 3, 541); /* wrong cardinality */
     expect_payload(&p, SEGIDX_ECORRUPT, 0);
     p = runs_payload(1, ok, 0, 1); /* no runs at all */
+    expect_payload(&p, SEGIDX_ECORRUPT, 0);
+
+    /* A run cookie with no run container, and a flag past the last one. */
+    p = runs_payload(1, ok, 3, 542);
+    p.p[4] = 0;
+    expect_payload(&p, SEGIDX_ECORRUPT, 0);
+    p = runs_payload(1, ok, 3, 542);
+    p.p[4] |= 0x80;
     expect_payload(&p, SEGIDX_ECORRUPT, 0);
 
     /* A run count far beyond the bytes. */
