@@ -103,9 +103,9 @@ $(PC): pkgconfig/libsegidx.pc.in include/segidx.h FORCE
 
 TEST_LIBS = $(STATIC) -lcmocka $(DEP_LIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/segtest.h bench/workload.h src/segment_format.h $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS)
+	$(CC) $(ALL_CPPFLAGS) -Isrc -Ibench $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS) -lm
 
 check-unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t 2>&1; done

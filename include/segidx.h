@@ -239,6 +239,257 @@ SEGIDX_API size_t segidx_offset_set_serialize(const segidx_offset_set *s, void *
 SEGIDX_API int segidx_offset_set_deserialize(const void *buf, size_t len,
                                              segidx_offset_set **out);
 
+
+/* ------------------------------------------------------------ segments */
+
+/**
+ * @brief Options for a segment builder. Zero fields mean the defaults.
+ *
+ * Initialise with `segidx_segment_options opts = {0};` and set what you
+ * need, so that fields added later keep their defaults.
+ */
+typedef struct segidx_segment_options {
+    /** Page size in bytes: a power of two, 512 to 65536; 0 = 4096. */
+    uint32_t page_size;
+    /** Largest segment in bytes, header to footer; 0 = 16 MiB.
+     *  At least one page must fit; at most 4 GiB - 1. */
+    size_t max_bytes;
+    /** Allocator for the builder; NULL = malloc. Copied; see
+     *  segidx_allocator. */
+    const segidx_allocator *alloc;
+} segidx_segment_options;
+
+/** Default page size. */
+#define SEGIDX_DEFAULT_PAGE_SIZE 4096u
+/** Default (and usual) largest segment: 16 MiB. */
+#define SEGIDX_DEFAULT_SEGMENT_BYTES (16u << 20)
+/** Most pages one segment holds: local indexes fit u16. */
+#define SEGIDX_MAX_SEGMENT_PAGES 65535u
+/** Widest LSN span of one volume within one segment (rLSNs fit u16). */
+#define SEGIDX_MAX_LSN_SPAN 65535u
+
+/**
+ * @brief Where a page is: the answer of segidx_segment_find().
+ *
+ * `page` points into the buffer the segment was opened on (borrowed: valid
+ * while that buffer is and the segment is open; never free it), or is NULL
+ * for a segment opened from its tail only.
+ */
+typedef struct segidx_page_ref {
+    const void *page;  /**< page_size bytes, or NULL (tail-only open) */
+    uint32_t local;    /**< the page's rank in (vid, offset, lsn) order */
+    segidx_lsn lsn;    /**< the LSN of the version found */
+} segidx_page_ref;
+
+/** A segment being built. Not thread-safe: one thread at a time. */
+typedef struct segidx_segment_builder segidx_segment_builder;
+/** An open, immutable segment: read it from any number of threads. */
+typedef struct segidx_segment segidx_segment;
+
+/**
+ * @brief Create a builder.
+ * @param[in] opts NULL for 4096-byte pages and 16 MiB segments.
+ * @return the builder, owned by the caller, or NULL if `opts` is invalid
+ *         (page size not a power of two in range, max_bytes too small for
+ *         one page or above 4 GiB - 1) or an allocation failed.
+ */
+SEGIDX_API segidx_segment_builder *segidx_segment_builder_new(const segidx_segment_options *opts);
+
+/**
+ * @brief Add one page version. Pages may arrive in any order.
+ * @param[in] vid the volume; copied.
+ * @param[in] off the page offset, any u32.
+ * @param[in] lsn the version, >= 1.
+ * @param[in] page page_size bytes; copied, borrowed for the call only.
+ * @return #SEGIDX_OK;
+ *         #SEGIDX_EINVAL for NULL arguments, lsn 0, or a (vid, off, lsn)
+ *         already added;
+ *         #SEGIDX_EFULL if the segment with this page could exceed
+ *         max_bytes or 65535 pages (the size bound is exact up to the index,
+ *         whose worst case is counted);
+ *         #SEGIDX_ERANGE if the volume's LSN span would exceed 65535;
+ *         #SEGIDX_ENOMEM. After any error the builder is unchanged.
+ */
+SEGIDX_API int segidx_segment_builder_add(segidx_segment_builder *b, const segidx_vid *vid,
+                                          segidx_offset off, segidx_lsn lsn, const void *page);
+
+/** @brief The number of pages added so far. */
+SEGIDX_API uint32_t segidx_segment_builder_pages(const segidx_segment_builder *b);
+
+/**
+ * @brief The exact number of bytes segidx_segment_builder_finish() writes.
+ * @return that size, or 0 for a builder with no pages or if an allocation
+ *         failed while planning the index.
+ */
+SEGIDX_API size_t segidx_segment_builder_size(const segidx_segment_builder *b);
+
+/**
+ * @brief Write the segment. The same pages give the same bytes, whatever
+ *        order they were added in. The builder is unchanged and may be
+ *        finished again or reset.
+ * @param[in] sid the segment's id, written into it.
+ * @param[out] buf where to write; any alignment.
+ * @param[in] cap bytes available; at least segidx_segment_builder_size().
+ * @return #SEGIDX_OK; #SEGIDX_EINVAL for NULL arguments, no pages, or `cap`
+ *         too small (nothing is written then); #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_segment_builder_finish(segidx_segment_builder *b, const segidx_sid *sid,
+                                             void *buf, size_t cap);
+
+/** @brief Forget every page, keeping the options and the memory. */
+SEGIDX_API void segidx_segment_builder_reset(segidx_segment_builder *b);
+
+/** @brief Free a builder. Accepts NULL. */
+SEGIDX_API void segidx_segment_builder_free(segidx_segment_builder *b);
+
+/**
+ * @brief Open a segment in place (zero-copy).
+ *
+ * Validates everything a lookup relies on (see docs/FORMAT.md, "What open
+ * validates") in one pass over the index besides its checksum, and builds
+ * an O(volumes) table on the heap. Page bytes are not checked here; see
+ * segidx_segment_verify().
+ *
+ * @param[in] buf the whole segment, any alignment. Borrowed: it must stay
+ *            valid and unchanged until segidx_segment_close().
+ * @param[in] len its exact length.
+ * @param[out] out the segment, owned by the caller; set only on success.
+ * @return #SEGIDX_OK, #SEGIDX_ECORRUPT, #SEGIDX_EVERSION, #SEGIDX_EINVAL
+ *         (NULL arguments), #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_segment_open(const void *buf, size_t len, segidx_segment **out);
+
+/**
+ * @brief How many bytes from the end of a segment a host must read to open
+ *        it with segidx_segment_open_tail().
+ * @param[in] footer the last 64 bytes of the segment (#SEGIDX_SEGMENT_FOOTER_BYTES).
+ * @param[in] segment_len the segment's full length.
+ * @param[out] tail_len page checksums + index + footer.
+ * @return #SEGIDX_OK, #SEGIDX_ECORRUPT, #SEGIDX_EVERSION, #SEGIDX_EINVAL.
+ */
+SEGIDX_API int segidx_segment_tail_len(const void *footer, uint64_t segment_len,
+                                       size_t *tail_len);
+/** Bytes of a segment's footer. */
+#define SEGIDX_SEGMENT_FOOTER_BYTES 64u
+
+/**
+ * @brief Open a segment from its tail alone (page checksums, index,
+ *        footer), for hosts that range-read: find() then gives local
+ *        indexes with `page == NULL`, and segidx_segment_page_range() says
+ *        which bytes to fetch.
+ * @param[in] tail the last `tail_len` bytes of the segment; borrowed until
+ *            close. `tail_len` as segidx_segment_tail_len() gave it.
+ * @param[in] segment_len the segment's full length.
+ * @return as segidx_segment_open().
+ */
+SEGIDX_API int segidx_segment_open_tail(const void *tail, size_t tail_len, uint64_t segment_len,
+                                        segidx_segment **out);
+
+/**
+ * @brief Find the version of page `off` of volume `vid` with the highest
+ *        LSN <= `lsn`.
+ * @param[out] out where it is; set only on success.
+ * @return #SEGIDX_OK, or #SEGIDX_ENOTFOUND when the segment holds no such
+ *         version (unknown volume, unknown offset, every version newer).
+ *         Thread-safe; no allocation, no I/O.
+ */
+SEGIDX_API int segidx_segment_find(const segidx_segment *s, const segidx_vid *vid,
+                                   segidx_offset off, segidx_lsn lsn, segidx_page_ref *out);
+
+/**
+ * @brief The byte range of page `local` within the segment file.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL if `local` is not a page.
+ */
+SEGIDX_API int segidx_segment_page_range(const segidx_segment *s, uint32_t local,
+                                         uint64_t *offset, uint32_t *len);
+
+/**
+ * @brief Check one page's bytes against its checksum (for pages fetched
+ *        by range after a tail-only open).
+ * @param[in] page page_size bytes.
+ * @return #SEGIDX_OK, #SEGIDX_ECORRUPT, #SEGIDX_EINVAL.
+ */
+SEGIDX_API int segidx_segment_check_page(const segidx_segment *s, uint32_t local,
+                                         const void *page);
+
+/**
+ * @brief Full validation: what open checked, plus every page's checksum.
+ * @return #SEGIDX_OK, #SEGIDX_ECORRUPT, or #SEGIDX_EINVAL for a tail-only
+ *         segment (it has no pages to check).
+ */
+SEGIDX_API int segidx_segment_verify(const segidx_segment *s);
+
+/** @brief Close a segment; its buffer goes back to the host. Accepts NULL. */
+SEGIDX_API void segidx_segment_close(segidx_segment *s);
+
+/** Offset encodings of a volume in a segment's index (docs/FORMAT.md). */
+enum segidx_offset_encoding {
+    SEGIDX_OFFSETS_RANGE = 0,       /**< contiguous: no bytes */
+    SEGIDX_OFFSETS_BITMAP = 1,      /**< dense: bitmap + rank samples */
+    SEGIDX_OFFSETS_ELIAS_FANO = 2   /**< sparse: Elias-Fano + select samples */
+};
+
+/** @brief A segment as a whole. */
+typedef struct segidx_segment_stats {
+    segidx_sid sid;
+    uint32_t page_size;
+    uint32_t page_count;
+    uint32_t volume_count;
+    size_t index_bytes;    /**< the index alone (volume table + data) */
+    uint64_t segment_bytes;
+} segidx_segment_stats;
+
+/** @brief Fill `out` with the segment's figures. */
+SEGIDX_API void segidx_segment_stats_get(const segidx_segment *s, segidx_segment_stats *out);
+
+/** @brief One volume of a segment. */
+typedef struct segidx_segment_volume {
+    segidx_vid vid;
+    uint32_t first_page;      /**< local index of its first page */
+    uint32_t page_count;
+    uint32_t offset_count;    /**< distinct offsets */
+    segidx_offset first_offset, last_offset;
+    segidx_lsn min_lsn, max_lsn;
+    int offset_encoding;      /**< enum segidx_offset_encoding */
+    unsigned rlsn_width;      /**< 0, 1 or 2 bytes per page */
+    size_t index_bytes;       /**< its table entry and data */
+} segidx_segment_volume;
+
+/**
+ * @brief Volume `i` (0 <= i < volume_count) in vid order.
+ * @return #SEGIDX_OK or #SEGIDX_EINVAL.
+ */
+SEGIDX_API int segidx_segment_volume_get(const segidx_segment *s, uint32_t i,
+                                         segidx_segment_volume *out);
+
+/** @brief One page of a segment, as segidx_segment_iterate() sees it. */
+typedef struct segidx_segment_page {
+    const segidx_vid *vid;    /**< borrowed for the callback */
+    segidx_offset offset;
+    segidx_lsn lsn;
+    uint32_t local;
+    const void *page;         /**< NULL for a tail-only segment */
+} segidx_segment_page;
+
+/**
+ * @brief Visit every page in (vid, offset, lsn) order, which is local order.
+ * @param[in] vid NULL for every volume, or just this one.
+ * @return 0, the first non-zero value `fn` returned, or #SEGIDX_ENOTFOUND
+ *         for a `vid` the segment lacks.
+ */
+SEGIDX_API int segidx_segment_iterate(const segidx_segment *s, const segidx_vid *vid,
+                                      int (*fn)(void *ctx, const segidx_segment_page *p),
+                                      void *ctx);
+
+/**
+ * @brief The offsets of the pages this segment holds for volume `vid` at
+ *        exactly LSN `lsn`: what segidx_volume_commit() records for it.
+ * @param[out] out a new set, owned by the caller (empty when there are none).
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_segment_offsets(const segidx_segment *s, const segidx_vid *vid,
+                                      segidx_lsn lsn, segidx_offset_set **out);
+
 #ifdef __cplusplus
 }
 #endif

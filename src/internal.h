@@ -45,4 +45,14 @@ static inline void segidx__store64(uint8_t *p, uint64_t v)
 /* XXH3-64 of a byte range, the one checksum every format uses (seed 0). */
 uint64_t segidx__xxh3(const void *p, size_t n);
 
+
+
+/* The host's allocator, or libc's when `a` is NULL. Sizes travel with every
+ * call so that arena allocators need no headers. */
+void *segidx__alloc(const segidx_allocator *a, size_t size);
+void *segidx__resize(const segidx_allocator *a, void *ptr, size_t old_size, size_t new_size);
+void segidx__release(const segidx_allocator *a, void *ptr, size_t size);
+/* alloc, zeroed, with the count * size overflow check calloc would make. */
+void *segidx__alloc_array(const segidx_allocator *a, size_t count, size_t size);
+
 #endif

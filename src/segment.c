@@ -1,0 +1,758 @@
+/* Reading a segment in place: open (validate everything a lookup relies
+ * on), find, verify, iterate. docs/FORMAT.md is the reference.
+ *
+ * Open decodes the volume table into `struct volume` (O(volumes) heap) and
+ * checks every volume's data once; after that, find() trusts the bytes and
+ * does no bounds checks. */
+#include "segment_format.h"
+
+#include <stdlib.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* A volume as open decoded and validated it. */
+struct volume {
+    segidx_vid vid;
+    uint64_t base_lsn, max_lsn;
+    uint32_t first_page, pages, offsets;
+    uint32_t first_offset, span;
+    uint8_t encoding, width, low_bits;
+    bool versions;
+    const uint8_t *words;    /* bitmap words, or Elias-Fano high words */
+    const uint8_t *samples;  /* rank (bitmap) or select (Elias-Fano) samples */
+    const uint8_t *low;      /* Elias-Fano low bits */
+    const uint8_t *ranks;    /* version ranks, u16 each, or NULL */
+    const uint8_t *rlsn;     /* width bytes a page */
+    size_t index_bytes;
+};
+
+#define NO_VOLUME 0xFFFFu
+
+struct segidx_segment {
+    const uint8_t *pages;    /* NULL when opened from the tail */
+    const uint8_t *sums;
+    const uint8_t *index;
+    size_t index_len;
+    uint64_t segment_len;
+    uint32_t page_size, page_count, volume_count;
+    segidx_sid sid;
+    struct volume *volumes;
+    uint16_t *slots;         /* vid hash table: volume index or NO_VOLUME */
+    uint32_t slot_mask;
+    uint64_t seed;
+};
+
+/* ------------------------------------------------------------ lookups */
+
+static uint64_t vid_hash(const segidx_segment *s, const segidx_vid *vid)
+{
+    return XXH3_64bits_withSeed(vid->bytes, sizeof vid->bytes, s->seed);
+}
+
+static const struct volume *volume_lookup(const segidx_segment *s, const segidx_vid *vid)
+{
+    uint32_t i = (uint32_t)vid_hash(s, vid) & s->slot_mask;
+    for (;;) { /* the table is at most half full: an empty slot ends it */
+        uint16_t v = s->slots[i];
+        if (v == NO_VOLUME)
+            return NULL;
+        if (memcmp(s->volumes[v].vid.bytes, vid->bytes, 16) == 0)
+            return &s->volumes[v];
+        i = (i + 1) & s->slot_mask;
+    }
+}
+
+static inline uint64_t low_mask(unsigned bits)
+{
+    return bits >= 64 ? ~0ull : (1ull << bits) - 1;
+}
+
+/* Element i's low bits. The 8-byte load may reach past the low bits into
+ * the high words or the footer, never past the segment (FORMAT.md). */
+static inline uint64_t ef_low(const struct volume *v, uint64_t i)
+{
+    uint64_t bit = i * v->low_bits;
+    return segidx__load64(v->low + bit / 8) >> (bit % 8) & low_mask(v->low_bits);
+}
+
+static inline unsigned select_in_word(uint64_t w, unsigned r)
+{
+    while (r--)
+        w &= w - 1;
+    return (unsigned)__builtin_ctzll(w);
+}
+
+/* Bit position of zero number z of the high bits (z < buckets). */
+static uint64_t ef_select0(const struct volume *v, uint64_t z)
+{
+    uint64_t k = z / EF_ZEROS_PER_SAMPLE;
+    uint64_t pos = k * EF_ZEROS_PER_SAMPLE + segidx__load16(v->samples + 2 * k);
+    unsigned r = (unsigned)(z % EF_ZEROS_PER_SAMPLE);
+    uint64_t wi = pos / 64;
+    uint64_t w = ~segidx__load64(v->words + 8 * wi) & (~0ull << (pos % 64));
+    for (unsigned c; r >= (c = (unsigned)__builtin_popcountll(w));) {
+        r -= c;
+        w = ~segidx__load64(v->words + 8 * ++wi);
+    }
+    return wi * 64 + select_in_word(w, r);
+}
+
+/* The rank of x among the volume's offsets, or -1. */
+static int64_t ef_rank(const struct volume *v, uint64_t x)
+{
+    uint64_t h = x >> v->low_bits, want = x & low_mask(v->low_bits);
+    uint64_t pos = h ? ef_select0(v, h - 1) + 1 : 0;
+    for (uint64_t i = pos - h;; pos++, i++) {
+        if (!(segidx__load64(v->words + 8 * (pos / 64)) >> (pos % 64) & 1))
+            return -1; /* end of bucket h */
+        uint64_t got = ef_low(v, i);
+        if (got == want)
+            return (int64_t)i;
+        if (got > want)
+            return -1;
+    }
+}
+
+static int64_t bitmap_rank(const struct volume *v, uint64_t x)
+{
+    uint64_t wi = x / 64;
+    uint64_t w = segidx__load64(v->words + 8 * wi);
+    if (!(w >> (x % 64) & 1))
+        return -1;
+    uint64_t block = wi / BITMAP_WORDS_PER_SAMPLE;
+    uint64_t rank = segidx__load16(v->samples + 2 * block);
+    for (uint64_t j = block * BITMAP_WORDS_PER_SAMPLE; j < wi; j++)
+        rank += (uint64_t)__builtin_popcountll(segidx__load64(v->words + 8 * j));
+    return (int64_t)(rank + (uint64_t)__builtin_popcountll(w & low_mask(x % 64)));
+}
+
+static int64_t offset_rank(const struct volume *v, uint64_t x)
+{
+    switch (v->encoding) {
+    case SEGIDX_OFFSETS_RANGE: return (int64_t)x;
+    case SEGIDX_OFFSETS_BITMAP: return bitmap_rank(v, x);
+    default: return ef_rank(v, x);
+    }
+}
+
+static inline uint64_t rlsn_at(const struct volume *v, uint32_t page)
+{
+    switch (v->width) {
+    case 0: return 0;
+    case 1: return v->rlsn[page];
+    default: return segidx__load16(v->rlsn + 2 * (size_t)page);
+    }
+}
+
+/* The pages [first, end) of the offset with rank i, relative to the volume. */
+static inline void offset_pages(const struct volume *v, uint64_t i, uint32_t *first, uint32_t *end)
+{
+    if (!v->versions) {
+        *first = (uint32_t)i;
+        *end = (uint32_t)i + 1;
+        return;
+    }
+    *first = segidx__load16(v->ranks + 2 * i);
+    *end = i + 1 < v->offsets ? segidx__load16(v->ranks + 2 * (i + 1)) : v->pages;
+}
+
+int segidx_segment_find(const segidx_segment *s, const segidx_vid *vid, segidx_offset off,
+                        segidx_lsn lsn, segidx_page_ref *out)
+{
+    if (!s || !vid || !out)
+        return SEGIDX_EINVAL;
+    const struct volume *v = volume_lookup(s, vid);
+    if (!v || lsn < v->base_lsn || off < v->first_offset || off - v->first_offset > v->span)
+        return SEGIDX_ENOTFOUND;
+    int64_t i = offset_rank(v, off - v->first_offset);
+    if (i < 0)
+        return SEGIDX_ENOTFOUND;
+    uint32_t page, end;
+    offset_pages(v, (uint64_t)i, &page, &end);
+    uint64_t at = v->base_lsn + rlsn_at(v, page);
+    if (at > lsn)
+        return SEGIDX_ENOTFOUND;
+    while (page + 1 < end) { /* newer versions, oldest first */
+        uint64_t next = at + rlsn_at(v, page + 1);
+        if (next > lsn)
+            break;
+        at = next;
+        page++;
+    }
+    uint32_t local = v->first_page + page;
+    out->local = local;
+    out->lsn = at;
+    out->page = s->pages ? s->pages + (size_t)local * s->page_size : NULL;
+    return SEGIDX_OK;
+}
+
+/* ------------------------------------------------------------ validation */
+
+/* A bounded reader over the index. */
+struct cursor {
+    const uint8_t *p, *end;
+};
+
+static bool take(struct cursor *c, uint64_t n, const uint8_t **out)
+{
+    if (n > (uint64_t)(c->end - c->p))
+        return false;
+    *out = c->p;
+    c->p += n;
+    return true;
+}
+
+/* A minimal LEB128 varint no larger than `max`. */
+static bool read_varint(struct cursor *c, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (c->p == c->end)
+            return false;
+        uint8_t byte = *c->p++;
+        uint64_t group = byte & 0x7Fu;
+        if (shift == 63 && group > 1)
+            return false; /* overflows u64 */
+        v |= group << shift;
+        if (!(byte & 0x80)) {
+            if (shift && group == 0)
+                return false; /* a redundant zero group */
+            *out = v;
+            return v <= max;
+        }
+    }
+    return false;
+}
+
+static int read_volume_entry(struct cursor *c, struct volume *v, uint64_t *pages_left)
+{
+    const uint8_t *vid;
+    uint64_t base, pages, offsets, first, span;
+    if (!take(c, 16, &vid) || !read_varint(c, UINT64_MAX, &base) || base == 0 ||
+        !read_varint(c, *pages_left, &pages) || pages == 0 ||
+        !read_varint(c, pages, &offsets) || offsets == 0 ||
+        !read_varint(c, UINT32_MAX, &first) || !read_varint(c, UINT32_MAX - first, &span) ||
+        c->p == c->end)
+        return SEGIDX_ECORRUPT;
+    uint8_t kind = *c->p++;
+    unsigned width = (kind & KIND_WIDTH_MASK) >> KIND_WIDTH_SHIFT;
+    unsigned enc = kind & KIND_ENCODING_MASK;
+    if ((kind & ~KIND_KNOWN_BITS) || width > 2 || enc > SEGIDX_OFFSETS_ELIAS_FANO ||
+        offsets > span + 1)
+        return SEGIDX_ECORRUPT;
+    memcpy(v->vid.bytes, vid, 16);
+    v->base_lsn = base;
+    v->pages = (uint32_t)pages;
+    v->offsets = (uint32_t)offsets;
+    v->first_offset = (uint32_t)first;
+    v->span = (uint32_t)span;
+    v->encoding = (uint8_t)enc;
+    v->width = (uint8_t)width;
+    v->versions = kind & KIND_VERSIONS;
+    v->low_bits = (uint8_t)ef_low_bits(offsets, span);
+    *pages_left -= pages;
+    return SEGIDX_OK;
+}
+
+static int check_bitmap(const struct volume *v)
+{
+    uint64_t words = bitmap_words(v->span), ones = 0;
+    for (uint64_t w = 0; w < words; w++) {
+        if (w % BITMAP_WORDS_PER_SAMPLE == 0 &&
+            segidx__load16(v->samples + 2 * (w / BITMAP_WORDS_PER_SAMPLE)) != ones)
+            return SEGIDX_ECORRUPT;
+        ones += (uint64_t)__builtin_popcountll(segidx__load64(v->words + 8 * w));
+    }
+    uint64_t last = segidx__load64(v->words + 8 * (words - 1));
+    unsigned top = v->span % 64;
+    bool ok = ones == v->offsets && (segidx__load64(v->words) & 1) && (last >> top & 1) &&
+              (top == 63 || last >> top >> 1 == 0);
+    return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* Walks the high bits in order: every set bit is the next element, whose
+ * value must rise strictly; every zero closes a bucket and is checked
+ * against its select sample. */
+struct ef_walk {
+    const struct volume *v;
+    uint64_t ones, zeros;
+    int64_t prev;
+};
+
+static bool ef_zeros(struct ef_walk *e, uint64_t pos, uint64_t count)
+{
+    /* The sampled zeros among zeros [e->zeros, e->zeros + count). */
+    uint64_t z = div_ceil(e->zeros, EF_ZEROS_PER_SAMPLE) * EF_ZEROS_PER_SAMPLE;
+    for (; z < e->zeros + count; z += EF_ZEROS_PER_SAMPLE) {
+        uint64_t at = pos + (z - e->zeros);
+        if (segidx__load16(e->v->samples + 2 * (z / EF_ZEROS_PER_SAMPLE)) != at - z)
+            return false;
+    }
+    e->zeros += count;
+    return true;
+}
+
+static bool ef_one(struct ef_walk *e)
+{
+    const struct volume *v = e->v;
+    if (e->ones >= v->offsets)
+        return false;
+    uint64_t value = e->zeros << v->low_bits | ef_low(v, e->ones);
+    if (value > v->span || (int64_t)value <= e->prev || (e->ones == 0 && value != 0))
+        return false;
+    e->prev = (int64_t)value;
+    e->ones++;
+    return true;
+}
+
+static int check_elias_fano(const struct volume *v)
+{
+    unsigned l = v->low_bits;
+    uint64_t n = v->offsets, buckets = ef_buckets(v->span, l), bits = n + buckets;
+    struct ef_walk e = { v, 0, 0, -1 };
+    for (uint64_t wi = 0; wi < div_ceil(bits, 64); wi++) {
+        uint64_t w = segidx__load64(v->words + 8 * wi);
+        unsigned valid = bits - wi * 64 >= 64 ? 64 : (unsigned)(bits - wi * 64);
+        if (valid < 64 && w >> valid)
+            return SEGIDX_ECORRUPT; /* padding */
+        for (unsigned at = 0; at < valid;) {
+            uint64_t rest = w >> at;
+            unsigned gap = rest ? (unsigned)__builtin_ctzll(rest) : 64;
+            if (gap > valid - at)
+                gap = valid - at;
+            if (!ef_zeros(&e, wi * 64 + at, gap))
+                return SEGIDX_ECORRUPT;
+            at += gap;
+            if (at < valid) {
+                if (!ef_one(&e))
+                    return SEGIDX_ECORRUPT;
+                at++;
+            }
+        }
+    }
+    uint64_t low_bits = n * l;
+    if (low_bits % 8 && v->low[low_bits / 8] >> (low_bits % 8))
+        return SEGIDX_ECORRUPT; /* padding of the low bits */
+    bool ok = e.ones == n && e.zeros == buckets && e.prev == (int64_t)v->span;
+    return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* Version ranks and LSN lists: ranks rise strictly from 0, every list
+ * rises strictly, and no LSN overflows u64. Sets max_lsn. */
+static int check_versions(struct volume *v)
+{
+    if (!v->versions && v->offsets != v->pages)
+        return SEGIDX_ECORRUPT;
+    if (v->width == 0 && v->offsets != v->pages)
+        return SEGIDX_ECORRUPT; /* one LSN for all: one version each */
+    uint64_t max = v->base_lsn, min_first = UINT64_MAX;
+    for (uint64_t i = 0; i < v->offsets; i++) {
+        uint32_t page, end;
+        if (v->versions) {
+            page = segidx__load16(v->ranks + 2 * i);
+            end = i + 1 < v->offsets ? segidx__load16(v->ranks + 2 * (i + 1)) : v->pages;
+            if ((i == 0 && page != 0) || end <= page || end > v->pages)
+                return SEGIDX_ECORRUPT;
+        } else {
+            page = (uint32_t)i;
+            end = page + 1;
+        }
+        uint64_t first = rlsn_at(v, page), at = v->base_lsn + first;
+        if (first > UINT64_MAX - v->base_lsn)
+            return SEGIDX_ECORRUPT;
+        if (first < min_first)
+            min_first = first;
+        for (page++; page < end; page++) {
+            uint64_t d = rlsn_at(v, page);
+            if (d == 0 || d > UINT64_MAX - at)
+                return SEGIDX_ECORRUPT;
+            at += d;
+        }
+        if (at > max)
+            max = at;
+    }
+    if (min_first != 0)
+        return SEGIDX_ECORRUPT; /* base_lsn is the smallest LSN */
+    v->max_lsn = max;
+    return SEGIDX_OK;
+}
+
+/* Place the volume's data parts at the cursor and validate them. */
+static int read_volume_data(struct cursor *c, struct volume *v)
+{
+    const uint8_t *start = c->p, *unused;
+    bool ok = true;
+    if (v->encoding == SEGIDX_OFFSETS_RANGE) {
+        ok = (uint64_t)v->offsets == (uint64_t)v->span + 1;
+    } else if (v->encoding == SEGIDX_OFFSETS_BITMAP) {
+        uint64_t words = bitmap_words(v->span);
+        ok = take(c, 8 * words, &v->words) &&
+             take(c, 2 * div_ceil(words, BITMAP_WORDS_PER_SAMPLE), &v->samples);
+    } else {
+        unsigned l = v->low_bits;
+        ok = take(c, ef_low_bytes(v->offsets, l), &v->low) &&
+             take(c, 8 * ef_high_words(v->offsets, v->span, l), &v->words) &&
+             take(c, 2 * ef_sample_count(v->span, l), &v->samples);
+    }
+    v->ranks = NULL;
+    if (ok && v->versions)
+        ok = take(c, 2ull * v->offsets, &v->ranks);
+    if (!ok || !take(c, (uint64_t)v->width * v->pages, &unused))
+        return SEGIDX_ECORRUPT;
+    v->rlsn = unused;
+    v->index_bytes = (size_t)(c->p - start);
+
+    int rc = SEGIDX_OK;
+    if (v->encoding == SEGIDX_OFFSETS_BITMAP)
+        rc = check_bitmap(v);
+    else if (v->encoding == SEGIDX_OFFSETS_ELIAS_FANO)
+        rc = check_elias_fano(v);
+    return rc ? rc : check_versions(v);
+}
+
+static int build_vid_table(segidx_segment *s)
+{
+    uint32_t size = 16;
+    while (size < 2 * s->volume_count)
+        size *= 2;
+    s->slots = malloc(size * sizeof *s->slots);
+    if (!s->slots)
+        return SEGIDX_ENOMEM;
+    memset(s->slots, 0xFF, size * sizeof *s->slots);
+    s->slot_mask = size - 1;
+    for (uint32_t v = 0; v < s->volume_count; v++) {
+        uint32_t i = (uint32_t)vid_hash(s, &s->volumes[v].vid) & s->slot_mask;
+        while (s->slots[i] != NO_VOLUME)
+            i = (i + 1) & s->slot_mask;
+        s->slots[i] = (uint16_t)v;
+    }
+    return SEGIDX_OK;
+}
+
+static int read_index(segidx_segment *s)
+{
+    struct cursor c = { s->index, s->index + s->index_len };
+    uint64_t pages_left = s->page_count;
+    for (uint32_t v = 0; v < s->volume_count; v++) {
+        struct volume *vol = &s->volumes[v];
+        const uint8_t *entry = c.p;
+        if (read_volume_entry(&c, vol, &pages_left))
+            return SEGIDX_ECORRUPT;
+        if (v && memcmp(s->volumes[v - 1].vid.bytes, vol->vid.bytes, 16) >= 0)
+            return SEGIDX_ECORRUPT; /* vids strictly increasing */
+        vol->first_page = s->page_count - (uint32_t)pages_left - vol->pages;
+        vol->index_bytes = (size_t)(c.p - entry);
+    }
+    if (pages_left)
+        return SEGIDX_ECORRUPT;
+    for (uint32_t v = 0; v < s->volume_count; v++) {
+        size_t entry_bytes = s->volumes[v].index_bytes;
+        int rc = read_volume_data(&c, &s->volumes[v]);
+        if (rc)
+            return rc;
+        s->volumes[v].index_bytes += entry_bytes;
+    }
+    return c.p == c.end ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* ------------------------------------------------------------ open */
+
+static int check_footer(const uint8_t *f, uint64_t segment_len)
+{
+    if (memcmp(f + FOOT_MAGIC, seg_footer_magic, 4) != 0)
+        return SEGIDX_ECORRUPT;
+    if (segidx__load16(f + FOOT_VERSION) != SEG_VERSION)
+        return SEGIDX_EVERSION;
+    uint32_t page_size = segidx__load32(f + FOOT_PAGE_SIZE);
+    uint32_t pages = segidx__load32(f + FOOT_PAGE_COUNT);
+    uint32_t volumes = segidx__load32(f + FOOT_VOLUME_COUNT);
+    uint64_t index_offset = segidx__load64(f + FOOT_INDEX_OFFSET);
+    uint64_t index_len = segidx__load32(f + FOOT_INDEX_LEN);
+    bool ok = segidx__load16(f + FOOT_FLAGS) == 0 && page_size >= SEG_MIN_PAGE_SIZE &&
+              page_size <= SEG_MAX_PAGE_SIZE && !(page_size & (page_size - 1)) &&
+              pages >= 1 && pages <= SEGIDX_MAX_SEGMENT_PAGES && volumes >= 1 &&
+              volumes <= pages && index_offset == seg_index_offset(pages, page_size) &&
+              segment_len == index_offset + index_len + SEG_FOOTER_BYTES &&
+              segment_len <= SEG_MAX_BYTES && (uint64_t)volumes * 22 <= index_len;
+    return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+int segidx_segment_tail_len(const void *footer, uint64_t segment_len, size_t *tail_len)
+{
+    if (!footer || !tail_len)
+        return SEGIDX_EINVAL;
+    const uint8_t *f = footer;
+    int rc = check_footer(f, segment_len);
+    if (rc)
+        return rc;
+    *tail_len = (size_t)(segment_len - SEG_HEADER_BYTES -
+                         (uint64_t)segidx__load32(f + FOOT_PAGE_COUNT) *
+                             segidx__load32(f + FOOT_PAGE_SIZE));
+    return SEGIDX_OK;
+}
+
+static void segment_free(segidx_segment *s)
+{
+    if (!s)
+        return;
+    free(s->volumes);
+    free(s->slots);
+    free(s);
+}
+
+/* Open from the tail: [page checksums][index][footer], `tail_len` bytes. */
+static int open_tail(const uint8_t *tail, size_t tail_len, uint64_t segment_len,
+                     segidx_segment **out)
+{
+    if (tail_len < SEG_FOOTER_BYTES)
+        return SEGIDX_ECORRUPT;
+    const uint8_t *f = tail + tail_len - SEG_FOOTER_BYTES;
+    size_t want;
+    int rc = segidx_segment_tail_len(f, segment_len, &want);
+    if (rc)
+        return rc;
+    if (want != tail_len)
+        return SEGIDX_ECORRUPT;
+    size_t index_len = segidx__load32(f + FOOT_INDEX_LEN);
+    if (segidx__load64(f + FOOT_SUM) != segidx__xxh3(f - index_len, index_len + FOOT_SUM))
+        return SEGIDX_ECORRUPT;
+
+    segidx_segment *s = calloc(1, sizeof *s);
+    if (!s)
+        return SEGIDX_ENOMEM;
+    s->page_size = segidx__load32(f + FOOT_PAGE_SIZE);
+    s->page_count = segidx__load32(f + FOOT_PAGE_COUNT);
+    s->volume_count = segidx__load32(f + FOOT_VOLUME_COUNT);
+    s->segment_len = segment_len;
+    s->sums = tail;
+    s->index = f - index_len;
+    s->index_len = index_len;
+    s->seed = (uint64_t)(uintptr_t)s; /* differs per open: no fixed worst case */
+    memcpy(s->sid.bytes, f + FOOT_SID, 16);
+    s->volumes = calloc(s->volume_count, sizeof *s->volumes);
+    if (!s->volumes)
+        rc = SEGIDX_ENOMEM;
+    if (!rc)
+        rc = read_index(s);
+    if (!rc)
+        rc = build_vid_table(s);
+    if (rc) {
+        segment_free(s);
+        return rc;
+    }
+    *out = s;
+    return SEGIDX_OK;
+}
+
+int segidx_segment_open_tail(const void *tail, size_t tail_len, uint64_t segment_len,
+                             segidx_segment **out)
+{
+    if (!tail || !out)
+        return SEGIDX_EINVAL;
+    return open_tail(tail, tail_len, segment_len, out);
+}
+
+/* The header must be what the footer says, byte for byte where it repeats
+ * it, and hash to the footer's header_checksum. */
+static int check_header(const uint8_t *h, const uint8_t *f)
+{
+    if (memcmp(h, seg_header_magic, 4) != 0)
+        return SEGIDX_ECORRUPT;
+    if (segidx__load16(h + HEAD_VERSION) != SEG_VERSION)
+        return SEGIDX_EVERSION;
+    static const uint8_t zeros[SEG_HEADER_BYTES - HEAD_RESERVED];
+    bool ok = segidx__load16(h + HEAD_FLAGS) == 0 &&
+              segidx__load32(h + HEAD_PAGE_SIZE) == segidx__load32(f + FOOT_PAGE_SIZE) &&
+              segidx__load32(h + HEAD_PAGE_COUNT) == segidx__load32(f + FOOT_PAGE_COUNT) &&
+              segidx__load32(h + HEAD_VOLUME_COUNT) == segidx__load32(f + FOOT_VOLUME_COUNT) &&
+              segidx__load32(h + HEAD_INDEX_LEN) == segidx__load32(f + FOOT_INDEX_LEN) &&
+              memcmp(h + HEAD_SID, f + FOOT_SID, 16) == 0 &&
+              memcmp(h + HEAD_RESERVED, zeros, sizeof zeros) == 0 &&
+              segidx__load64(f + FOOT_HEADER_SUM) == segidx__xxh3(h, SEG_HEADER_BYTES);
+    return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+int segidx_segment_open(const void *buf, size_t len, segidx_segment **out)
+{
+    if (!buf || !out)
+        return SEGIDX_EINVAL;
+    const uint8_t *p = buf;
+    if (len < SEG_HEADER_BYTES + SEG_FOOTER_BYTES)
+        return SEGIDX_ECORRUPT;
+    const uint8_t *f = p + len - SEG_FOOTER_BYTES;
+    size_t tail_len;
+    int rc = segidx_segment_tail_len(f, len, &tail_len);
+    if (!rc)
+        rc = check_header(p, f);
+    segidx_segment *s = NULL;
+    if (!rc)
+        rc = open_tail(p + len - tail_len, tail_len, len, &s);
+    if (rc)
+        return rc;
+    s->pages = p + SEG_HEADER_BYTES;
+    *out = s;
+    return SEGIDX_OK;
+}
+
+void segidx_segment_close(segidx_segment *s)
+{
+    segment_free(s);
+}
+
+/* ------------------------------------------------------------ pages */
+
+int segidx_segment_page_range(const segidx_segment *s, uint32_t local, uint64_t *offset,
+                              uint32_t *len)
+{
+    if (!s || !offset || !len || local >= s->page_count)
+        return SEGIDX_EINVAL;
+    *offset = SEG_HEADER_BYTES + (uint64_t)local * s->page_size;
+    *len = s->page_size;
+    return SEGIDX_OK;
+}
+
+int segidx_segment_check_page(const segidx_segment *s, uint32_t local, const void *page)
+{
+    if (!s || !page || local >= s->page_count)
+        return SEGIDX_EINVAL;
+    uint64_t want = segidx__load64(s->sums + 8 * (size_t)local);
+    return segidx__xxh3(page, s->page_size) == want ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+int segidx_segment_verify(const segidx_segment *s)
+{
+    if (!s || !s->pages)
+        return SEGIDX_EINVAL;
+    for (uint32_t i = 0; i < s->page_count; i++) {
+        int rc = segidx_segment_check_page(s, i, s->pages + (size_t)i * s->page_size);
+        if (rc)
+            return rc;
+    }
+    return SEGIDX_OK;
+}
+
+/* ------------------------------------------------------------ walking */
+
+void segidx_segment_stats_get(const segidx_segment *s, segidx_segment_stats *out)
+{
+    if (!s || !out)
+        return;
+    out->sid = s->sid;
+    out->page_size = s->page_size;
+    out->page_count = s->page_count;
+    out->volume_count = s->volume_count;
+    out->index_bytes = s->index_len;
+    out->segment_bytes = s->segment_len;
+}
+
+int segidx_segment_volume_get(const segidx_segment *s, uint32_t i, segidx_segment_volume *out)
+{
+    if (!s || !out || i >= s->volume_count)
+        return SEGIDX_EINVAL;
+    const struct volume *v = &s->volumes[i];
+    *out = (segidx_segment_volume){
+        .vid = v->vid,
+        .first_page = v->first_page,
+        .page_count = v->pages,
+        .offset_count = v->offsets,
+        .first_offset = v->first_offset,
+        .last_offset = v->first_offset + v->span,
+        .min_lsn = v->base_lsn,
+        .max_lsn = v->max_lsn,
+        .offset_encoding = v->encoding,
+        .rlsn_width = v->width,
+        .index_bytes = v->index_bytes,
+    };
+    return SEGIDX_OK;
+}
+
+/* Sequential decoding of a volume's offsets, in rank order. */
+struct offset_walk {
+    const struct volume *v;
+    uint64_t rank, pos;  /* pos: next bit (bitmap) or high bit (Elias-Fano) */
+};
+
+static uint64_t next_offset(struct offset_walk *w)
+{
+    const struct volume *v = w->v;
+    uint64_t x;
+    if (v->encoding == SEGIDX_OFFSETS_RANGE) {
+        x = w->rank;
+    } else {
+        while (!(segidx__load64(v->words + 8 * (w->pos / 64)) >> (w->pos % 64) & 1))
+            w->pos++;
+        x = v->encoding == SEGIDX_OFFSETS_BITMAP
+                ? w->pos
+                : (w->pos - w->rank) << v->low_bits | ef_low(v, w->rank);
+        w->pos++;
+    }
+    w->rank++;
+    return v->first_offset + x;
+}
+
+typedef int (*page_fn)(void *ctx, const segidx_segment_page *p);
+
+static int iterate_volume(const segidx_segment *s, const struct volume *v, page_fn fn, void *ctx)
+{
+    struct offset_walk w = { v, 0, 0 };
+    for (uint64_t i = 0; i < v->offsets; i++) {
+        segidx_segment_page p = { &v->vid, (segidx_offset)next_offset(&w), v->base_lsn, 0, NULL };
+        uint32_t page, end;
+        offset_pages(v, i, &page, &end);
+        for (uint32_t k = page; k < end; k++) {
+            p.lsn = (k == page ? v->base_lsn : p.lsn) + rlsn_at(v, k);
+            p.local = v->first_page + k;
+            p.page = s->pages ? s->pages + (size_t)p.local * s->page_size : NULL;
+            int rc = fn(ctx, &p);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int segidx_segment_iterate(const segidx_segment *s, const segidx_vid *vid, page_fn fn, void *ctx)
+{
+    if (!s || !fn)
+        return SEGIDX_EINVAL;
+    if (vid) {
+        const struct volume *v = volume_lookup(s, vid);
+        return v ? iterate_volume(s, v, fn, ctx) : SEGIDX_ENOTFOUND;
+    }
+    for (uint32_t i = 0; i < s->volume_count; i++) {
+        int rc = iterate_volume(s, &s->volumes[i], fn, ctx);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+struct offsets_at {
+    segidx_lsn lsn;
+    segidx_offset_set *set;
+};
+
+static int add_if_at(void *ctx, const segidx_segment_page *p)
+{
+    struct offsets_at *a = ctx;
+    return p->lsn == a->lsn ? segidx_offset_set_add(a->set, p->offset) : 0;
+}
+
+int segidx_segment_offsets(const segidx_segment *s, const segidx_vid *vid, segidx_lsn lsn,
+                           segidx_offset_set **out)
+{
+    if (!s || !vid || !out)
+        return SEGIDX_EINVAL;
+    struct offsets_at a = { lsn, segidx_offset_set_new() };
+    if (!a.set)
+        return SEGIDX_ENOMEM;
+    const struct volume *v = volume_lookup(s, vid);
+    int rc = v ? iterate_volume(s, v, add_if_at, &a) : 0;
+    if (rc) {
+        segidx_offset_set_free(a.set);
+        return rc;
+    }
+    *out = a.set;
+    return SEGIDX_OK;
+}

@@ -1,0 +1,150 @@
+/* The segment format's constants and the arithmetic both its writer and its
+ * reader need, so that the two cannot disagree. docs/FORMAT.md is the
+ * reference; this file follows it. */
+#ifndef SEGIDX_SEGMENT_FORMAT_H
+#define SEGIDX_SEGMENT_FORMAT_H
+
+#include "internal.h"
+
+#define SEG_HEADER_BYTES 64u
+#define SEG_FOOTER_BYTES SEGIDX_SEGMENT_FOOTER_BYTES
+#define SEG_PAGE_SUM_BYTES 8u
+#define SEG_VERSION 1u
+#define SEG_MIN_PAGE_SIZE 512u
+#define SEG_MAX_PAGE_SIZE 65536u
+#define SEG_MAX_BYTES 0xFFFFFFFFu
+
+static const uint8_t seg_header_magic[4] = { 'S', 'X', 'S', 'G' };
+static const uint8_t seg_footer_magic[4] = { 'S', 'X', 'S', 'F' };
+
+/* Footer field positions. */
+#define FOOT_INDEX_OFFSET 0
+#define FOOT_INDEX_LEN 8
+#define FOOT_PAGE_COUNT 12
+#define FOOT_VOLUME_COUNT 16
+#define FOOT_PAGE_SIZE 20
+#define FOOT_SID 24
+#define FOOT_HEADER_SUM 40
+#define FOOT_SUM 48
+#define FOOT_VERSION 56
+#define FOOT_FLAGS 58
+#define FOOT_MAGIC 60
+
+/* Header field positions. */
+#define HEAD_VERSION 4
+#define HEAD_FLAGS 6
+#define HEAD_PAGE_SIZE 8
+#define HEAD_PAGE_COUNT 12
+#define HEAD_VOLUME_COUNT 16
+#define HEAD_INDEX_LEN 20
+#define HEAD_SID 24
+#define HEAD_RESERVED 40
+
+/* The kind byte of a volume entry. */
+#define KIND_ENCODING_MASK 0x03u
+#define KIND_WIDTH_SHIFT 2
+#define KIND_WIDTH_MASK 0x0Cu
+#define KIND_VERSIONS 0x10u
+#define KIND_KNOWN_BITS 0x1Fu
+
+/* Most bytes a volume entry takes: vid, five varints, kind. */
+#define VOLUME_ENTRY_MAX_BYTES (16u + 10u + 3u * 5u + 5u + 1u)
+
+/* Bitmap rank samples: one u16 per this many words. */
+#define BITMAP_WORDS_PER_SAMPLE 4u
+/* Elias-Fano select samples: one u16 per this many zeros of the high bits. */
+#define EF_ZEROS_PER_SAMPLE 64u
+
+static inline uint64_t div_ceil(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+/* The segment's bytes before the index: header, pages, page checksums. */
+static inline uint64_t seg_index_offset(uint32_t page_count, uint32_t page_size)
+{
+    return SEG_HEADER_BYTES + (uint64_t)page_count * (page_size + SEG_PAGE_SUM_BYTES);
+}
+
+/* Elias-Fano: the low-bit width is fixed by n and the span, so it is never
+ * stored: floor(log2((span + 1) / n)), 0 when that quotient is below 2. */
+static inline unsigned ef_low_bits(uint64_t n, uint64_t span)
+{
+    uint64_t q = (span + 1) / n;
+    return q < 2 ? 0 : 63u - (unsigned)__builtin_clzll(q);
+}
+
+/* Sizes of the parts of one volume's offsets, all in bytes; u64 so that
+ * forged counts cannot overflow before they are compared with the index. */
+static inline uint64_t ef_buckets(uint64_t span, unsigned l)
+{
+    return (span >> l) + 1;
+}
+
+static inline uint64_t ef_low_bytes(uint64_t n, unsigned l)
+{
+    return div_ceil(n * l, 8);
+}
+
+static inline uint64_t ef_high_words(uint64_t n, uint64_t span, unsigned l)
+{
+    return div_ceil(n + ef_buckets(span, l), 64);
+}
+
+static inline uint64_t ef_sample_count(uint64_t span, unsigned l)
+{
+    return div_ceil(ef_buckets(span, l), EF_ZEROS_PER_SAMPLE);
+}
+
+static inline uint64_t ef_bytes(uint64_t n, uint64_t span)
+{
+    unsigned l = ef_low_bits(n, span);
+    return ef_low_bytes(n, l) + 8 * ef_high_words(n, span, l) + 2 * ef_sample_count(span, l);
+}
+
+static inline uint64_t bitmap_words(uint64_t span)
+{
+    return span / 64 + 1;
+}
+
+static inline uint64_t bitmap_bytes(uint64_t span)
+{
+    uint64_t w = bitmap_words(span);
+    return 8 * w + 2 * div_ceil(w, BITMAP_WORDS_PER_SAMPLE);
+}
+
+/* Bytes of the offsets of a volume with n distinct offsets over `span`,
+ * in encoding `enc`; UINT64_MAX when the encoding cannot hold them. */
+static inline uint64_t offsets_bytes(int enc, uint64_t n, uint64_t span)
+{
+    switch (enc) {
+    case SEGIDX_OFFSETS_RANGE: return n == span + 1 ? 0 : UINT64_MAX;
+    case SEGIDX_OFFSETS_BITMAP: return bitmap_bytes(span);
+    case SEGIDX_OFFSETS_ELIAS_FANO: return ef_bytes(n, span);
+    default: return UINT64_MAX;
+    }
+}
+
+/* LEB128 varints. */
+static inline size_t varint_put(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static inline size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+#endif
