@@ -159,9 +159,9 @@ fuzz-run: fuzz
 
 # ------------------------------------------------------------------ bench
 
-$(BUILD)/bench/%: bench/%.c bench/bench.h $(STATIC)
+$(BUILD)/bench/%: bench/%.c bench/bench.h bench/workload.h $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
+	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS) -lm
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done

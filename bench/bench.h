@@ -195,9 +195,9 @@ static inline double bench_time_ratio(const struct bench_figure *f)
 static inline void bench_print(const struct bench_figure *f)
 {
     if (!f->baseline) {
-        printf("%-34s %12.1f %s\n", f->name, f->value, f->unit);
+        printf("%-34s %12.2f %s\n", f->name, f->value, f->unit);
     } else {
-        printf("%-34s %12.1f %-6s  ratio %.2f vs %s (%.1f %s)\n", f->name, f->value,
+        printf("%-34s %12.2f %-6s  ratio %.2f vs %s (%.2f %s)\n", f->name, f->value,
                f->unit, bench_time_ratio(f), f->baseline, f->baseline_value, f->unit);
     }
     /* Flush per line: when a later figure crashes or fails its check, the

@@ -490,6 +490,83 @@ SEGIDX_API int segidx_segment_iterate(const segidx_segment *s, const segidx_vid 
 SEGIDX_API int segidx_segment_offsets(const segidx_segment *s, const segidx_vid *vid,
                                       segidx_lsn lsn, segidx_offset_set **out);
 
+/* ------------------------------------------------------------ packer */
+
+/** @brief What one finished segment holds of one commit. */
+typedef struct segidx_packed_commit {
+    segidx_vid vid;
+    segidx_lsn lsn;
+    /** The offsets of the pages of (vid, lsn) in this segment; borrowed for
+     *  the callback: copy it (e.g. serialize) to keep it. */
+    const segidx_offset_set *offsets;
+} segidx_packed_commit;
+
+/** @brief How a packer names and hands over the segments it cuts. */
+typedef struct segidx_packer_options {
+    /** Page size, max_bytes and allocator of every segment. */
+    segidx_segment_options segment;
+    /** Fill `sid` with the next segment's id. A non-zero return is
+     *  returned by the call that needed it; nothing is lost. Required. */
+    int (*next_sid)(void *ctx, segidx_sid *sid);
+    /** Take one finished segment. `buf` (`len` bytes) and `commits` (one
+     *  per (vid, lsn) it holds, sorted by vid then lsn) are borrowed for the
+     *  call: write the bytes out, record the commits. A non-zero return
+     *  is returned by the call that cut the segment, and the segment's
+     *  pages stay in the packer, so a later flush tries again. Required. */
+    int (*emit)(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                const segidx_packed_commit *commits, size_t n);
+    /** Passed to both callbacks as it is. */
+    void *ctx;
+} segidx_packer_options;
+
+/** A streaming packer: committed pages in, segments out. One thread. */
+typedef struct segidx_packer segidx_packer;
+
+/**
+ * @brief Create a packer.
+ * @param[in] opts copied; its callbacks are required.
+ * @param[out] out the packer, owned by the caller; set only on success.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL (missing callback, bad segment
+ *         options), #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_packer_new(const segidx_packer_options *opts, segidx_packer **out);
+
+/**
+ * @brief Add one committed page, in commit order.
+ *
+ * When the page does not fit the open segment (max_bytes, 65535 pages, or
+ * its volume's LSN span would pass 65535), the open segment is finished and
+ * emitted first, and the page starts the next one.
+ *
+ * @param[in] page page_size bytes; copied.
+ * @return #SEGIDX_OK; #SEGIDX_EINVAL (lsn 0, a (vid, off, lsn) already in
+ *         the open segment); #SEGIDX_ENOMEM; or what next_sid or emit
+ *         returned. After an error the page was not added.
+ */
+SEGIDX_API int segidx_packer_add(segidx_packer *p, const segidx_vid *vid, segidx_offset off,
+                                 segidx_lsn lsn, const void *page);
+
+/**
+ * @brief Finish and emit the open segment, if it holds any page.
+ * @return #SEGIDX_OK, #SEGIDX_ENOMEM, or what next_sid or emit returned
+ *         (then the pages stay, and flush may be called again).
+ */
+SEGIDX_API int segidx_packer_flush(segidx_packer *p);
+
+/** @brief Free a packer; pages not yet flushed are dropped. Accepts NULL. */
+SEGIDX_API void segidx_packer_free(segidx_packer *p);
+
+/**
+ * @brief Compaction: feed every page version of `n` segments through the
+ *        packer, in (vid, lsn, offset) order, then flush. Every version is
+ *        kept; a (vid, offset, lsn) found in several segments is packed
+ *        once, from the first segment that has it.
+ * @param[in] segs open segments (not tail-only); borrowed for the call.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM, or what the
+ *         packer's callbacks returned.
+ */
+SEGIDX_API int segidx_compact(const segidx_segment *const *segs, size_t n, segidx_packer *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,6 +42,32 @@ static inline void segidx__store64(uint8_t *p, uint64_t v)
     segidx__store32(p + 4, (uint32_t)(v >> 32));
 }
 
+/* Population count. The builtin is one instruction only where the target
+ * has POPCNT (-mpopcnt, -march=x86-64-v2 or later); elsewhere GCC calls a
+ * libgcc routine, slower than this branch-free SWAR count. */
+static inline unsigned segidx__popcount64(uint64_t x)
+{
+#if defined(__POPCNT__) || defined(__aarch64__)
+    return (unsigned)__builtin_popcountll(x);
+#else
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return (unsigned)((x * 0x0101010101010101ull) >> 56);
+#endif
+}
+
+/* Ids are compared for equality on every lookup: two loads, no call. */
+static inline bool segidx__id_equal(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, a, 8);
+    memcpy(&a1, a + 8, 8);
+    memcpy(&b0, b, 8);
+    memcpy(&b1, b + 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
 /* XXH3-64 of a byte range, the one checksum every format uses (seed 0). */
 uint64_t segidx__xxh3(const void *p, size_t n);
 

@@ -191,7 +191,7 @@ static int validate_bitset(const uint8_t *p, uint32_t card)
 {
     uint32_t count = 0;
     for (uint32_t i = 0; i < PORTABLE_BITSET_BYTES / 8; i++)
-        count += (uint32_t)__builtin_popcountll(segidx__load64(p + 8 * i));
+        count += segidx__popcount64(segidx__load64(p + 8 * i));
     return count == card ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 

@@ -57,7 +57,7 @@ static const struct volume *volume_lookup(const segidx_segment *s, const segidx_
         uint16_t v = s->slots[i];
         if (v == NO_VOLUME)
             return NULL;
-        if (memcmp(s->volumes[v].vid.bytes, vid->bytes, 16) == 0)
+        if (segidx__id_equal(s->volumes[v].vid.bytes, vid->bytes))
             return &s->volumes[v];
         i = (i + 1) & s->slot_mask;
     }
@@ -76,11 +76,39 @@ static inline uint64_t ef_low(const struct volume *v, uint64_t i)
     return segidx__load64(v->low + bit / 8) >> (bit % 8) & low_mask(v->low_bits);
 }
 
+/* Broadword select: the position of the r-th set bit of w (r below
+ * popcount(w)), without branches (after Vigna, "Broadword implementation
+ * of rank/select queries"): lookups must not pay a misprediction per bit. */
+#define ONES_STEP_8 0x0101010101010101ull
+#define MSBS_STEP_8 0x8080808080808080ull
+
+/* Per byte: 0x80 where x's byte <= y's byte (bytes below 0x80), else 0. */
+static inline uint64_t bytes_le(uint64_t x, uint64_t y)
+{
+    return ((((y | MSBS_STEP_8) - (x & ~MSBS_STEP_8)) ^ x ^ y) & MSBS_STEP_8);
+}
+
+/* Byte i of the result: the set bits of w in bytes 0..i. */
+static inline uint64_t byte_prefix_counts(uint64_t w)
+{
+    uint64_t s = w - ((w >> 1) & 0x5555555555555555ull);
+    s = (s & 0x3333333333333333ull) + ((s >> 2) & 0x3333333333333333ull);
+    return ((s + (s >> 4)) & 0x0F0F0F0F0F0F0F0Full) * ONES_STEP_8;
+}
+
 static inline unsigned select_in_word(uint64_t w, unsigned r)
 {
-    while (r--)
-        w &= w - 1;
-    return (unsigned)__builtin_ctzll(w);
+    uint64_t sums = byte_prefix_counts(w);
+    /* The byte holding bit r: how many bytes have fewer than r + 1 bits. */
+    unsigned byte = (unsigned)((bytes_le(sums, r * ONES_STEP_8) >> 7) * ONES_STEP_8 >> 56);
+    unsigned before = byte ? (unsigned)(sums >> (8 * byte - 8) & 0xFF) : 0;
+    uint64_t bits = w >> (8 * byte) & 0xFF;
+    /* Spread the byte's bits over 8 bytes and count them the same way. */
+    uint64_t spread = ((bits * ONES_STEP_8 & 0x8040201008040201ull) + 0x7F7F7F7F7F7F7F7Full) &
+                      MSBS_STEP_8;
+    uint64_t prefix = (spread >> 7) * ONES_STEP_8;
+    unsigned bit = (unsigned)((bytes_le(prefix, (r - before) * ONES_STEP_8) >> 7) * ONES_STEP_8 >> 56);
+    return 8 * byte + bit;
 }
 
 /* Bit position of zero number z of the high bits (z < buckets). */
@@ -91,27 +119,39 @@ static uint64_t ef_select0(const struct volume *v, uint64_t z)
     unsigned r = (unsigned)(z % EF_ZEROS_PER_SAMPLE);
     uint64_t wi = pos / 64;
     uint64_t w = ~segidx__load64(v->words + 8 * wi) & (~0ull << (pos % 64));
-    for (unsigned c; r >= (c = (unsigned)__builtin_popcountll(w));) {
+    for (unsigned c; r >= (c = (unsigned)segidx__popcount64(w));) {
         r -= c;
         w = ~segidx__load64(v->words + 8 * ++wi);
     }
     return wi * 64 + select_in_word(w, r);
 }
 
-/* The rank of x among the volume's offsets, or -1. */
+/* The first zero of the high bits at or after bit `pos` (one exists). */
+static uint64_t ef_next_zero(const struct volume *v, uint64_t pos)
+{
+    uint64_t wi = pos / 64;
+    uint64_t z = ~segidx__load64(v->words + 8 * wi) & (~0ull << (pos % 64));
+    while (!z)
+        z = ~segidx__load64(v->words + 8 * ++wi);
+    return wi * 64 + (uint64_t)__builtin_ctzll(z);
+}
+
+/* The rank of x among the volume's offsets, or -1. Skewed offsets crowd
+ * a few buckets (Zipf puts most of a volume's pages in bucket 0), so the
+ * bucket's low bits, sorted and of fixed width, are binary-searched. */
 static int64_t ef_rank(const struct volume *v, uint64_t x)
 {
     uint64_t h = x >> v->low_bits, want = x & low_mask(v->low_bits);
     uint64_t pos = h ? ef_select0(v, h - 1) + 1 : 0;
-    for (uint64_t i = pos - h;; pos++, i++) {
-        if (!(segidx__load64(v->words + 8 * (pos / 64)) >> (pos % 64) & 1))
-            return -1; /* end of bucket h */
-        uint64_t got = ef_low(v, i);
-        if (got == want)
-            return (int64_t)i;
-        if (got > want)
-            return -1;
+    uint64_t lo = pos - h, len = ef_next_zero(v, pos) - pos;
+    if (len == 0)
+        return -1;
+    while (len > 1) { /* branch-free: the compiler makes it a cmov */
+        uint64_t half = len / 2;
+        lo = ef_low(v, lo + half) <= want ? lo + half : lo;
+        len -= half;
     }
+    return ef_low(v, lo) == want ? (int64_t)lo : -1;
 }
 
 static int64_t bitmap_rank(const struct volume *v, uint64_t x)
@@ -123,8 +163,8 @@ static int64_t bitmap_rank(const struct volume *v, uint64_t x)
     uint64_t block = wi / BITMAP_WORDS_PER_SAMPLE;
     uint64_t rank = segidx__load16(v->samples + 2 * block);
     for (uint64_t j = block * BITMAP_WORDS_PER_SAMPLE; j < wi; j++)
-        rank += (uint64_t)__builtin_popcountll(segidx__load64(v->words + 8 * j));
-    return (int64_t)(rank + (uint64_t)__builtin_popcountll(w & low_mask(x % 64)));
+        rank += (uint64_t)segidx__popcount64(segidx__load64(v->words + 8 * j));
+    return (int64_t)(rank + (uint64_t)segidx__popcount64(w & low_mask(x % 64)));
 }
 
 static int64_t offset_rank(const struct volume *v, uint64_t x)
@@ -262,7 +302,7 @@ static int check_bitmap(const struct volume *v)
         if (w % BITMAP_WORDS_PER_SAMPLE == 0 &&
             segidx__load16(v->samples + 2 * (w / BITMAP_WORDS_PER_SAMPLE)) != ones)
             return SEGIDX_ECORRUPT;
-        ones += (uint64_t)__builtin_popcountll(segidx__load64(v->words + 8 * w));
+        ones += (uint64_t)segidx__popcount64(segidx__load64(v->words + 8 * w));
     }
     uint64_t last = segidx__load64(v->words + 8 * (words - 1));
     unsigned top = v->span % 64;

@@ -441,7 +441,7 @@ static uint8_t *write_bitmap(uint8_t *p, const uint32_t *x, uint32_t n, uint32_t
     for (uint64_t w = 0; w < words; w++) {
         if (w % BITMAP_WORDS_PER_SAMPLE == 0)
             segidx__store16(samples + 2 * (w / BITMAP_WORDS_PER_SAMPLE), (uint16_t)ones);
-        ones += (uint32_t)__builtin_popcountll(segidx__load64(p + 8 * w));
+        ones += segidx__popcount64(segidx__load64(p + 8 * w));
     }
     return samples + 2 * div_ceil(words, BITMAP_WORDS_PER_SAMPLE);
 }
