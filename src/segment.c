@@ -311,111 +311,108 @@ static int check_bitmap(const struct volume *v)
     return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
-/* Walks the high bits in order: every set bit is the next element, whose
- * value must rise strictly; every zero closes a bucket and is checked
- * against its select sample. */
-struct ef_walk {
-    const struct volume *v;
-    uint64_t ones, zeros;
-    int64_t prev;
-};
-
-static bool ef_zeros(struct ef_walk *e, uint64_t pos, uint64_t count)
+/* Elias-Fano, word by word: every set bit is the next element, whose value
+ * (its bucket, i.e. the zeros before it, then its low bits) must rise
+ * strictly from 0 to the span; the zeros must number the buckets; every
+ * 64th zero must sit where its select sample says. */
+static bool ef_samples_hold(const struct volume *v, uint64_t word_index, uint64_t zero_bits,
+                            uint64_t zeros_before, uint64_t *next_sample)
 {
-    /* The sampled zeros among zeros [e->zeros, e->zeros + count). */
-    uint64_t z = div_ceil(e->zeros, EF_ZEROS_PER_SAMPLE) * EF_ZEROS_PER_SAMPLE;
-    for (; z < e->zeros + count; z += EF_ZEROS_PER_SAMPLE) {
-        uint64_t at = pos + (z - e->zeros);
-        if (segidx__load16(e->v->samples + 2 * (z / EF_ZEROS_PER_SAMPLE)) != at - z)
+    uint64_t in_word = segidx__popcount64(zero_bits);
+    for (; *next_sample < zeros_before + in_word; *next_sample += EF_ZEROS_PER_SAMPLE) {
+        uint64_t at = word_index * 64 +
+                      select_in_word(zero_bits, (unsigned)(*next_sample - zeros_before));
+        if (segidx__load16(v->samples + 2 * (*next_sample / EF_ZEROS_PER_SAMPLE)) !=
+            at - *next_sample)
             return false;
     }
-    e->zeros += count;
-    return true;
-}
-
-static bool ef_one(struct ef_walk *e)
-{
-    const struct volume *v = e->v;
-    if (e->ones >= v->offsets)
-        return false;
-    uint64_t value = e->zeros << v->low_bits | ef_low(v, e->ones);
-    if (value > v->span || (int64_t)value <= e->prev || (e->ones == 0 && value != 0))
-        return false;
-    e->prev = (int64_t)value;
-    e->ones++;
     return true;
 }
 
 static int check_elias_fano(const struct volume *v)
 {
-    unsigned l = v->low_bits;
-    uint64_t n = v->offsets, buckets = ef_buckets(v->span, l), bits = n + buckets;
-    struct ef_walk e = { v, 0, 0, -1 };
+    uint64_t n = v->offsets, buckets = ef_buckets(v->span, v->low_bits);
+    uint64_t bits = n + buckets, ones = 0, zeros = 0, next_sample = 0, prev = 0;
     for (uint64_t wi = 0; wi < div_ceil(bits, 64); wi++) {
         uint64_t w = segidx__load64(v->words + 8 * wi);
-        unsigned valid = bits - wi * 64 >= 64 ? 64 : (unsigned)(bits - wi * 64);
-        if (valid < 64 && w >> valid)
+        uint64_t valid = low_mask(bits - wi * 64 >= 64 ? 64 : (unsigned)(bits - wi * 64));
+        if (w & ~valid)
             return SEGIDX_ECORRUPT; /* padding */
-        for (unsigned at = 0; at < valid;) {
-            uint64_t rest = w >> at;
-            unsigned gap = rest ? (unsigned)__builtin_ctzll(rest) : 64;
-            if (gap > valid - at)
-                gap = valid - at;
-            if (!ef_zeros(&e, wi * 64 + at, gap))
+        if (!ef_samples_hold(v, wi, ~w & valid, zeros, &next_sample))
+            return SEGIDX_ECORRUPT;
+        for (uint64_t m = w; m; m &= m - 1, ones++) {
+            if (ones == n)
                 return SEGIDX_ECORRUPT;
-            at += gap;
-            if (at < valid) {
-                if (!ef_one(&e))
-                    return SEGIDX_ECORRUPT;
-                at++;
-            }
+            uint64_t high = wi * 64 + (uint64_t)__builtin_ctzll(m) - ones;
+            uint64_t value = high << v->low_bits | ef_low(v, ones);
+            if (ones ? value <= prev : value != 0)
+                return SEGIDX_ECORRUPT;
+            prev = value;
         }
+        zeros += segidx__popcount64(~w & valid);
     }
-    uint64_t low_bits = n * l;
+    uint64_t low_bits = n * v->low_bits;
     if (low_bits % 8 && v->low[low_bits / 8] >> (low_bits % 8))
         return SEGIDX_ECORRUPT; /* padding of the low bits */
-    bool ok = e.ones == n && e.zeros == buckets && e.prev == (int64_t)v->span;
+    bool ok = ones == n && zeros == buckets && prev == v->span;
     return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
-/* Version ranks and LSN lists: ranks rise strictly from 0, every list
- * rises strictly, and no LSN overflows u64. Sets max_lsn. */
-static int check_versions(struct volume *v)
+/* One version per offset: the rLSNs are each page's LSN above base_lsn;
+ * the smallest must be 0 (base_lsn is the smallest LSN). */
+static int check_single_versions(struct volume *v)
 {
-    if (!v->versions && v->offsets != v->pages)
+    if (v->width == 0) { /* every page at base_lsn: nothing stored */
+        v->max_lsn = v->base_lsn;
+        return SEGIDX_OK;
+    }
+    uint64_t min = UINT64_MAX, max = 0;
+    for (uint32_t page = 0; page < v->pages; page++) {
+        uint64_t r = rlsn_at(v, page);
+        min = r < min ? r : min;
+        max = r > max ? r : max;
+    }
+    if (min != 0 || max > UINT64_MAX - v->base_lsn)
         return SEGIDX_ECORRUPT;
-    if (v->width == 0 && v->offsets != v->pages)
-        return SEGIDX_ECORRUPT; /* one LSN for all: one version each */
+    v->max_lsn = v->base_lsn + max;
+    return SEGIDX_OK;
+}
+
+/* Several versions: ranks rise strictly from 0, every list rises strictly,
+ * no LSN overflows u64, and some list starts at base_lsn. */
+static int check_version_lists(struct volume *v)
+{
     uint64_t max = v->base_lsn, min_first = UINT64_MAX;
     for (uint64_t i = 0; i < v->offsets; i++) {
         uint32_t page, end;
-        if (v->versions) {
-            page = segidx__load16(v->ranks + 2 * i);
-            end = i + 1 < v->offsets ? segidx__load16(v->ranks + 2 * (i + 1)) : v->pages;
-            if ((i == 0 && page != 0) || end <= page || end > v->pages)
-                return SEGIDX_ECORRUPT;
-        } else {
-            page = (uint32_t)i;
-            end = page + 1;
-        }
+        offset_pages(v, i, &page, &end);
+        if ((i == 0 && page != 0) || end <= page || end > v->pages)
+            return SEGIDX_ECORRUPT;
         uint64_t first = rlsn_at(v, page), at = v->base_lsn + first;
         if (first > UINT64_MAX - v->base_lsn)
             return SEGIDX_ECORRUPT;
-        if (first < min_first)
-            min_first = first;
+        min_first = first < min_first ? first : min_first;
         for (page++; page < end; page++) {
             uint64_t d = rlsn_at(v, page);
             if (d == 0 || d > UINT64_MAX - at)
                 return SEGIDX_ECORRUPT;
             at += d;
         }
-        if (at > max)
-            max = at;
+        max = at > max ? at : max;
     }
     if (min_first != 0)
-        return SEGIDX_ECORRUPT; /* base_lsn is the smallest LSN */
+        return SEGIDX_ECORRUPT;
     v->max_lsn = max;
     return SEGIDX_OK;
+}
+
+static int check_versions(struct volume *v)
+{
+    if (v->width == 0 && v->versions)
+        return SEGIDX_ECORRUPT; /* one LSN for all pages: one version each */
+    if (!v->versions)
+        return v->offsets == v->pages ? check_single_versions(v) : SEGIDX_ECORRUPT;
+    return check_version_lists(v);
 }
 
 /* Place the volume's data parts at the cursor and validate them. */
