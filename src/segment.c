@@ -70,10 +70,14 @@ static inline uint64_t low_mask(unsigned bits)
 
 /* Element i's low bits. The 8-byte load may reach past the low bits into
  * the high words or the footer, never past the segment (FORMAT.md). */
+static inline uint64_t ef_low_at(const struct volume *v, uint64_t bit)
+{
+    return segidx__load64(v->low + bit / 8) >> (bit % 8) & low_mask(v->low_bits);
+}
+
 static inline uint64_t ef_low(const struct volume *v, uint64_t i)
 {
-    uint64_t bit = i * v->low_bits;
-    return segidx__load64(v->low + bit / 8) >> (bit % 8) & low_mask(v->low_bits);
+    return ef_low_at(v, i * v->low_bits);
 }
 
 /* Broadword select: the position of the r-th set bit of w (r below
@@ -146,12 +150,15 @@ static int64_t ef_rank(const struct volume *v, uint64_t x)
     uint64_t lo = pos - h, len = ef_next_zero(v, pos) - pos;
     if (len == 0)
         return -1;
-    while (len > 1) { /* branch-free: the compiler makes it a cmov */
+    /* Branch-free (the compiler makes it a cmov), and on bit positions so
+     * that no multiply sits on the chain of dependent loads. */
+    uint64_t l = v->low_bits, bit = lo * l;
+    while (len > 1) {
         uint64_t half = len / 2;
-        lo = ef_low(v, lo + half) <= want ? lo + half : lo;
+        bit = ef_low_at(v, bit + half * l) <= want ? bit + half * l : bit;
         len -= half;
     }
-    return ef_low(v, lo) == want ? (int64_t)lo : -1;
+    return ef_low_at(v, bit) == want ? (int64_t)(l ? bit / l : lo) : -1;
 }
 
 static int64_t bitmap_rank(const struct volume *v, uint64_t x)

@@ -53,7 +53,7 @@ static const uint8_t seg_footer_magic[4] = { 'S', 'X', 'S', 'F' };
 /* Bitmap rank samples: one u16 per this many words. */
 #define BITMAP_WORDS_PER_SAMPLE 4u
 /* Elias-Fano select samples: one u16 per this many zeros of the high bits. */
-#define EF_ZEROS_PER_SAMPLE 64u
+#define EF_ZEROS_PER_SAMPLE 32u
 
 static inline uint64_t div_ceil(uint64_t a, uint64_t b)
 {
