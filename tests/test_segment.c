@@ -336,15 +336,18 @@ static void test_every_flip_and_truncation(void **state)
             }
         }
         /* Every truncation of the tail's neighbourhood, every 97th before
-         * it: each in a buffer of exactly that length, so ASan sees any
-         * read past it. */
+         * it. Each sits at the end of one buffer with everything before it
+         * poisoned, so ASan sees a read on either side. */
         size_t dense_from = index_offset > 4096 ? (size_t)index_offset - 4096 : 0;
+        uint8_t *room = malloc(len);
         for (size_t n = 0; n < len; n += n < dense_from ? 97 : 1) {
-            uint8_t *cut = malloc(n ? n : 1);
+            uint8_t *cut = room + (len - n);
             memcpy(cut, buf, n);
+            test_poison(room, len - n);
             assert_open_rejects(cut, n);
-            free(cut);
+            test_unpoison(room, len - n);
         }
+        free(room);
         /* A flipped page or page checksum opens, and verify catches it. */
         size_t at[] = { SEG_HEADER_BYTES + 17, (size_t)index_offset - 3 };
         for (size_t k = 0; k < 2; k++) {
