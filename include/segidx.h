@@ -505,8 +505,10 @@ typedef struct segidx_packed_commit {
 typedef struct segidx_packer_options {
     /** Page size, max_bytes and allocator of every segment. */
     segidx_segment_options segment;
-    /** Fill `sid` with the next segment's id. A non-zero return is
-     *  returned by the call that needed it; nothing is lost. Required. */
+    /** Fill `sid` with the next segment's id. Called once for every
+     *  attempt to emit, so a retry after a failed emit gets a fresh id. A
+     *  non-zero return is returned by the call that needed it; nothing is
+     *  lost. Required. */
     int (*next_sid)(void *ctx, segidx_sid *sid);
     /** Take one finished segment. `buf` (`len` bytes) and `commits` (one
      *  per (vid, lsn) it holds, sorted by vid then lsn) are borrowed for the
@@ -538,6 +540,9 @@ SEGIDX_API int segidx_packer_new(const segidx_packer_options *opts, segidx_packe
  * its volume's LSN span would pass 65535), the open segment is finished and
  * emitted first, and the page starts the next one.
  *
+ * Duplicates are caught within the open segment only: the packer keeps no
+ * memory of segments it has emitted.
+ *
  * @param[in] page page_size bytes; copied.
  * @return #SEGIDX_OK; #SEGIDX_EINVAL (lsn 0, a (vid, off, lsn) already in
  *         the open segment); #SEGIDX_ENOMEM; or what next_sid or emit
@@ -561,9 +566,15 @@ SEGIDX_API void segidx_packer_free(segidx_packer *p);
  *        packer, in (vid, lsn, offset) order, then flush. Every version is
  *        kept; a (vid, offset, lsn) found in several segments is packed
  *        once, from the first segment that has it.
- * @param[in] segs open segments (not tail-only); borrowed for the call.
- * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM, or what the
- *         packer's callbacks returned.
+ * Pages already open in the packer are packed along with them.
+ *
+ * @param[in] segs open segments (not tail-only) of the packer's page size;
+ *            borrowed for the call.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL (NULL, tail-only or another page
+ *         size, checked before anything is packed), #SEGIDX_ENOMEM, or what
+ *         the packer's callbacks returned. A failure part-way leaves some
+ *         segments emitted and some pages open: free that packer, and treat
+ *         what it emitted as unreferenced.
  */
 SEGIDX_API int segidx_compact(const segidx_segment *const *segs, size_t n, segidx_packer *p);
 

@@ -186,19 +186,46 @@ static int grow_volumes(segidx_segment_builder *b)
     return rehash(b, &b->vol_slots, &b->vol_slots_mask, b->n_vols + 1, true);
 }
 
+/* The index at its worst: every offset encoding is chosen only when it is
+ * smallest, so none exceeds Elias-Fano's (l + 2) bits plus samples, under
+ * 4.5 bytes a page; version ranks and rLSNs add 2 + 2. A volume adds its
+ * entry and a few bytes of rounding. */
+#define WORST_INDEX_BYTES_PER_PAGE 9u
+#define WORST_INDEX_BYTES_PER_VOLUME (VOLUME_ENTRY_MAX_BYTES + 24u)
+
 /* ------------------------------------------------------------ lifecycle */
+
+/* The page size and segment limit that options name, defaults applied. */
+static uint32_t options_page_size(const segidx_segment_options *o)
+{
+    return o && o->page_size ? o->page_size : SEGIDX_DEFAULT_PAGE_SIZE;
+}
+
+static uint64_t options_max_bytes(const segidx_segment_options *o)
+{
+    return o && o->max_bytes ? o->max_bytes : SEGIDX_DEFAULT_SEGMENT_BYTES;
+}
+
+bool segidx__segment_options_valid(const segidx_segment_options *o)
+{
+    uint32_t page_size = options_page_size(o);
+    uint64_t max_bytes = options_max_bytes(o);
+    if (page_size < SEG_MIN_PAGE_SIZE || page_size > SEG_MAX_PAGE_SIZE ||
+        (page_size & (page_size - 1)) || max_bytes > SEG_MAX_BYTES)
+        return false;
+    /* One page of one volume must fit by the bound add() applies. */
+    uint64_t one_page = seg_index_offset(1, page_size) + SEG_FOOTER_BYTES +
+                        WORST_INDEX_BYTES_PER_PAGE + WORST_INDEX_BYTES_PER_VOLUME;
+    const segidx_allocator *a = o ? o->alloc : NULL;
+    return max_bytes >= one_page && (!a || (a->alloc && a->resize && a->release));
+}
 
 segidx_segment_builder *segidx_segment_builder_new(const segidx_segment_options *opts)
 {
-    uint32_t page_size = opts && opts->page_size ? opts->page_size : SEGIDX_DEFAULT_PAGE_SIZE;
-    uint64_t max_bytes = opts && opts->max_bytes ? opts->max_bytes : SEGIDX_DEFAULT_SEGMENT_BYTES;
-    if (page_size < SEG_MIN_PAGE_SIZE || page_size > SEG_MAX_PAGE_SIZE ||
-        (page_size & (page_size - 1)) || max_bytes > SEG_MAX_BYTES ||
-        max_bytes < seg_index_offset(1, page_size) + SEG_FOOTER_BYTES + VOLUME_ENTRY_MAX_BYTES)
+    if (!segidx__segment_options_valid(opts))
         return NULL;
-    if (opts && opts->alloc &&
-        (!opts->alloc->alloc || !opts->alloc->resize || !opts->alloc->release))
-        return NULL;
+    uint32_t page_size = options_page_size(opts);
+    uint64_t max_bytes = options_max_bytes(opts);
     const segidx_allocator *a = opts ? opts->alloc : NULL;
     segidx_segment_builder *b = segidx__alloc(a, sizeof *b);
     if (!b)
@@ -262,10 +289,7 @@ uint32_t segidx_segment_builder_pages(const segidx_segment_builder *b)
 /* ------------------------------------------------------------ add */
 
 /* An upper bound of the finished size: exact for header, pages, checksums
- * and footer; the index at its worst (docs/FORMAT.md bounds every encoding
- * by 9 bytes a page plus a volume entry and some slack a volume). */
-#define WORST_INDEX_BYTES_PER_PAGE 9u
-#define WORST_INDEX_BYTES_PER_VOLUME (VOLUME_ENTRY_MAX_BYTES + 24u)
+ * and footer; the index at its worst (see size_bound). */
 
 static uint64_t size_bound(const segidx_segment_builder *b, uint32_t pages, uint32_t vols)
 {

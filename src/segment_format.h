@@ -125,6 +125,10 @@ static inline uint64_t offsets_bytes(int enc, uint64_t n, uint64_t span)
     }
 }
 
+/* Whether segment options are usable: page size, max_bytes with room for
+ * one page, a complete allocator. The builder and the packer both ask. */
+bool segidx__segment_options_valid(const segidx_segment_options *o);
+
 /* LEB128 varints. */
 static inline size_t varint_put(uint8_t *p, uint64_t v)
 {

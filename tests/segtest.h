@@ -48,6 +48,30 @@ static int64_t model_find(const wl_page *s, uint32_t n, const segidx_vid *vid, u
     return lo - 1;
 }
 
+/* segment_find answers as the model: the newest version <= lsn (and, when
+ * page_size is not 0 and the segment has pages, with the model's bytes),
+ * or ENOTFOUND. */
+static void assert_find_matches_model(const segidx_segment *s, const wl_page *sorted, uint32_t n,
+                       const segidx_vid *vid, uint32_t off, uint64_t lsn, uint32_t page_size)
+{
+    int64_t want = model_find(sorted, n, vid, off, lsn);
+    segidx_page_ref ref = { NULL, 0, 0 };
+    int rc = segidx_segment_find(s, vid, off, lsn, &ref);
+    if (want < 0) {
+        assert_int_equal(rc, SEGIDX_ENOTFOUND);
+        return;
+    }
+    assert_int_equal(rc, SEGIDX_OK);
+    assert_int_equal(ref.local, (uint32_t)want);
+    assert_int_equal(ref.lsn, sorted[want].lsn);
+    if (ref.page && page_size) {
+        uint8_t *expect = malloc(page_size);
+        wl_fill_page(expect, page_size, &sorted[want]);
+        assert_memory_equal(ref.page, expect, page_size);
+        free(expect);
+    }
+}
+
 /* Add the workload's pages in a shuffled order and finish into a buffer of
  * exactly the segment's size (so that ASan sees any read past it). */
 static uint8_t *build_segment(const workload *w, uint32_t page_size, uint64_t shuffle_seed,

@@ -9,27 +9,6 @@ static const segidx_sid test_sid = { { 0x51, 0xD0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 
 /* ------------------------------------------------------------ queries */
 
-static void assert_hit(const segidx_segment *s, const wl_page *sorted, uint32_t n,
-                       const segidx_vid *vid, uint32_t off, uint64_t lsn, uint32_t page_size)
-{
-    int64_t want = model_find(sorted, n, vid, off, lsn);
-    segidx_page_ref ref = { NULL, 0, 0 };
-    int rc = segidx_segment_find(s, vid, off, lsn, &ref);
-    if (want < 0) {
-        assert_int_equal(rc, SEGIDX_ENOTFOUND);
-        return;
-    }
-    assert_int_equal(rc, SEGIDX_OK);
-    assert_int_equal(ref.local, (uint32_t)want);
-    assert_int_equal(ref.lsn, sorted[want].lsn);
-    if (ref.page) {
-        uint8_t *expect = malloc(page_size);
-        wl_fill_page(expect, page_size, &sorted[want]);
-        assert_memory_equal(ref.page, expect, page_size);
-        free(expect);
-    }
-}
-
 /* Every page, every version boundary, and every kind of miss. */
 static void check_all_queries(const segidx_segment *s, const workload *w, uint32_t page_size)
 {
@@ -37,20 +16,20 @@ static void check_all_queries(const segidx_segment *s, const workload *w, uint32
     uint32_t n = w->n;
     for (uint32_t i = 0; i < n; i++) {
         const wl_page *p = &sorted[i];
-        assert_hit(s, sorted, n, &p->vid, p->off, p->lsn, page_size);      /* exact */
-        assert_hit(s, sorted, n, &p->vid, p->off, p->lsn - 1, page_size);  /* below / between */
-        assert_hit(s, sorted, n, &p->vid, p->off, p->lsn + 1, page_size);  /* between / above */
-        assert_hit(s, sorted, n, &p->vid, p->off, UINT64_MAX, page_size);  /* newest */
-        assert_hit(s, sorted, n, &p->vid, p->off - 1, p->lsn, page_size);  /* neighbours, */
-        assert_hit(s, sorted, n, &p->vid, p->off + 1, p->lsn, page_size);  /* often absent */
-        assert_hit(s, sorted, n, &p->vid, p->off ^ 0x80000000u, p->lsn, page_size);
+        assert_find_matches_model(s, sorted, n, &p->vid, p->off, p->lsn, page_size);      /* exact */
+        assert_find_matches_model(s, sorted, n, &p->vid, p->off, p->lsn - 1, page_size);  /* below / between */
+        assert_find_matches_model(s, sorted, n, &p->vid, p->off, p->lsn + 1, page_size);  /* between / above */
+        assert_find_matches_model(s, sorted, n, &p->vid, p->off, UINT64_MAX, page_size);  /* newest */
+        assert_find_matches_model(s, sorted, n, &p->vid, p->off - 1, p->lsn, page_size);  /* neighbours, */
+        assert_find_matches_model(s, sorted, n, &p->vid, p->off + 1, p->lsn, page_size);  /* often absent */
+        assert_find_matches_model(s, sorted, n, &p->vid, p->off ^ 0x80000000u, p->lsn, page_size);
     }
     segidx_vid unknown = sorted[0].vid;
     unknown.bytes[15] ^= 0x5A;
-    assert_hit(s, sorted, n, &unknown, sorted[0].off, UINT64_MAX, page_size);
-    assert_hit(s, sorted, n, &sorted[0].vid, 0, 0, page_size); /* lsn 0: nothing */
-    assert_hit(s, sorted, n, &sorted[0].vid, UINT32_MAX, UINT64_MAX, page_size);
-    assert_hit(s, sorted, n, &sorted[0].vid, 0, UINT64_MAX, page_size);
+    assert_find_matches_model(s, sorted, n, &unknown, sorted[0].off, UINT64_MAX, page_size);
+    assert_find_matches_model(s, sorted, n, &sorted[0].vid, 0, 0, page_size); /* lsn 0: nothing */
+    assert_find_matches_model(s, sorted, n, &sorted[0].vid, UINT32_MAX, UINT64_MAX, page_size);
+    assert_find_matches_model(s, sorted, n, &sorted[0].vid, 0, UINT64_MAX, page_size);
     free(sorted);
 }
 
@@ -296,6 +275,23 @@ static void test_builder_options(void **state)
         assert_non_null(b);
         segidx_segment_builder_free(b);
     }
+    /* "At least one page must fit": any max_bytes the builder accepts
+     * takes a first page, and the smallest such segment is within it. */
+    uint8_t page[512] = { 0 };
+    segidx_vid vid = { { 1 } };
+    bool some_accepted = false;
+    for (size_t max = 512; max < 1024; max++) {
+        segidx_segment_options o = { 512, max, NULL };
+        segidx_segment_builder *b = segidx_segment_builder_new(&o);
+        if (!b)
+            continue;
+        some_accepted = true;
+        assert_int_equal(segidx_segment_builder_add(b, &vid, UINT32_MAX, UINT64_MAX, page),
+                         SEGIDX_OK);
+        assert_true(segidx_segment_builder_size(b) <= max);
+        segidx_segment_builder_free(b);
+    }
+    assert_true(some_accepted);
     segidx_segment_builder *d = segidx_segment_builder_new(NULL);
     assert_non_null(d);
     segidx_segment_builder_free(d);
