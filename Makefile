@@ -1,6 +1,7 @@
 # libsegidx — build, test, install.
 #
-#   make            libsegidx.a, libsegidx.so and pkgconfig/libsegidx.pc
+#   make            libsegidx.a, libsegidx.so and pkgconfig/libsegidx.pc, and
+#                   the same three of libsegidx_lmdb (the LMDB adapter)
 #   make check      unit tests, fuzz-corpus replay, ABI and install checks
 #   make asan       the unit tests under ASan+UBSan
 #   make check-st   the unit tests of a SEGIDX_SINGLE_THREADED=1 build
@@ -56,20 +57,37 @@ SHARED  := $(BUILD)/libsegidx.so.$(VERSION)
 SONAME  := libsegidx.so.$(MAJOR)
 PC      := pkgconfig/libsegidx.pc
 
+# libsegidx_lmdb: the LMDB adapter, its own library so that the core needs
+# no database. It uses only libsegidx's types, so it links liblmdb alone.
+LMDB_SRC    := $(wildcard src/lmdb/*.c)
+LMDB_OBJ    := $(LMDB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LMDB_STATIC := $(BUILD)/libsegidx_lmdb.a
+LMDB_SHARED := $(BUILD)/libsegidx_lmdb.so.$(VERSION)
+LMDB_SONAME := libsegidx_lmdb.so.$(MAJOR)
+LMDB_PC     := pkgconfig/libsegidx_lmdb.pc
+LMDB_LIBS   := -llmdb
+
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_HDR  := $(wildcard tests/*.h)
+# Tests that open LMDB stores link libsegidx_lmdb and liblmdb too: those
+# named test_lmdb* or test_kv_lmdb*, and any other added here by name.
+LMDB_TESTS := $(filter $(BUILD)/tests/test_lmdb% $(BUILD)/tests/test_kv_lmdb%,$(TEST_BIN))
 FUZZ_SRC  := $(wildcard fuzz/*_fuzz.c)
 REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%_replay)
 FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# Benchmarks that open LMDB stores, linked like LMDB_TESTS.
+LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index %lmdb,$(BENCH_BIN))
 
-.PHONY: all lib deps check check-unit check-replay check-abi check-install \
+.PHONY: all lib lmdb deps check check-unit check-replay check-abi check-install \
         check-st asan fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc uninstall clean demo bench-readme FORCE
 
-all: lib $(PC)
+all: lib lmdb $(PC) $(LMDB_PC)
 lib: $(STATIC) $(SHARED)
+lmdb: $(LMDB_STATIC) $(LMDB_SHARED)
 
 deps:
 	@sh scripts/deps.sh
@@ -80,7 +98,7 @@ $(BUILD)/obj/%.o: src/%.c src/internal.h include/segidx.h | deps
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
 
--include $(LIB_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(LMDB_OBJ:.o=.d)
 
 $(STATIC): $(LIB_OBJ)
 	rm -f $@
@@ -91,21 +109,37 @@ $(SHARED): $(LIB_OBJ)
 	ln -sf libsegidx.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf libsegidx.so.$(VERSION) $(BUILD)/libsegidx.so
 
+$(LMDB_OBJ): include/segidx_lmdb.h
+
+$(LMDB_STATIC): $(LMDB_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(LMDB_SHARED): $(LMDB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(LMDB_SONAME) -o $@ $^ $(LMDB_LIBS)
+	ln -sf libsegidx_lmdb.so.$(VERSION) $(BUILD)/$(LMDB_SONAME)
+	ln -sf libsegidx_lmdb.so.$(VERSION) $(BUILD)/libsegidx_lmdb.so
+
 # Rewritten only when its text changes, so PREFIX and friends take effect
 # without needless rebuilds.
-$(PC): pkgconfig/libsegidx.pc.in include/segidx.h FORCE
+$(PC): PC_LIBS_PRIVATE = $(DEP_LIBS)
+$(LMDB_PC): PC_LIBS_PRIVATE = $(LMDB_LIBS)
+$(PC) $(LMDB_PC): pkgconfig/%.pc: pkgconfig/%.pc.in include/segidx.h FORCE
 	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	     -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-	     -e 's|@LIBS_PRIVATE@|$(DEP_LIBS)|' $< > $@.tmp
+	     -e 's|@LIBS_PRIVATE@|$(PC_LIBS_PRIVATE)|' $< > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "  GEN $@"; fi
 
 # ------------------------------------------------------------------ tests
 
 TEST_LIBS = $(STATIC) -lcmocka $(DEP_LIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/segtest.h bench/workload.h src/segment_format.h $(STATIC)
+$(BUILD)/tests/%: tests/%.c $(TEST_HDR) bench/workload.h src/segment_format.h $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) -Isrc -Ibench $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS) -lm
+
+$(LMDB_TESTS): TEST_LIBS = $(LMDB_STATIC) $(STATIC) -lcmocka $(LMDB_LIBS) $(DEP_LIBS)
+$(LMDB_TESTS): $(LMDB_STATIC) include/segidx_lmdb.h
 
 check-unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t 2>&1; done
@@ -118,11 +152,13 @@ check-replay: $(REPLAY_BIN)
 	@set -e; for r in $(REPLAY_BIN); do \
 	    name=$$(basename $$r _fuzz_replay); $$r fuzz/corpus/$$name; done
 
-# Nothing but segidx_* may leave the shared library.
-check-abi: $(SHARED)
-	@bad=$$(nm -D --defined-only $(SHARED) | awk '{print $$3}' | grep -v '^segidx_' || true); \
-	if [ -n "$$bad" ]; then echo "check-abi: exported symbols outside segidx_:"; echo "$$bad"; exit 1; fi; \
-	echo "check-abi: $$(nm -D --defined-only $(SHARED) | wc -l) symbols, all segidx_*"
+# Nothing but segidx_* may leave the shared libraries.
+check-abi: $(SHARED) $(LMDB_SHARED)
+	@for lib in $(SHARED) $(LMDB_SHARED); do \
+	    bad=$$(nm -D --defined-only $$lib | awk '{print $$3}' | grep -v '^segidx_' || true); \
+	    if [ -n "$$bad" ]; then echo "check-abi: $$lib exports symbols outside segidx_:"; echo "$$bad"; exit 1; fi; \
+	    echo "check-abi: $$(basename $$lib): $$(nm -D --defined-only $$lib | wc -l) symbols, all segidx_*"; \
+	done
 
 check-install: all
 	@sh tests/install_test.sh
@@ -159,9 +195,14 @@ fuzz-run: fuzz
 
 # ------------------------------------------------------------------ bench
 
+BENCH_LIBS = $(STATIC) $(DEP_LIBS)
+
 $(BUILD)/bench/%: bench/%.c bench/bench.h bench/workload.h $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS) -lm
+	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BENCH_LIBS) -lm
+
+$(LMDB_BENCHES): BENCH_LIBS = $(LMDB_STATIC) $(STATIC) $(LMDB_LIBS) $(DEP_LIBS)
+$(LMDB_BENCHES): $(LMDB_STATIC) include/segidx_lmdb.h
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
@@ -174,31 +215,36 @@ bench-readme:
 
 install: install-static install-shared install-includes install-pc
 
-install-static: $(STATIC)
+install-static: $(STATIC) $(LMDB_STATIC)
 	install -d $(DESTDIR)$(LIBDIR)
-	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(STATIC) $(LMDB_STATIC) $(DESTDIR)$(LIBDIR)/
 
-install-shared: $(SHARED)
+install-shared: $(SHARED) $(LMDB_SHARED)
 	install -d $(DESTDIR)$(LIBDIR)
-	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(LMDB_SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx.so
+	ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME)
+	ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so
 
 install-includes:
 	install -d $(DESTDIR)$(INCLUDEDIR)
-	install -m 644 include/segidx.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/segidx.h include/segidx_lmdb.h $(DESTDIR)$(INCLUDEDIR)/
 
-install-pc: $(PC)
+install-pc: $(PC) $(LMDB_PC)
 	install -d $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 644 $(PC) $(LMDB_PC) $(DESTDIR)$(PKGCONFIGDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx.a $(DESTDIR)$(LIBDIR)/libsegidx.so \
 	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsegidx.so.$(VERSION) \
 	      $(DESTDIR)$(INCLUDEDIR)/segidx.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx.pc
+	rm -f $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.a $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so \
+	      $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so.$(VERSION) \
+	      $(DESTDIR)$(INCLUDEDIR)/segidx_lmdb.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx_lmdb.pc
 
 clean:
-	rm -rf build $(PC)
+	rm -rf build $(PC) $(LMDB_PC)
 
 FORCE:
 

@@ -188,6 +188,15 @@ SEGIDX_API segidx_offset_set *segidx_offset_set_cut(segidx_offset_set *s,
                                                    const segidx_offset_set *other);
 
 /**
+ * @brief A copy of `s`.
+ * @return a new set owned by the caller, or NULL if an allocation failed.
+ */
+SEGIDX_API segidx_offset_set *segidx_offset_set_copy(const segidx_offset_set *s);
+
+/** @brief Whether `a` and `b` hold the same offsets. */
+SEGIDX_API bool segidx_offset_set_equals(const segidx_offset_set *a, const segidx_offset_set *b);
+
+/**
  * @brief Call `fn` for each offset in ascending order.
  * @param[in] fn called with each offset and `ctx`; a non-zero return stops
  *            the iteration. `fn` must not mutate `s`.
@@ -577,6 +586,220 @@ SEGIDX_API void segidx_packer_free(segidx_packer *p);
  *         what it emitted as unreferenced.
  */
 SEGIDX_API int segidx_compact(const segidx_segment *const *segs, size_t n, segidx_packer *p);
+
+/* ------------------------------------------------------------ KV vtable */
+
+/** A batch operation: store `val` under `key`. */
+#define SEGIDX_KV_PUT 1
+/** A batch operation: remove `key` (removing a missing key is not an error). */
+#define SEGIDX_KV_DEL 2
+/** The vtable version this header describes. Methods are only ever
+ *  appended; the library calls a method only when `version` says the host
+ *  has it (SQLite VFS style). */
+#define SEGIDX_KV_VTABLE_VERSION 1
+
+/**
+ * @brief Receives one key/value pair from a KV store.
+ *
+ * `key` and `val` are borrowed: valid only during the call; copy what you
+ * keep. Return 0 to go on; a non-zero return stops a scan and is returned
+ * by it.
+ */
+typedef int (*segidx_kv_visit_fn)(void *ctx, const void *key, size_t klen, const void *val,
+                                  size_t vlen);
+
+/** @brief One operation of an atomic batch. Borrowed for the write call. */
+typedef struct segidx_kv_op {
+    int op;            /**< #SEGIDX_KV_PUT or #SEGIDX_KV_DEL */
+    const void *key;
+    size_t klen;
+    const void *val;   /**< ignored for #SEGIDX_KV_DEL */
+    size_t vlen;
+} segidx_kv_op;
+
+/**
+ * @brief An ordered key-value store supplied by the host.
+ *
+ * Keys are byte strings ordered by memcmp, a shorter key before every
+ * longer key it prefixes; keys are never empty (#SEGIDX_EINVAL). Every
+ * method returns 0 or a negative `SEGIDX_E*` code (#SEGIDX_EIO for a
+ * storage failure, #SEGIDX_EFULL when the store is full, #SEGIDX_ENOMEM).
+ * A store used by a volume index must allow calls from several threads at
+ * once, unless the library is single-threaded. A visit callback must not
+ * write to the store it is visiting (the in-memory store holds its lock
+ * through the callback and would deadlock).
+ */
+typedef struct segidx_kv_vtable {
+    uint32_t version; /**< #SEGIDX_KV_VTABLE_VERSION */
+    /** Look `key` up and call `fn` once with its value.
+     *  @return fn's return, or #SEGIDX_ENOTFOUND (fn not called). */
+    int (*get)(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx);
+    /** Call `fn` for every key in [lo, hi), ascending, or descending when
+     *  `reverse`. An empty `lo` (lolen 0) starts at the first key; an empty
+     *  `hi` (hilen 0) runs to the last. The view is one consistent snapshot.
+     *  @return 0 when every key was visited, else fn's first non-zero
+     *  return, or an error. */
+    int (*scan)(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+                bool reverse, segidx_kv_visit_fn fn, void *ctx);
+    /** Apply `n` operations atomically and, for a durable store, durably:
+     *  all of them or none. Later operations on the same key win. */
+    int (*write)(void *self, const segidx_kv_op *ops, size_t n);
+    /** Release the store. */
+    void (*close)(void *self);
+} segidx_kv_vtable;
+
+/** @brief A store: its methods and the state they take as `self`. */
+typedef struct segidx_kv {
+    const segidx_kv_vtable *vt;
+    void *self;
+} segidx_kv;
+
+/**
+ * @brief Open an empty in-memory ordered KV (a balanced tree: O(log n) get,
+ *        seek and write per key). For tests, and for embedded hosts with no
+ *        disk. Safe for concurrent use (a reader-writer lock inside) unless
+ *        single-threaded. Its contents go with `kv.vt->close(kv.self)`.
+ * @param[out] out the store; set only on success.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_kv_mem_open(segidx_kv *out);
+
+/* ------------------------------------------------------------ volume index */
+
+/** @brief What the volume index knows of a volume. */
+typedef struct segidx_volume_meta {
+    segidx_lsn lsn;              /**< the latest commit; 0 for none */
+    segidx_offset last_offset;   /**< the highest offset ever written (0 if none) */
+    uint64_t last_commit;        /**< the commit_time of the latest commit */
+    segidx_lsn keep_from;        /**< reads below this LSN were pruned (0: never) */
+} segidx_volume_meta;
+
+/** @brief The offsets one commit wrote into one segment. */
+typedef struct segidx_commit_segment {
+    segidx_sid sid;                    /**< not all zero */
+    const segidx_offset_set *offsets;  /**< not empty; borrowed for the call */
+} segidx_commit_segment;
+
+/**
+ * @brief An LSN-keyed catalog of which segments hold which pages of each
+ *        volume, over a host's ordered KV (docs/FORMAT.md, "Volume index").
+ *        Safe for concurrent use: commits and prunes are serialized inside,
+ *        reads run in parallel on the store's snapshots.
+ */
+typedef struct segidx_volume_index segidx_volume_index;
+
+/**
+ * @brief Open a volume index over a KV store.
+ * @param[in] kv the store; on success the index owns it and closes it in
+ *            segidx_volume_index_close(); on failure the caller still does.
+ * @param[out] out the index; set only on success.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL (NULL vt or method, or a vtable version
+ *         this build does not know), #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out);
+
+/** @brief Close the index and its store. Accepts NULL. */
+SEGIDX_API void segidx_volume_index_close(segidx_volume_index *vi);
+
+/**
+ * @brief A volume's meta.
+ * @return #SEGIDX_OK, #SEGIDX_ENOTFOUND (no commit yet), #SEGIDX_ECORRUPT,
+ *         #SEGIDX_EVERSION, or the store's error.
+ */
+SEGIDX_API int segidx_volume_get(segidx_volume_index *vi, const segidx_vid *vid,
+                                 segidx_volume_meta *out);
+
+/**
+ * @brief Record commit `lsn` of a volume: which segments hold the pages it
+ *        wrote. One atomic write of the store.
+ * @param[in] lsn exactly the volume's LSN + 1 (1 for a new volume).
+ * @param[in] commit_time any value the host likes (e.g. a Unix time);
+ *            kept as last_commit.
+ * @param[in] segs `n` segments with disjoint, non-empty offset sets and
+ *            distinct, non-zero sids; n = 0 is an empty commit, which
+ *            advances the LSN.
+ * @return #SEGIDX_OK; #SEGIDX_ECONFLICT (lsn is not the next one: another
+ *         writer got there first); #SEGIDX_EINVAL (overlapping or empty
+ *         offsets, a zero or repeated sid, NULL); #SEGIDX_ECORRUPT;
+ *         #SEGIDX_ENOMEM; or the store's error. On failure nothing is
+ *         written.
+ */
+SEGIDX_API int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                                    uint64_t commit_time, const segidx_commit_segment *segs,
+                                    size_t n);
+
+/**
+ * @brief Which segments answer `query` at `lsn`: walk the volume's commits
+ *        newest first from min(lsn, the volume's LSN), cutting `query` by
+ *        each commit's offsets, until `query` is empty.
+ *
+ * Reads exactly one store entry per commit segment walked, and stops as soon
+ * as the query is empty.
+ *
+ * @param[in,out] query the offsets asked for; afterwards exactly those never
+ *            written up to `lsn` (read them as zero pages).
+ * @param[in] fn called for each commit segment that answers some of the
+ *            query, newest first, with the offsets it answers (`cut`: owned
+ *            by the call, freed after it returns; the callback may not keep
+ *            it). A non-zero return stops the walk and is returned.
+ * @return #SEGIDX_OK; #SEGIDX_ENOTFOUND (unknown volume); #SEGIDX_ERANGE
+ *         (lsn below the volume's prune point); #SEGIDX_ECORRUPT;
+ *         #SEGIDX_ENOMEM; the store's error; or fn's return. On an error
+ *         (not fn's stop) `query` is restored as it was.
+ */
+SEGIDX_API int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid,
+                                           segidx_lsn lsn, segidx_offset_set *query,
+                                           int (*fn)(void *ctx, const segidx_sid *sid,
+                                                     segidx_lsn lsn, segidx_offset_set *cut),
+                                           void *ctx);
+
+/**
+ * @brief Forget what no read at or after `keep_from` needs: entries every
+ *        offset of which a newer commit at or before keep_from rewrote are
+ *        deleted, partly shadowed ones are rewritten smaller. Reads at any
+ *        LSN >= keep_from return what they returned before; reads below it
+ *        return #SEGIDX_ERANGE. One atomic write.
+ * @param[in] keep_from 1..the volume's LSN; at or below an earlier prune
+ *            point it changes nothing.
+ * @return #SEGIDX_OK, #SEGIDX_ENOTFOUND, #SEGIDX_EINVAL (keep_from above the
+ *         volume's LSN), #SEGIDX_ECORRUPT, #SEGIDX_ENOMEM, the store's error.
+ */
+SEGIDX_API int segidx_volume_prune(segidx_volume_index *vi, const segidx_vid *vid,
+                                   segidx_lsn keep_from);
+
+/**
+ * @brief segidx_volume_prune(), also reporting each sid this volume no
+ *        longer references at all, once, after the write succeeded, so that
+ *        the host can garbage-collect segments no volume needs.
+ */
+SEGIDX_API int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_vid *vid,
+                                          segidx_lsn keep_from,
+                                          void (*unreferenced)(void *ctx, const segidx_sid *sid),
+                                          void *ctx);
+
+/**
+ * @brief Visit every volume in vid order.
+ * @param[in] fn gets borrowed pointers; a non-zero return stops and is
+ *            returned.
+ * @return 0, fn's stop value, #SEGIDX_ECORRUPT, or the store's error.
+ */
+SEGIDX_API int segidx_volume_list(segidx_volume_index *vi,
+                                  int (*fn)(void *ctx, const segidx_vid *vid,
+                                            const segidx_volume_meta *meta),
+                                  void *ctx);
+
+/**
+ * @brief Visit a volume's commit segments, oldest first (empty commits have
+ *        none).
+ * @param[in] fn gets borrowed pointers; a non-zero return stops and is
+ *            returned.
+ * @return 0, fn's stop value, #SEGIDX_ECORRUPT, #SEGIDX_ENOMEM, or the
+ *         store's error.
+ */
+SEGIDX_API int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *vid,
+                                     int (*fn)(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
+                                               const segidx_offset_set *offsets),
+                                     void *ctx);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,15 @@ uint64_t segidx__xxh3(const void *p, size_t n);
 
 
 
+/* Exchange the contents of two sets (restoring a query after a failure). */
+void segidx__offset_set_swap(segidx_offset_set *a, segidx_offset_set *b);
+/* a |= b; false if that could not be done. */
+bool segidx__offset_set_union(segidx_offset_set *a, const segidx_offset_set *b);
+/* Whether two sets share an offset. */
+bool segidx__offset_set_intersects(const segidx_offset_set *a, const segidx_offset_set *b);
+/* The largest offset of a non-empty set. */
+uint32_t segidx__offset_set_max(const segidx_offset_set *s);
+
 /* The host's allocator, or libc's when `a` is NULL. Sizes travel with every
  * call so that arena allocators need no headers. */
 void *segidx__alloc(const segidx_allocator *a, size_t size);

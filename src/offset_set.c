@@ -78,6 +78,39 @@ segidx_offset_set *segidx_offset_set_cut(segidx_offset_set *s, const segidx_offs
     return as_set(shared);
 }
 
+segidx_offset_set *segidx_offset_set_copy(const segidx_offset_set *s)
+{
+    return s ? as_set(roaring_bitmap_copy(cbm(s))) : NULL;
+}
+
+bool segidx_offset_set_equals(const segidx_offset_set *a, const segidx_offset_set *b)
+{
+    return a && b && roaring_bitmap_equals(cbm(a), cbm(b));
+}
+
+void segidx__offset_set_swap(segidx_offset_set *a, segidx_offset_set *b)
+{
+    roaring_bitmap_t t = *bm(a);
+    *bm(a) = *bm(b);
+    *bm(b) = t;
+}
+
+bool segidx__offset_set_union(segidx_offset_set *a, const segidx_offset_set *b)
+{
+    roaring_bitmap_or_inplace(bm(a), cbm(b));
+    return true; /* CRoaring 0.2.66 reports no allocation failure here */
+}
+
+bool segidx__offset_set_intersects(const segidx_offset_set *a, const segidx_offset_set *b)
+{
+    return roaring_bitmap_intersect(cbm(a), cbm(b));
+}
+
+uint32_t segidx__offset_set_max(const segidx_offset_set *s)
+{
+    return roaring_bitmap_maximum(cbm(s));
+}
+
 struct iterate_ctx {
     int (*fn)(segidx_offset o, void *ctx);
     void *ctx;

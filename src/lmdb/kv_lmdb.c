@@ -1,0 +1,357 @@
+/* libsegidx_lmdb: the segidx_kv vtable over one LMDB environment.
+ *
+ * This library uses only the types of segidx.h: nothing of libsegidx is
+ * called, so it links against liblmdb alone and allocates with malloc
+ * (LMDB does the same).
+ *
+ * Each method is one LMDB transaction: get and scan a read-only one (a
+ * snapshot; with MDB_NOTLS the slot belongs to the transaction, not the
+ * thread, so any thread may run any number of them), write one write
+ * transaction, committed or aborted as a whole.
+ */
+#include "segidx_lmdb.h"
+
+#include "../sync.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <lmdb.h>
+
+typedef struct lmdb_kv {
+    MDB_env *env;
+    MDB_dbi dbi;
+    size_t max_key;             /* longest key LMDB takes */
+    segidx__atomic_int last_rc; /* the last LMDB code that was an error */
+} lmdb_kv;
+
+static const segidx_kv_vtable lmdb_vtable;
+
+/* ------------------------------------------------------------ errors */
+
+static int map_error(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return SEGIDX_OK;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+        return SEGIDX_EFULL;
+    case MDB_BAD_VALSIZE:
+        return SEGIDX_EINVAL;
+    case ENOMEM:
+        return SEGIDX_ENOMEM;
+    default:
+        return SEGIDX_EIO;
+    }
+}
+
+/* Remember a failed LMDB call's code for segidx_kv_lmdb_last_error(), and
+ * translate it. */
+static int fail(lmdb_kv *kv, int rc)
+{
+    segidx__atomic_int_store(&kv->last_rc, rc);
+    return map_error(rc);
+}
+
+/* ------------------------------------------------------------ keys */
+
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return c;
+    return (alen > blen) - (alen < blen);
+}
+
+static int val_cmp(const MDB_val *v, const void *b, size_t blen)
+{
+    return key_cmp(v->mv_data, v->mv_size, b, blen);
+}
+
+/* A key LMDB can store: 1 to max_key bytes. */
+static bool key_valid(const lmdb_kv *kv, const void *key, size_t klen)
+{
+    return key && klen > 0 && klen <= kv->max_key;
+}
+
+/* ------------------------------------------------------------ methods */
+
+static int lmdb_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
+{
+    lmdb_kv *kv = self;
+    if (!kv || !fn || !key_valid(kv, key, klen))
+        return SEGIDX_EINVAL;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return fail(kv, rc);
+    MDB_val k = { klen, (void *)key }, v;
+    rc = mdb_get(txn, kv->dbi, &k, &v);
+    if (rc == MDB_SUCCESS)
+        rc = fn(ctx, key, klen, v.mv_data, v.mv_size);
+    else if (rc == MDB_NOTFOUND)
+        rc = SEGIDX_ENOTFOUND;
+    else
+        rc = fail(kv, rc);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Put the cursor on the first key >= lo (empty: the first key). A bound
+ * longer than any storable key is cut to max_key bytes for the seek, which
+ * lands at most one key early (the cut bound itself), so step on while the
+ * key is below lo. */
+static int seek_forward(const lmdb_kv *kv, MDB_cursor *c, const void *lo, size_t lolen,
+                        MDB_val *k, MDB_val *v)
+{
+    if (lolen == 0)
+        return mdb_cursor_get(c, k, v, MDB_FIRST);
+    k->mv_size = lolen < kv->max_key ? lolen : kv->max_key;
+    k->mv_data = (void *)lo;
+    int rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+    while (rc == MDB_SUCCESS && val_cmp(k, lo, lolen) < 0)
+        rc = mdb_cursor_get(c, k, v, MDB_NEXT);
+    return rc;
+}
+
+/* Put the cursor on the last key < hi (empty: the last key): one past it
+ * with MDB_SET_RANGE, or at the end when every key is smaller, then back.
+ * With hi cut to max_key bytes (h) the seek may land on h itself, which is
+ * < hi; no key after h can be < hi (it would have to extend h past the
+ * longest key), so stepping back while >= hi finds the right key. */
+static int seek_reverse(const lmdb_kv *kv, MDB_cursor *c, const void *hi, size_t hilen,
+                        MDB_val *k, MDB_val *v)
+{
+    if (hilen == 0)
+        return mdb_cursor_get(c, k, v, MDB_LAST);
+    k->mv_size = hilen < kv->max_key ? hilen : kv->max_key;
+    k->mv_data = (void *)hi;
+    int rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(c, k, v, MDB_LAST);
+    while (rc == MDB_SUCCESS && val_cmp(k, hi, hilen) >= 0)
+        rc = mdb_cursor_get(c, k, v, MDB_PREV);
+    return rc;
+}
+
+static int lmdb_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+                     bool reverse, segidx_kv_visit_fn fn, void *ctx)
+{
+    lmdb_kv *kv = self;
+    if (!kv || !fn || (!lo && lolen) || (!hi && hilen))
+        return SEGIDX_EINVAL;
+    if (lolen && hilen && key_cmp(lo, lolen, hi, hilen) >= 0)
+        return SEGIDX_OK; /* [lo, hi) is empty */
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return fail(kv, rc);
+    MDB_cursor *c;
+    rc = mdb_cursor_open(txn, kv->dbi, &c);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return fail(kv, rc);
+    }
+    MDB_val k, v;
+    MDB_cursor_op step = reverse ? MDB_PREV : MDB_NEXT;
+    rc = reverse ? seek_reverse(kv, c, hi, hilen, &k, &v)
+                 : seek_forward(kv, c, lo, lolen, &k, &v);
+    int result = SEGIDX_OK;
+    while (rc == MDB_SUCCESS) {
+        if (reverse ? lolen && val_cmp(&k, lo, lolen) < 0
+                    : hilen && val_cmp(&k, hi, hilen) >= 0)
+            break;
+        result = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        if (result)
+            break;
+        rc = mdb_cursor_get(c, &k, &v, step);
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        result = fail(kv, rc);
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return result;
+}
+
+static bool op_valid(const lmdb_kv *kv, const segidx_kv_op *op)
+{
+    if (op->op != SEGIDX_KV_PUT && op->op != SEGIDX_KV_DEL)
+        return false;
+    if (!key_valid(kv, op->key, op->klen))
+        return false;
+    return op->op == SEGIDX_KV_DEL || op->val || op->vlen == 0;
+}
+
+static int lmdb_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    lmdb_kv *kv = self;
+    if (!kv || (!ops && n))
+        return SEGIDX_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!op_valid(kv, &ops[i]))
+            return SEGIDX_EINVAL;
+    if (n == 0)
+        return SEGIDX_OK;
+
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
+    if (rc)
+        return fail(kv, rc);
+    static const char none[1] = { 0 }; /* an empty value's address: never NULL */
+    for (size_t i = 0; i < n && rc == MDB_SUCCESS; i++) {
+        MDB_val k = { ops[i].klen, (void *)ops[i].key };
+        if (ops[i].op == SEGIDX_KV_PUT) {
+            MDB_val v = { ops[i].vlen, (void *)(ops[i].vlen ? ops[i].val : none) };
+            rc = mdb_put(txn, kv->dbi, &k, &v, 0);
+        } else {
+            rc = mdb_del(txn, kv->dbi, &k, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = MDB_SUCCESS; /* removing a missing key is not an error */
+        }
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return fail(kv, rc);
+    }
+    rc = mdb_txn_commit(txn); /* frees txn, committed or not */
+    return rc ? fail(kv, rc) : SEGIDX_OK;
+}
+
+static void lmdb_close(void *self)
+{
+    lmdb_kv *kv = self;
+    if (!kv)
+        return;
+    mdb_env_close(kv->env);
+    free(kv);
+}
+
+static const segidx_kv_vtable lmdb_vtable = {
+    SEGIDX_KV_VTABLE_VERSION, lmdb_get, lmdb_scan, lmdb_write, lmdb_close,
+};
+
+/* ------------------------------------------------------------ open */
+
+/* mkdir -p: 0 when `path` is (now) a directory, else an errno code. */
+static int make_dirs(const char *path)
+{
+    size_t n = strlen(path);
+    char *p = malloc(n + 1);
+    if (!p)
+        return ENOMEM;
+    memcpy(p, path, n + 1);
+    struct stat st;
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        if (p[i - 1] == '/')
+            continue; /* "a//b", "a/" */
+        char saved = p[i];
+        p[i] = '\0';
+        /* mkdir only what is missing: an existing parent we may not write
+         * to would otherwise answer EACCES rather than EEXIST. */
+        if (stat(p, &st) != 0 && mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(p);
+            return e;
+        }
+        p[i] = saved;
+    }
+    free(p);
+    if (stat(path, &st) != 0)
+        return errno;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+/* The environment and its unnamed database; *lmdb_rc says why on failure. */
+static int env_open(lmdb_kv *kv, const char *path, const segidx_kv_lmdb_options *opts,
+                    int *lmdb_rc)
+{
+    size_t map_size = opts && opts->map_size ? opts->map_size
+                                             : SEGIDX_KV_LMDB_DEFAULT_MAP_SIZE;
+    unsigned flags = MDB_NOTLS;
+    if (opts && opts->nosync)
+        flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+
+    int rc = mdb_env_create(&kv->env);
+    if (rc) {
+        kv->env = NULL;
+        *lmdb_rc = rc;
+        return map_error(rc);
+    }
+    rc = mdb_env_set_mapsize(kv->env, map_size);
+    if (!rc && opts && opts->max_readers)
+        rc = mdb_env_set_maxreaders(kv->env, opts->max_readers);
+    if (!rc)
+        rc = mdb_env_open(kv->env, path, flags, 0664);
+    if (!rc) {
+        /* Free the slots of readers that died without closing (a crashed
+         * process): they would pin old pages forever. */
+        int dead;
+        mdb_reader_check(kv->env, &dead);
+        MDB_txn *txn;
+        rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+        if (!rc) {
+            rc = mdb_dbi_open(txn, NULL, 0, &kv->dbi);
+            if (rc)
+                mdb_txn_abort(txn);
+            else
+                rc = mdb_txn_commit(txn); /* keeps the handle for the env */
+        }
+    }
+    if (rc) {
+        mdb_env_close(kv->env); /* required after a failed mdb_env_open too */
+        kv->env = NULL;
+        *lmdb_rc = rc;
+        return map_error(rc) == SEGIDX_ENOMEM ? SEGIDX_ENOMEM : SEGIDX_EIO;
+    }
+    kv->max_key = (size_t)mdb_env_get_maxkeysize(kv->env);
+    return SEGIDX_OK;
+}
+
+int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_options *opts, segidx_kv *out)
+{
+    int ignored;
+    int *lmdb_rc = opts && opts->open_error ? opts->open_error : &ignored;
+    *lmdb_rc = 0;
+    if (!path || !*path || !out)
+        return SEGIDX_EINVAL;
+
+    int e = make_dirs(path);
+    if (e) {
+        *lmdb_rc = e;
+        return e == ENOMEM ? SEGIDX_ENOMEM : SEGIDX_EIO;
+    }
+    lmdb_kv *kv = malloc(sizeof *kv);
+    if (!kv) {
+        *lmdb_rc = ENOMEM;
+        return SEGIDX_ENOMEM;
+    }
+    int rc = env_open(kv, path, opts, lmdb_rc);
+    if (rc) {
+        free(kv);
+        return rc;
+    }
+    segidx__atomic_int_store(&kv->last_rc, MDB_SUCCESS);
+    out->vt = &lmdb_vtable;
+    out->self = kv;
+    return SEGIDX_OK;
+}
+
+const char *segidx_kv_lmdb_last_error(const segidx_kv *kv)
+{
+    if (!kv || kv->vt != &lmdb_vtable || !kv->self)
+        return NULL;
+    const lmdb_kv *l = kv->self;
+    return mdb_strerror(segidx__atomic_int_load(&l->last_rc));
+}
+
+const char *segidx_kv_lmdb_strerror(int lmdb_error)
+{
+    return mdb_strerror(lmdb_error);
+}

@@ -1,0 +1,727 @@
+/* The volume index over the in-memory store: commits, find_segments and
+ * prune against a brute-force model; errors that change nothing; a store
+ * that fails; corrupt values; concurrent commits. */
+#include "vitest.h"
+
+#if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
+#include <pthread.h>
+#endif
+
+/* Offsets come from a small universe, so commits overlap and shadow each
+ * other, plus the edges. */
+#define UNIVERSE 300u
+static const uint32_t edge_offsets[] = { 0, 1u << 31, UINT32_MAX };
+
+typedef struct fixture {
+    segidx_volume_index *vi;
+    stub_kv *stub;
+    segidx_kv raw; /* the store under the stub, for dumps and planting */
+    test_rng rng;
+} fixture;
+
+static void fixture_open(fixture *f, uint64_t seed)
+{
+    segidx_kv mem;
+    assert_int_equal(segidx_kv_mem_open(&mem), SEGIDX_OK);
+    f->raw = mem;
+    segidx_kv kv = stub_wrap(mem, &f->stub);
+    assert_int_equal(segidx_volume_index_open(kv, &f->vi), SEGIDX_OK);
+    f->rng = (test_rng){ seed };
+}
+
+static void fixture_close(fixture *f)
+{
+    segidx_volume_index_close(f->vi);
+}
+
+static segidx_vid random_vid(test_rng *r)
+{
+    segidx_vid v;
+    for (int i = 0; i < 16; i++)
+        v.bytes[i] = (uint8_t)rng_next(r);
+    return v;
+}
+
+static uint32_t random_offset(test_rng *r)
+{
+    if (rng_below(r, 20) == 0)
+        return edge_offsets[rng_below(r, 3)];
+    return (uint32_t)rng_below(r, UNIVERSE);
+}
+
+/* A random commit: 0..3 segments, disjoint offsets, sids from a small pool
+ * (a segment holds many commits). */
+static void random_commit(test_rng *r, model_commit *c, segidx_lsn lsn)
+{
+    memset(c, 0, sizeof *c);
+    c->lsn = lsn;
+    c->n = rng_below(r, 5) == 0 ? 0 : 1 + rng_below(r, MODEL_MAX_SEGS);
+    for (size_t i = 0; i < c->n; i++) {
+        c->segs[i].offsets = segidx_offset_set_new();
+        bool distinct;
+        do {
+            memset(c->segs[i].sid.bytes, 0, 16);
+            c->segs[i].sid.bytes[15] = (uint8_t)(1 + rng_below(r, 12));
+            distinct = true;
+            for (size_t j = 0; j < i; j++)
+                distinct &= memcmp(c->segs[j].sid.bytes, c->segs[i].sid.bytes, 16) != 0;
+        } while (!distinct);
+    }
+    for (uint32_t k = 0, n = (uint32_t)rng_below(r, 40); k < n && c->n; k++) {
+        uint32_t off = random_offset(r);
+        bool taken = false;
+        for (size_t i = 0; i < c->n; i++)
+            taken |= segidx_offset_set_contains(c->segs[i].offsets, off);
+        if (!taken)
+            segidx_offset_set_add(c->segs[rng_below(r, c->n)].offsets, off);
+    }
+    /* No empty segment: give each at least one offset of its own. */
+    for (size_t i = 0; i < c->n; i++)
+        if (segidx_offset_set_is_empty(c->segs[i].offsets))
+            segidx_offset_set_add(c->segs[i].offsets, UNIVERSE + 1000 * (uint32_t)lsn + (uint32_t)i);
+}
+
+static int commit_model(segidx_volume_index *vi, model_volume *v, const model_commit *c,
+                        uint64_t time)
+{
+    segidx_commit_segment segs[MODEL_MAX_SEGS];
+    for (size_t i = 0; i < c->n; i++)
+        segs[i] = (segidx_commit_segment){ c->segs[i].sid, c->segs[i].offsets };
+    return segidx_volume_commit(vi, &v->vid, c->lsn, time, segs, c->n);
+}
+
+static void model_append(model_volume *v, const model_commit *c)
+{
+    v->commits = realloc(v->commits, (v->n + 1) * sizeof *v->commits);
+    assert_non_null(v->commits);
+    v->commits[v->n++] = *c;
+}
+
+/* Commit `count` random commits to the volume, checking the meta. */
+static void grow_volume(fixture *f, model_volume *v, size_t count)
+{
+    for (size_t k = 0; k < count; k++) {
+        model_commit c;
+        random_commit(&f->rng, &c, v->n + 1);
+        uint64_t time = 1000 + v->n;
+        assert_int_equal(commit_model(f->vi, v, &c, time), SEGIDX_OK);
+        model_append(v, &c);
+        segidx_volume_meta m;
+        assert_int_equal(segidx_volume_get(f->vi, &v->vid, &m), SEGIDX_OK);
+        assert_int_equal(m.lsn, v->n);
+        assert_int_equal(m.last_commit, time);
+        uint32_t last = 0;
+        for (size_t i = 0; i < v->n; i++)
+            for (size_t j = 0; j < v->commits[i].n; j++) {
+                segidx_offset_set *o = v->commits[i].segs[j].offsets;
+                uint64_t card = segidx_offset_set_cardinality(o);
+                for (uint32_t e = 0; e < 3; e++)
+                    if (segidx_offset_set_contains(o, edge_offsets[e]) && edge_offsets[e] > last)
+                        last = edge_offsets[e];
+                for (uint32_t x = 0; x < UNIVERSE + 1000 * (uint32_t)v->n + 8 && card; x++)
+                    if (segidx_offset_set_contains(o, x) && x > last)
+                        last = x;
+            }
+        assert_int_equal(m.last_offset, last);
+    }
+}
+
+static segidx_offset_set *random_query(test_rng *r)
+{
+    segidx_offset_set *q = segidx_offset_set_new();
+    if (rng_below(r, 3) == 0) {
+        segidx_offset_set_add_range(q, 0, UNIVERSE);
+    } else {
+        for (int i = 0, n = 1 + (int)rng_below(r, 60); i < n; i++)
+            segidx_offset_set_add(q, random_offset(r));
+    }
+    if (rng_below(r, 2)) /* half the queries can never empty */
+        segidx_offset_set_add(q, UNIVERSE + 999999);
+    return q;
+}
+
+/* find_segments and the model agree on the visits, the final query and the
+ * number of store entries read. */
+static void check_find(fixture *f, const model_volume *v, segidx_lsn lsn, segidx_offset_set *q)
+{
+    segidx_offset_set *mq = segidx_offset_set_copy(q);
+    found_list got = { NULL, 0, 0, -1, 0 }, want = { NULL, 0, 0, -1, 0 };
+    model_find(v, lsn, mq, &want);
+    long visited = f->stub->visited;
+    assert_int_equal(segidx_volume_find_segments(f->vi, &v->vid, lsn, q, collect_found, &got),
+                     SEGIDX_OK);
+    assert_found_equal(&got, &want);
+    assert_true(segidx_offset_set_equals(q, mq));
+    assert_int_equal(f->stub->visited - visited, want.walked);
+    found_list_free(&got);
+    found_list_free(&want);
+    segidx_offset_set_free(mq);
+}
+
+static void test_random_against_model(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 1);
+    model_volume vols[4] = { 0 };
+    for (int i = 0; i < 4; i++)
+        vols[i].vid = random_vid(&f.rng);
+    memset(vols[0].vid.bytes, 0x00, 16); /* the key-range edges */
+    memset(vols[1].vid.bytes, 0xFF, 16);
+    for (int round = 0; round < 40; round++) {
+        model_volume *v = &vols[rng_below(&f.rng, 4)];
+        grow_volume(&f, v, 1 + rng_below(&f.rng, 3));
+        for (int q = 0; q < 10; q++) {
+            segidx_offset_set *query = random_query(&f.rng);
+            check_find(&f, v, rng_below(&f.rng, v->n + 3), query);
+            segidx_offset_set_free(query);
+        }
+    }
+    /* Every volume listed once, in vid order, with its meta. */
+    for (int i = 0; i < 4; i++) {
+        segidx_offset_set *query = random_query(&f.rng);
+        check_find(&f, &vols[i], UINT64_MAX, query);
+        segidx_offset_set_free(query);
+        model_volume_free(&vols[i]);
+    }
+    fixture_close(&f);
+}
+
+static void test_unknown_volume_and_empty_query(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 2);
+    segidx_vid vid = random_vid(&f.rng);
+    segidx_volume_meta m;
+    assert_int_equal(segidx_volume_get(f.vi, &vid, &m), SEGIDX_ENOTFOUND);
+    segidx_offset_set *q = segidx_offset_set_new();
+    segidx_offset_set_add(q, 5);
+    found_list got = { NULL, 0, 0, -1, 0 };
+    assert_int_equal(segidx_volume_find_segments(f.vi, &vid, 1, q, collect_found, &got),
+                     SEGIDX_ENOTFOUND);
+    assert_int_equal(segidx_offset_set_cardinality(q), 1);
+    /* An empty commit makes the volume, with nothing written. */
+    assert_int_equal(segidx_volume_commit(f.vi, &vid, 1, 7, NULL, 0), SEGIDX_OK);
+    assert_int_equal(segidx_volume_get(f.vi, &vid, &m), SEGIDX_OK);
+    assert_int_equal(m.lsn, 1);
+    assert_int_equal(m.last_offset, 0);
+    assert_int_equal(m.last_commit, 7);
+    long scans = f.stub->scans;
+    assert_int_equal(segidx_volume_find_segments(f.vi, &vid, 1, q, collect_found, &got), 0);
+    assert_int_equal(segidx_offset_set_cardinality(q), 1); /* never written */
+    segidx_offset_set *empty = segidx_offset_set_new();
+    assert_int_equal(segidx_volume_find_segments(f.vi, &vid, 1, empty, collect_found, &got), 0);
+    assert_int_equal(segidx_volume_find_segments(f.vi, &vid, 0, q, collect_found, &got), 0);
+    assert_int_equal(f.stub->scans - scans, 1); /* empty query, lsn 0: no scan */
+    assert_int_equal(got.n, 0);
+    segidx_offset_set_free(empty);
+    segidx_offset_set_free(q);
+    fixture_close(&f);
+}
+
+/* fn's non-zero return stops the walk and comes back; the query keeps what
+ * was cut before the stop. */
+static void test_callback_stops(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 3);
+    model_volume v = { 0 };
+    v.vid = random_vid(&f.rng);
+    for (segidx_lsn lsn = 1; lsn <= 5; lsn++) {
+        model_commit c = { lsn, { { { { 0 } }, segidx_offset_set_new() } }, 1 };
+        c.segs[0].sid.bytes[0] = (uint8_t)lsn;
+        segidx_offset_set_add(c.segs[0].offsets, (uint32_t)lsn);
+        assert_int_equal(commit_model(f.vi, &v, &c, 0), SEGIDX_OK);
+        model_append(&v, &c);
+    }
+    segidx_offset_set *q = segidx_offset_set_new();
+    segidx_offset_set_add_range(q, 0, 10);
+    found_list got = { NULL, 0, 0, 2, 0 };
+    assert_int_equal(segidx_volume_find_segments(f.vi, &v.vid, 5, q, collect_found, &got), 99);
+    assert_int_equal(got.n, 2);
+    assert_int_equal(got.f[0].lsn, 5);
+    assert_int_equal(got.f[1].lsn, 4);
+    assert_int_equal(segidx_offset_set_cardinality(q), 8);
+    found_list_free(&got);
+    segidx_offset_set_free(q);
+    model_volume_free(&v);
+    fixture_close(&f);
+}
+
+/* ------------------------------------------------------------ commit errors */
+
+static void test_commit_errors_change_nothing(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 4);
+    model_volume v = { 0 };
+    v.vid = random_vid(&f.rng);
+    grow_volume(&f, &v, 3);
+    dump before = dump_store(f.raw);
+
+    segidx_offset_set *a = segidx_offset_set_new(), *b = segidx_offset_set_new(),
+                      *e = segidx_offset_set_new();
+    segidx_offset_set_add_range(a, 0, 10);
+    segidx_offset_set_add_range(b, 9, 20);
+    segidx_sid s1 = { { 1 } }, s2 = { { 2 } }, zero = { { 0 } };
+    segidx_commit_segment overlap[] = { { s1, a }, { s2, b } };
+    segidx_commit_segment same_sid[] = { { s1, a }, { s1, e } };
+    segidx_commit_segment zero_sid[] = { { zero, a } };
+    segidx_commit_segment empty[] = { { s1, e } };
+    segidx_commit_segment null_set[] = { { s1, NULL } };
+    segidx_commit_segment ok[] = { { s1, a } };
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 4, 0, overlap, 2), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 4, 0, same_sid, 2), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 4, 0, zero_sid, 1), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 4, 0, empty, 1), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 4, 0, null_set, 1), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 4, 0, NULL, 1), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 3, 0, ok, 1), SEGIDX_ECONFLICT);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 5, 0, ok, 1), SEGIDX_ECONFLICT);
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 0, 0, ok, 1), SEGIDX_ECONFLICT);
+    segidx_vid other = random_vid(&f.rng);
+    assert_int_equal(segidx_volume_commit(f.vi, &other, 2, 0, ok, 1), SEGIDX_ECONFLICT);
+    dump after = dump_store(f.raw);
+    assert_dumps_equal(&before, &after);
+
+    assert_int_equal(segidx_volume_commit(f.vi, &v.vid, 4, 0, ok, 1), SEGIDX_OK);
+    free(before.p);
+    free(after.p);
+    segidx_offset_set_free(a);
+    segidx_offset_set_free(b);
+    segidx_offset_set_free(e);
+    model_volume_free(&v);
+    fixture_close(&f);
+}
+
+#if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
+struct racer {
+    segidx_volume_index *vi;
+    const segidx_vid *vid;
+    segidx_lsn lsn;
+    pthread_barrier_t *start;
+    int rc;
+};
+
+static void *race_commit(void *p)
+{
+    struct racer *r = p;
+    segidx_offset_set *s = segidx_offset_set_new();
+    segidx_offset_set_add(s, (uint32_t)r->lsn);
+    segidx_commit_segment seg = { { { 7 } }, s };
+    pthread_barrier_wait(r->start);
+    r->rc = segidx_volume_commit(r->vi, r->vid, r->lsn, 0, &seg, 1);
+    segidx_offset_set_free(s);
+    return NULL;
+}
+
+/* Eight threads commit the same LSN: exactly one wins. */
+static void test_concurrent_commits_one_wins(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 5);
+    segidx_vid vid = random_vid(&f.rng);
+    enum { THREADS = 8 };
+    for (segidx_lsn lsn = 1; lsn <= 40; lsn++) {
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, THREADS);
+        pthread_t t[THREADS];
+        struct racer r[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            r[i] = (struct racer){ f.vi, &vid, lsn, &start, 0 };
+            assert_int_equal(pthread_create(&t[i], NULL, race_commit, &r[i]), 0);
+        }
+        int wins = 0;
+        for (int i = 0; i < THREADS; i++) {
+            pthread_join(t[i], NULL);
+            assert_true(r[i].rc == SEGIDX_OK || r[i].rc == SEGIDX_ECONFLICT);
+            wins += r[i].rc == SEGIDX_OK;
+        }
+        pthread_barrier_destroy(&start);
+        assert_int_equal(wins, 1);
+    }
+    segidx_volume_meta m;
+    assert_int_equal(segidx_volume_get(f.vi, &vid, &m), SEGIDX_OK);
+    assert_int_equal(m.lsn, 40);
+    fixture_close(&f);
+}
+#endif
+
+/* ------------------------------------------------------------ prune */
+
+struct sid_list {
+    segidx_sid s[256];
+    size_t n;
+};
+
+static void note_sid(void *ctx, const segidx_sid *sid)
+{
+    struct sid_list *l = ctx;
+    for (size_t i = 0; i < l->n; i++)
+        assert_memory_not_equal(l->s[i].bytes, sid->bytes, 16); /* once each */
+    assert_true(l->n < 256);
+    l->s[l->n++] = *sid;
+}
+
+static int note_commit_sid(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
+                           const segidx_offset_set *offsets)
+{
+    (void)lsn;
+    assert_false(segidx_offset_set_is_empty(offsets));
+    struct sid_list *l = ctx;
+    for (size_t i = 0; i < l->n; i++)
+        if (!memcmp(l->s[i].bytes, sid->bytes, 16))
+            return 0;
+    l->s[l->n++] = *sid;
+    return 0;
+}
+
+static bool sid_in(const struct sid_list *l, const segidx_sid *sid)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!memcmp(l->s[i].bytes, sid->bytes, 16))
+            return true;
+    return false;
+}
+
+/* After a prune, each entry below keep_from holds exactly what no commit
+ * in (its lsn, keep_from] rewrote, and entries left empty are gone. */
+struct pruned_check {
+    const model_volume *v;
+    segidx_lsn keep_from;
+    size_t entries_below;
+};
+
+static int check_pruned_entry(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
+                              const segidx_offset_set *offsets)
+{
+    struct pruned_check *c = ctx;
+    if (lsn >= c->keep_from)
+        return 0;
+    c->entries_below++;
+    const model_commit *mc = &c->v->commits[lsn - 1];
+    size_t i = 0;
+    while (i < mc->n && memcmp(mc->segs[i].sid.bytes, sid->bytes, 16))
+        i++;
+    assert_true(i < mc->n);
+    segidx_offset_set *want = segidx_offset_set_copy(mc->segs[i].offsets);
+    for (segidx_lsn l = lsn + 1; l <= c->keep_from; l++)
+        for (size_t j = 0; j < c->v->commits[l - 1].n; j++)
+            segidx_offset_set_free(segidx_offset_set_cut(want, c->v->commits[l - 1].segs[j].offsets));
+    assert_true(segidx_offset_set_equals(offsets, want));
+    segidx_offset_set_free(want);
+    return 0;
+}
+
+static size_t model_entries_left_below(const model_volume *v, segidx_lsn keep_from)
+{
+    size_t n = 0;
+    for (segidx_lsn lsn = 1; lsn < keep_from; lsn++)
+        for (size_t i = 0; i < v->commits[lsn - 1].n; i++) {
+            segidx_offset_set *left = segidx_offset_set_copy(v->commits[lsn - 1].segs[i].offsets);
+            for (segidx_lsn l = lsn + 1; l <= keep_from; l++)
+                for (size_t j = 0; j < v->commits[l - 1].n; j++)
+                    segidx_offset_set_free(segidx_offset_set_cut(left, v->commits[l - 1].segs[j].offsets));
+            n += !segidx_offset_set_is_empty(left);
+            segidx_offset_set_free(left);
+        }
+    return n;
+}
+
+/* Reads at every LSN from keep_from on, recorded before the prune. */
+struct reads {
+    found_list at[64];
+    segidx_offset_set *left[64];
+    segidx_offset_set *query;
+};
+
+static void test_prune_keeps_reads(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 10; seed < 22; seed++) {
+        fixture f;
+        fixture_open(&f, seed);
+        model_volume v = { 0 };
+        v.vid = random_vid(&f.rng);
+        grow_volume(&f, &v, 20 + rng_below(&f.rng, 30));
+        segidx_lsn keep_from = 1 + rng_below(&f.rng, v.n);
+        struct reads r;
+        r.query = random_query(&f.rng);
+        segidx_lsn top = v.n + 1;
+        for (segidx_lsn l = keep_from; l <= top; l++) {
+            r.left[l - keep_from] = segidx_offset_set_copy(r.query);
+            r.at[l - keep_from] = (found_list){ NULL, 0, 0, -1, 0 };
+            assert_int_equal(segidx_volume_find_segments(f.vi, &v.vid, l, r.left[l - keep_from],
+                                                         collect_found, &r.at[l - keep_from]),
+                             0);
+        }
+        struct sid_list before = { .n = 0 }, after = { .n = 0 }, reported = { .n = 0 };
+        assert_int_equal(segidx_volume_commits(f.vi, &v.vid, note_commit_sid, &before), 0);
+        assert_int_equal(segidx_volume_prune_report(f.vi, &v.vid, keep_from, note_sid, &reported),
+                         SEGIDX_OK);
+        assert_int_equal(segidx_volume_commits(f.vi, &v.vid, note_commit_sid, &after), 0);
+        struct pruned_check pc = { &v, keep_from, 0 };
+        assert_int_equal(segidx_volume_commits(f.vi, &v.vid, check_pruned_entry, &pc), 0);
+        assert_int_equal(pc.entries_below, model_entries_left_below(&v, keep_from));
+
+        for (segidx_lsn l = keep_from; l <= top; l++) {
+            segidx_offset_set *q = segidx_offset_set_copy(r.query);
+            found_list got = { NULL, 0, 0, -1, 0 };
+            assert_int_equal(segidx_volume_find_segments(f.vi, &v.vid, l, q, collect_found, &got),
+                             0);
+            assert_found_equal(&got, &r.at[l - keep_from]);
+            assert_true(segidx_offset_set_equals(q, r.left[l - keep_from]));
+            found_list_free(&got);
+            found_list_free(&r.at[l - keep_from]);
+            segidx_offset_set_free(r.left[l - keep_from]);
+            segidx_offset_set_free(q);
+        }
+        if (keep_from > 1) {
+            found_list none = { NULL, 0, 0, -1, 0 };
+            assert_int_equal(segidx_volume_find_segments(f.vi, &v.vid, keep_from - 1, r.query,
+                                                         collect_found, &none),
+                             SEGIDX_ERANGE);
+        }
+        /* Reported: exactly the sids referenced before and not after. */
+        for (size_t i = 0; i < before.n; i++)
+            assert_int_equal(sid_in(&reported, &before.s[i]), !sid_in(&after, &before.s[i]));
+        assert_true(reported.n + after.n == before.n);
+
+        segidx_volume_meta m;
+        assert_int_equal(segidx_volume_get(f.vi, &v.vid, &m), SEGIDX_OK);
+        assert_int_equal(m.keep_from, keep_from);
+        /* Pruning less changes nothing; pruning the future is refused. */
+        dump d1 = dump_store(f.raw);
+        assert_int_equal(segidx_volume_prune(f.vi, &v.vid, keep_from - 1), SEGIDX_OK);
+        assert_int_equal(segidx_volume_prune(f.vi, &v.vid, v.n + 1), SEGIDX_EINVAL);
+        dump d2 = dump_store(f.raw);
+        assert_dumps_equal(&d1, &d2);
+        free(d1.p);
+        free(d2.p);
+        segidx_offset_set_free(r.query);
+        model_volume_free(&v);
+        fixture_close(&f);
+    }
+}
+
+/* ------------------------------------------------------------ failing store */
+
+enum call { CALL_COMMIT, CALL_FIND, CALL_PRUNE, CALL_GET, CALL_LIST, CALL_COMMITS, CALLS };
+
+static int count_volume(void *ctx, const segidx_vid *vid, const segidx_volume_meta *m)
+{
+    (void)vid, (void)m;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int ignore_commit(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
+                         const segidx_offset_set *offsets)
+{
+    (void)ctx, (void)lsn, (void)sid, (void)offsets;
+    return 0;
+}
+
+static int run_call(fixture *f, model_volume *v, enum call call, segidx_offset_set *q)
+{
+    found_list got = { NULL, 0, 0, -1, 0 };
+    segidx_volume_meta m;
+    int n = 0, rc;
+    switch (call) {
+    case CALL_COMMIT: {
+        model_commit c;
+        random_commit(&f->rng, &c, v->n + 1);
+        rc = commit_model(f->vi, v, &c, 5);
+        if (rc == SEGIDX_OK)
+            model_append(v, &c);
+        else
+            for (size_t i = 0; i < c.n; i++)
+                segidx_offset_set_free(c.segs[i].offsets);
+        return rc;
+    }
+    case CALL_FIND:
+        rc = segidx_volume_find_segments(f->vi, &v->vid, v->n, q, collect_found, &got);
+        found_list_free(&got);
+        return rc;
+    case CALL_PRUNE: return segidx_volume_prune(f->vi, &v->vid, v->n / 2 + 1);
+    case CALL_GET: return segidx_volume_get(f->vi, &v->vid, &m);
+    case CALL_LIST: return segidx_volume_list(f->vi, count_volume, &n);
+    default: return segidx_volume_commits(f->vi, &v->vid, ignore_commit, NULL);
+    }
+}
+
+/* Each public call, with each store method failing at each of its calls:
+ * the error comes back, the store and the query are as they were. */
+static void test_failing_store_changes_nothing(void **state)
+{
+    (void)state;
+    for (int call = 0; call < CALLS; call++)
+        for (int method = 0; method < 3; method++)
+            for (long at = 1;; at++) {
+                fixture f;
+                fixture_open(&f, 100 + (uint64_t)call);
+                model_volume v = { 0 };
+                v.vid = random_vid(&f.rng);
+                grow_volume(&f, &v, 12);
+                segidx_offset_set *q = segidx_offset_set_new();
+                segidx_offset_set_add_range(q, 0, UNIVERSE);
+                segidx_offset_set *q0 = segidx_offset_set_copy(q);
+                dump before = dump_store(f.raw);
+                long *fail = method == 0 ? &f.stub->fail_get_at
+                           : method == 1 ? &f.stub->fail_scan_at : &f.stub->fail_write_at;
+                *fail = at;
+                int rc = run_call(&f, &v, (enum call)call, q);
+                bool failed = *fail == 0;
+                *fail = 0;
+                if (failed) {
+                    assert_int_equal(rc, SEGIDX_EIO);
+                    dump after = dump_store(f.raw);
+                    assert_dumps_equal(&before, &after);
+                    free(after.p);
+                    assert_true(segidx_offset_set_equals(q, q0));
+                } else {
+                    assert_int_equal(rc, SEGIDX_OK);
+                }
+                free(before.p);
+                segidx_offset_set_free(q);
+                segidx_offset_set_free(q0);
+                model_volume_free(&v);
+                fixture_close(&f);
+                if (!failed)
+                    break; /* the call made fewer than `at` such calls */
+            }
+}
+
+/* ------------------------------------------------------------ corrupt values */
+
+static void plant(fixture *f, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    segidx_kv_op op = { SEGIDX_KV_PUT, key, klen, val, vlen };
+    assert_int_equal(f->raw.vt->write(f->raw.self, &op, 1), SEGIDX_OK);
+}
+
+struct first_value {
+    uint8_t key[64], val[4096];
+    size_t klen, vlen;
+};
+
+static int keep_first(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct first_value *fv = ctx;
+    assert_true(klen <= sizeof fv->key && vlen <= sizeof fv->val);
+    memcpy(fv->key, key, klen);
+    memcpy(fv->val, val, vlen);
+    fv->klen = klen;
+    fv->vlen = vlen;
+    return 1;
+}
+
+/* `find_reads_it`: the bad value lies where find_segments looks (an entry
+ * above the volume's LSN does not: reads never scan past it). */
+static void assert_reads_corrupt(fixture *f, model_volume *v, bool meta_too, bool find_reads_it)
+{
+    segidx_offset_set *q = segidx_offset_set_new();
+    segidx_offset_set_add_range(q, 0, UNIVERSE);
+    found_list got = { NULL, 0, 0, -1, 0 };
+    int rc = segidx_volume_find_segments(f->vi, &v->vid, v->n, q, collect_found, &got);
+    if (find_reads_it)
+        assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    else
+        assert_int_equal(rc, SEGIDX_OK);
+    found_list_free(&got);
+    rc = segidx_volume_commits(f->vi, &v->vid, ignore_commit, NULL);
+    assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    rc = segidx_volume_prune(f->vi, &v->vid, v->n);
+    assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    if (meta_too) {
+        segidx_volume_meta m;
+        rc = segidx_volume_get(f->vi, &v->vid, &m);
+        assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+        int n = 0;
+        rc = segidx_volume_list(f->vi, count_volume, &n);
+        assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    }
+    segidx_offset_set_free(q);
+}
+
+static void test_corrupt_values(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < 6; kind++) {
+        fixture f;
+        fixture_open(&f, 200 + (uint64_t)kind);
+        model_volume v = { 0 };
+        v.vid = random_vid(&f.rng);
+        do { /* until the newest commit has an entry */
+            grow_volume(&f, &v, 1);
+        } while (v.commits[v.n - 1].n == 0);
+        uint8_t mkey[24];
+        memcpy(mkey, "volumes/", 8);
+        memcpy(mkey + 8, v.vid.bytes, 16);
+        struct first_value fv;
+        uint8_t lo[25];
+        memcpy(lo, "segments/", 9);
+        memcpy(lo + 9, v.vid.bytes, 16);
+        uint8_t hi[50]; /* past every key of this volume's commits */
+        memcpy(hi, lo, sizeof lo);
+        memset(hi + sizeof lo, 0xFF, sizeof hi - sizeof lo);
+        assert_int_equal(f.raw.vt->scan(f.raw.self, lo, sizeof lo, hi, sizeof hi, true,
+                                        keep_first, &fv),
+                         1);
+        assert_int_equal(fv.klen, 49); /* the newest commit's entry */
+        switch (kind) {
+        case 0: { /* a flipped byte in the meta */
+            struct first_value m;
+            f.raw.vt->get(f.raw.self, mkey, sizeof mkey, keep_first, &m);
+            m.val[9] ^= 1;
+            plant(&f, mkey, sizeof mkey, m.val, m.vlen);
+            break;
+        }
+        case 1: /* a short meta */
+            plant(&f, mkey, sizeof mkey, "SXVM", 4);
+            break;
+        case 2: /* a flipped byte in the newest entry's offsets */
+            fv.val[fv.vlen - 1] ^= 0x10;
+            plant(&f, fv.key, fv.klen, fv.val, fv.vlen);
+            break;
+        case 3: /* a key of the wrong length under the volume's prefix */
+            plant(&f, fv.key, fv.klen - 1, fv.val, fv.vlen);
+            break;
+        case 4: /* an entry above the volume's LSN */
+            fv.key[9 + 16 + 7] = 0xFF;
+            plant(&f, fv.key, fv.klen, fv.val, fv.vlen);
+            break;
+        default: { /* an entry that holds no offset */
+            segidx_offset_set *e = segidx_offset_set_new();
+            uint8_t buf[64];
+            size_t n = segidx_offset_set_serialize(e, buf, sizeof buf);
+            plant(&f, fv.key, fv.klen, buf, n);
+            segidx_offset_set_free(e);
+        }
+        }
+        assert_reads_corrupt(&f, &v, kind < 2, kind != 4);
+        model_volume_free(&v);
+        fixture_close(&f);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_against_model),
+        cmocka_unit_test(test_unknown_volume_and_empty_query),
+        cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_commit_errors_change_nothing),
+#if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
+        cmocka_unit_test(test_concurrent_commits_one_wins),
+#endif
+        cmocka_unit_test(test_prune_keeps_reads),
+        cmocka_unit_test(test_failing_store_changes_nothing),
+        cmocka_unit_test(test_corrupt_values),
+    };
+    return cmocka_run_group_tests_name("volume_index", tests, NULL, NULL);
+}

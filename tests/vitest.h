@@ -1,0 +1,237 @@
+/* Volume index test helpers: a KV stub that counts and fails calls, and a
+ * brute-force model of a volume's commits. Shared by the volume index
+ * tests over the in-memory store and over LMDB. */
+#ifndef SEGIDX_VITEST_H
+#define SEGIDX_VITEST_H
+
+#include "testutil.h"
+
+/* ------------------------------------------------------------ the stub KV
+ *
+ * Wraps a real store. Each method can be told to fail on its Nth call from
+ * now (1 = the next call) with `fail_rc`; every call and every entry a scan
+ * hands out is counted.
+ */
+typedef struct stub_kv {
+    segidx_kv inner;
+    int fail_rc;
+    long fail_get_at, fail_scan_at, fail_write_at; /* 0: never */
+    long gets, scans, writes;
+    long visited;  /* entries scans handed to their callbacks */
+} stub_kv;
+
+struct stub_visit {
+    stub_kv *stub;
+    segidx_kv_visit_fn fn;
+    void *ctx;
+};
+
+static int stub_count_visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct stub_visit *v = ctx;
+    v->stub->visited++;
+    return v->fn(v->ctx, key, klen, val, vlen);
+}
+
+static bool stub_should_fail(long *at)
+{
+    return *at > 0 && --*at == 0;
+}
+
+static int stub_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
+{
+    stub_kv *s = self;
+    s->gets++;
+    if (stub_should_fail(&s->fail_get_at))
+        return s->fail_rc;
+    return s->inner.vt->get(s->inner.self, key, klen, fn, ctx);
+}
+
+static int stub_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+                     bool reverse, segidx_kv_visit_fn fn, void *ctx)
+{
+    stub_kv *s = self;
+    s->scans++;
+    if (stub_should_fail(&s->fail_scan_at))
+        return s->fail_rc;
+    struct stub_visit v = { s, fn, ctx };
+    return s->inner.vt->scan(s->inner.self, lo, lolen, hi, hilen, reverse, stub_count_visit, &v);
+}
+
+static int stub_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    stub_kv *s = self;
+    s->writes++;
+    if (stub_should_fail(&s->fail_write_at))
+        return s->fail_rc;
+    return s->inner.vt->write(s->inner.self, ops, n);
+}
+
+static void stub_close(void *self)
+{
+    stub_kv *s = self;
+    s->inner.vt->close(s->inner.self);
+    free(s);
+}
+
+static const segidx_kv_vtable stub_vtable = { SEGIDX_KV_VTABLE_VERSION, stub_get, stub_scan,
+                                              stub_write, stub_close };
+
+static segidx_kv stub_wrap(segidx_kv inner, stub_kv **out)
+{
+    stub_kv *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->inner = inner;
+    s->fail_rc = SEGIDX_EIO;
+    *out = s;
+    return (segidx_kv){ &stub_vtable, s };
+}
+
+/* ------------------------------------------------------------ dumps
+ *
+ * The whole store as one byte string: "unchanged" means equal dumps.
+ */
+typedef struct dump {
+    uint8_t *p;
+    size_t len, cap;
+} dump;
+
+static void dump_put(dump *d, const void *src, size_t n)
+{
+    if (d->len + n + 8 > d->cap) {
+        d->cap = (d->len + n + 8) * 2;
+        d->p = realloc(d->p, d->cap);
+        assert_non_null(d->p);
+    }
+    uint64_t len = n;
+    memcpy(d->p + d->len, &len, 8);
+    memcpy(d->p + d->len + 8, src, n);
+    d->len += n + 8;
+}
+
+static int dump_visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    dump_put(ctx, key, klen);
+    dump_put(ctx, val, vlen);
+    return 0;
+}
+
+static dump dump_store(segidx_kv kv)
+{
+    dump d = { 0 };
+    assert_int_equal(kv.vt->scan(kv.self, "", 0, "", 0, false, dump_visit, &d), 0);
+    return d;
+}
+
+static void assert_dumps_equal(const dump *a, const dump *b)
+{
+    assert_int_equal(a->len, b->len);
+    if (a->len)
+        assert_memory_equal(a->p, b->p, a->len);
+}
+
+/* ------------------------------------------------------------ the model */
+
+#define MODEL_MAX_SEGS 3
+
+typedef struct model_seg {
+    segidx_sid sid;
+    segidx_offset_set *offsets;
+} model_seg;
+
+typedef struct model_commit {
+    segidx_lsn lsn;
+    model_seg segs[MODEL_MAX_SEGS];
+    size_t n;
+} model_commit;
+
+typedef struct model_volume {
+    segidx_vid vid;
+    model_commit *commits; /* commits[i].lsn == i + 1 */
+    size_t n;
+    segidx_lsn keep_from;
+} model_volume;
+
+static void model_volume_free(model_volume *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        for (size_t j = 0; j < v->commits[i].n; j++)
+            segidx_offset_set_free(v->commits[i].segs[j].offsets);
+    free(v->commits);
+    memset(v, 0, sizeof *v);
+}
+
+/* One visit of find_segments, as the model or the index reports it. */
+typedef struct found {
+    segidx_lsn lsn;
+    segidx_sid sid;
+    segidx_offset_set *cut;
+} found;
+
+typedef struct found_list {
+    found *f;
+    size_t n, cap;
+    int stop_after; /* return 99 after this many visits; -1: never */
+    long walked;    /* the model's entries read (model_find only) */
+} found_list;
+
+static int collect_found(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_offset_set *cut)
+{
+    found_list *l = ctx;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->f = realloc(l->f, l->cap * sizeof *l->f);
+        assert_non_null(l->f);
+    }
+    l->f[l->n++] = (found){ lsn, *sid, segidx_offset_set_copy(cut) };
+    return l->stop_after >= 0 && (int)l->n == l->stop_after ? 99 : 0;
+}
+
+static void found_list_free(found_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        segidx_offset_set_free(l->f[i].cut);
+    free(l->f);
+    memset(l, 0, sizeof *l);
+}
+
+/* The model's find_segments: newest first; within one commit the index
+ * visits segments in descending sid order (a reverse scan), so do that. */
+static void model_find(const model_volume *v, segidx_lsn lsn, segidx_offset_set *query,
+                       found_list *out)
+{
+    size_t top = lsn < v->n ? lsn : v->n;
+    for (size_t c = top; c-- > 0 && !segidx_offset_set_is_empty(query);) {
+        const model_commit *mc = &v->commits[c];
+        size_t order[MODEL_MAX_SEGS];
+        for (size_t i = 0; i < mc->n; i++)
+            order[i] = i;
+        for (size_t i = 0; i < mc->n; i++) /* selection sort, descending sid */
+            for (size_t j = i + 1; j < mc->n; j++)
+                if (memcmp(mc->segs[order[j]].sid.bytes, mc->segs[order[i]].sid.bytes, 16) > 0) {
+                    size_t t = order[i];
+                    order[i] = order[j];
+                    order[j] = t;
+                }
+        for (size_t i = 0; i < mc->n && !segidx_offset_set_is_empty(query); i++) {
+            const model_seg *s = &mc->segs[order[i]];
+            out->walked++;
+            segidx_offset_set *cut = segidx_offset_set_cut(query, s->offsets);
+            if (!segidx_offset_set_is_empty(cut))
+                collect_found(out, &s->sid, mc->lsn, cut);
+            segidx_offset_set_free(cut);
+        }
+    }
+}
+
+static void assert_found_equal(const found_list *a, const found_list *b)
+{
+    assert_int_equal(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        assert_int_equal(a->f[i].lsn, b->f[i].lsn);
+        assert_memory_equal(a->f[i].sid.bytes, b->f[i].sid.bytes, 16);
+        assert_true(segidx_offset_set_equals(a->f[i].cut, b->f[i].cut));
+    }
+}
+
+#endif
