@@ -326,7 +326,10 @@ static bool ef_samples_hold(const struct volume *v, uint64_t word_index, uint64_
                             uint64_t zeros_before, uint64_t *next_sample)
 {
     uint64_t in_word = segidx__popcount64(zero_bits);
+    uint64_t samples = ef_sample_count(v->span, v->low_bits);
     for (; *next_sample < zeros_before + in_word; *next_sample += EF_ZEROS_PER_SAMPLE) {
+        if (*next_sample / EF_ZEROS_PER_SAMPLE >= samples)
+            return false; /* more zeros than buckets: never read past the samples */
         uint64_t at = word_index * 64 +
                       select_in_word(zero_bits, (unsigned)(*next_sample - zeros_before));
         if (segidx__load16(v->samples + 2 * (*next_sample / EF_ZEROS_PER_SAMPLE)) !=
@@ -415,8 +418,10 @@ static int check_version_lists(struct volume *v)
 
 static int check_versions(struct volume *v)
 {
-    if (v->width == 0 && v->versions)
-        return SEGIDX_ECORRUPT; /* one LSN for all pages: one version each */
+    /* The versions bit means some offset has several (so fewer offsets than
+     * pages), which one LSN for all pages (width 0) cannot have. */
+    if (v->versions && (v->width == 0 || v->offsets == v->pages))
+        return SEGIDX_ECORRUPT;
     if (!v->versions)
         return v->offsets == v->pages ? check_single_versions(v) : SEGIDX_ECORRUPT;
     return check_version_lists(v);
