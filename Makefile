@@ -3,6 +3,7 @@
 #   make            libsegidx.a, libsegidx.so and pkgconfig/libsegidx.pc, and
 #                   the same three of libsegidx_lmdb (the LMDB adapter)
 #   make check      unit tests, fuzz-corpus replay, ABI and install checks
+#   make check-long the slow trials (50 SIGKILLs of a durable LMDB writer)
 #   make asan       the unit tests under ASan+UBSan
 #   make check-st   the unit tests of a SEGIDX_SINGLE_THREADED=1 build
 #   make bench      benchmark figures, one line each
@@ -81,7 +82,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # Benchmarks that open LMDB stores, linked like LMDB_TESTS.
 LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index %lmdb,$(BENCH_BIN))
 
-.PHONY: all lib lmdb deps check check-unit check-replay check-abi check-install \
+.PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
         check-st asan fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc uninstall clean demo bench-readme FORCE
 
@@ -164,6 +165,14 @@ check-install: all
 	@sh tests/install_test.sh
 
 check: all check-unit check-replay check-abi check-install
+
+# The slow trials: 50 SIGKILLs of a durable writer (make check runs 5).
+CRASH_TRIALS ?= 50
+check-long: $(BUILD)/tests/test_lmdb_crash
+	SEGIDX_CRASH_TRIALS=$(CRASH_TRIALS) $(BUILD)/tests/test_lmdb_crash 2>&1
+
+# The LMDB run of the volume index tests is the same file, built again.
+$(BUILD)/tests/test_lmdb_volume_index: tests/test_volume_index.c
 
 # The same tests, another build: each variant gets its own build folder.
 asan:

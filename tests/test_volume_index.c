@@ -1,7 +1,75 @@
-/* The volume index over the in-memory store: commits, find_segments and
- * prune against a brute-force model; errors that change nothing; a store
- * that fails; corrupt values; concurrent commits. */
+/* The volume index against a brute-force model: commits, find_segments and
+ * prune; errors that change nothing; a store that fails; corrupt values;
+ * concurrent commits. Over the in-memory store, or over LMDB when built
+ * with VOLUME_INDEX_OVER_LMDB (tests/test_lmdb_volume_index.c). */
 #include "vitest.h"
+
+#ifdef VOLUME_INDEX_OVER_LMDB
+#include "segidx_lmdb.h"
+
+#include <unistd.h>
+
+/* A fresh LMDB store in its own temporary directory, which its close
+ * removes: the index owns the store, so the wrapper owns the directory. */
+struct lmdb_scratch {
+    segidx_kv inner;
+    char dir[64];
+};
+
+static int scratch_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
+{
+    struct lmdb_scratch *s = self;
+    return s->inner.vt->get(s->inner.self, k, kl, fn, ctx);
+}
+
+static int scratch_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
+                        bool rev, segidx_kv_visit_fn fn, void *ctx)
+{
+    struct lmdb_scratch *s = self;
+    return s->inner.vt->scan(s->inner.self, lo, lol, hi, hil, rev, fn, ctx);
+}
+
+static int scratch_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    struct lmdb_scratch *s = self;
+    return s->inner.vt->write(s->inner.self, ops, n);
+}
+
+static void scratch_close(void *self)
+{
+    struct lmdb_scratch *s = self;
+    s->inner.vt->close(s->inner.self);
+    char path[96];
+    snprintf(path, sizeof path, "%s/data.mdb", s->dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", s->dir);
+    unlink(path);
+    assert_int_equal(rmdir(s->dir), 0);
+    free(s);
+}
+
+static const segidx_kv_vtable scratch_vt = { SEGIDX_KV_VTABLE_VERSION, scratch_get, scratch_scan,
+                                             scratch_write, scratch_close };
+
+static int open_test_store(segidx_kv *out)
+{
+    struct lmdb_scratch *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    snprintf(s->dir, sizeof s->dir, "/tmp/segidx-vi-test-XXXXXX");
+    assert_non_null(mkdtemp(s->dir));
+    segidx_kv_lmdb_options o = { 0 };
+    o.nosync = true; /* durability has its own test: the crash trials */
+    o.map_size = (size_t)64 << 20;
+    assert_int_equal(segidx_kv_lmdb_open(s->dir, &o, &s->inner), SEGIDX_OK);
+    *out = (segidx_kv){ &scratch_vt, s };
+    return SEGIDX_OK;
+}
+#else
+static int open_test_store(segidx_kv *out)
+{
+    return segidx_kv_mem_open(out);
+}
+#endif
 
 #if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
 #include <pthread.h>
@@ -22,7 +90,7 @@ typedef struct fixture {
 static void fixture_open(fixture *f, uint64_t seed)
 {
     segidx_kv mem;
-    assert_int_equal(segidx_kv_mem_open(&mem), SEGIDX_OK);
+    assert_int_equal(open_test_store(&mem), SEGIDX_OK);
     f->raw = mem;
     segidx_kv kv = stub_wrap(mem, &f->stub);
     assert_int_equal(segidx_volume_index_open(kv, &f->vi), SEGIDX_OK);
@@ -723,5 +791,9 @@ int main(void)
         cmocka_unit_test(test_failing_store_changes_nothing),
         cmocka_unit_test(test_corrupt_values),
     };
-    return cmocka_run_group_tests_name("volume_index", tests, NULL, NULL);
+#ifdef VOLUME_INDEX_OVER_LMDB
+    return cmocka_run_group_tests_name("volume_index over lmdb", tests, NULL, NULL);
+#else
+    return cmocka_run_group_tests_name("volume_index over mem", tests, NULL, NULL);
+#endif
 }
