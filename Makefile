@@ -5,6 +5,7 @@
 #   make check      unit tests, fuzz-corpus replay, ABI and install checks
 #   make check-long the slow trials (50 SIGKILLs of a durable LMDB writer)
 #   make asan       the unit tests under ASan+UBSan
+#   make tsan       the unit tests under ThreadSanitizer
 #   make check-st   the unit tests of a SEGIDX_SINGLE_THREADED=1 build
 #   make bench      benchmark figures, one line each
 #   make fuzz       libFuzzer targets (clang)
@@ -83,7 +84,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index %lmdb,$(BENCH_BIN))
 
 .PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
-        check-st asan fuzz fuzz-run bench install install-static install-shared \
+        check-st asan tsan fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc uninstall clean demo bench-readme FORCE
 
 all: lib lmdb $(PC) $(LMDB_PC)
@@ -178,6 +179,12 @@ $(BUILD)/tests/test_lmdb_volume_index: tests/test_volume_index.c
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $(CFLAGS_EXTRA)" \
 	        LDFLAGS="-fsanitize=address,undefined" check-unit check-replay
+
+# Every unit test, not only the threaded ones: a race may sit anywhere that
+# locks. A report fails the run (TSan's exit code, 66).
+tsan:
+	$(MAKE) BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer $(CFLAGS_EXTRA)" \
+	        LDFLAGS="-fsanitize=thread" check-unit
 
 check-st:
 	$(MAKE) BUILD=build/st SEGIDX_SINGLE_THREADED=1 check-unit check-replay

@@ -693,8 +693,9 @@ typedef struct segidx_volume_index segidx_volume_index;
  * @param[in] kv the store; on success the index owns it and closes it in
  *            segidx_volume_index_close(); on failure the caller still does.
  * @param[out] out the index; set only on success.
- * @return #SEGIDX_OK, #SEGIDX_EINVAL (NULL vt or method, or a vtable version
- *         this build does not know), #SEGIDX_ENOMEM.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL (NULL vt or method, version 0),
+ *         #SEGIDX_ENOMEM. A newer vtable version is accepted: this build
+ *         calls only the methods of version 1.
  */
 SEGIDX_API int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out);
 
@@ -800,6 +801,157 @@ SEGIDX_API int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *
                                      int (*fn)(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
                                                const segidx_offset_set *offsets),
                                      void *ctx);
+
+/* ------------------------------------------------------------ loader */
+
+/** The segment source vtable version this header describes. */
+#define SEGIDX_SEGMENT_SOURCE_VERSION 1
+
+/**
+ * @brief Where segments come from: the host downloads or maps them.
+ *
+ * `fetch` fills `*buf`/`*len` with the whole segment (the library only
+ * reads it, until it calls `release`) and `*handle` with anything the host
+ * needs to give it back. It may block and it may fail (return a negative
+ * `SEGIDX_E*`, e.g. #SEGIDX_EIO or #SEGIDX_ENOTFOUND). `release` is called
+ * exactly once for every successful fetch: when the segment leaves the
+ * cache, when it fails validation, or when the loader is freed. Both may
+ * be called from any thread, concurrently; the release of an evicted copy
+ * of a sid may even overlap a new fetch of the same sid (each call gets
+ * its own buffer and handle back). A source of a newer version is
+ * accepted: this build calls only version 1's two methods.
+ */
+typedef struct segidx_segment_source {
+    uint32_t version; /**< #SEGIDX_SEGMENT_SOURCE_VERSION */
+    int (*fetch)(void *ctx, const segidx_sid *sid, const void **buf, size_t *len, void **handle);
+    void (*release)(void *ctx, const segidx_sid *sid, const void *buf, size_t len, void *handle);
+    void *ctx;
+} segidx_segment_source;
+
+/** @brief Loader limits. Zero fields mean the defaults. */
+typedef struct segidx_loader_options {
+    /** Bytes of segments kept open when nobody uses them; 0 = 256 MiB.
+     *  Pinned segments are never evicted, so the cache exceeds this by at
+     *  most the bytes pinned. */
+    size_t cache_bytes;
+    /** Fetches in flight at once, over all sids; 0 = 16. */
+    unsigned max_fetches;
+} segidx_loader_options;
+
+/** Default loader cache budget. */
+#define SEGIDX_DEFAULT_CACHE_BYTES ((size_t)256 << 20)
+/** Default cap on fetches in flight. */
+#define SEGIDX_DEFAULT_MAX_FETCHES 16u
+
+/** A cache of open segments over a segment source. Safe for concurrent use. */
+typedef struct segidx_loader segidx_loader;
+
+/**
+ * @brief Create a loader.
+ * @param[in] src copied; fetch and release are required.
+ * @param[in] opts NULL for the defaults.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_loader_new(const segidx_segment_source *src,
+                                 const segidx_loader_options *opts, segidx_loader **out);
+
+/**
+ * @brief The open segment `sid`, pinned until segidx_loader_put().
+ *
+ * A cache hit returns at once. On a miss, at most one fetch per sid is in
+ * flight: other callers for that sid wait and then find it cached (or, if
+ * the fetch failed, one of them retries), and at most max_fetches fetches
+ * run at once over all sids. A fetched segment is opened (validated)
+ * before it is cached; bytes that fail are released and nothing is cached.
+ *
+ * @param[out] out the segment; borrowed until the matching put.
+ * @return #SEGIDX_OK, the fetch's error, #SEGIDX_ECORRUPT or
+ *         #SEGIDX_EVERSION (the bytes failed validation), #SEGIDX_EINVAL,
+ *         #SEGIDX_ENOMEM.
+ */
+SEGIDX_API int segidx_loader_get(segidx_loader *l, const segidx_sid *sid,
+                                 const segidx_segment **out);
+
+/** @brief Unpin a segment segidx_loader_get() returned. Accepts NULL. */
+SEGIDX_API void segidx_loader_put(segidx_loader *l, const segidx_segment *s);
+
+/**
+ * @brief Free the loader, releasing every cached segment to the host.
+ *        No segment may still be pinned (a pinned one is released anyway,
+ *        and its pointer dangles). Accepts NULL.
+ *
+ * The loader allocates with malloc: its memory is O(cached segments).
+ */
+SEGIDX_API void segidx_loader_free(segidx_loader *l);
+
+/** @brief What a loader has done, for tests and monitoring. */
+typedef struct segidx_loader_stats {
+    uint64_t hits;           /**< gets answered from the cache at first look */
+    uint64_t misses;         /**< gets that missed at first look (some then
+                                  found the segment after waiting) */
+    uint64_t fetches;        /**< calls to fetch */
+    uint64_t fetch_failures; /**< fetches that failed, or whose bytes failed
+                                  validation */
+    uint64_t evictions;      /**< segments released to make room */
+    size_t cached_bytes;     /**< bytes of every cached segment, pinned or not */
+    size_t pinned_bytes;     /**< of those, the ones pinned now */
+    size_t cached_segments;
+} segidx_loader_stats;
+
+/** @brief A consistent snapshot of the loader's counters. */
+SEGIDX_API void segidx_loader_stats_get(segidx_loader *l, segidx_loader_stats *out);
+
+/* ------------------------------------------------------------ read path */
+
+/**
+ * @brief Bring a volume's catalog up to `lsn` from a remote one.
+ *
+ * If the volume's LSN is already >= lsn, returns at once. Otherwise takes
+ * the volume's sync permit (one sync per volume at a time; different
+ * volumes sync in parallel), checks again, and calls `pull`, which applies
+ * the newer commits with segidx_volume_commit(). Concurrent syncs of one
+ * volume thus call `pull` once: the others wait and find the LSN reached.
+ *
+ * @param[in] pull gets the LSN the index has (0 for an unknown volume);
+ *            returns 0 or a negative `SEGIDX_E*`.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM, the store's error,
+ *         pull's error, or #SEGIDX_ERANGE if pull succeeded but the volume
+ *         is still below `lsn`.
+ */
+SEGIDX_API int segidx_volume_sync(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                                  int (*pull)(void *ctx, segidx_volume_index *vi,
+                                              const segidx_vid *vid, segidx_lsn have),
+                                  void *ctx);
+
+/** Most offsets one segidx_read_pages() call takes (Graft's cap too). */
+#define SEGIDX_READ_MAX_PAGES 1024u
+
+/**
+ * @brief Read pages of a volume as of `lsn`.
+ *
+ * Finds the segments with segidx_volume_find_segments(), loads each one
+ * once through the loader and keeps it pinned for the whole call, and looks
+ * every offset up in its segment at its commit's LSN. Only then calls `fn`,
+ * once per offset, in ascending offset order: with the page (pointing into
+ * the segment's buffer, valid during the call only) and its LSN, or with
+ * page NULL and lsn 0 for an offset never written up to `lsn` (a zero
+ * page).
+ *
+ * @param[in] offsets at most #SEGIDX_READ_MAX_PAGES offsets; borrowed.
+ * @return #SEGIDX_OK; #SEGIDX_EINVAL (NULL, or too many offsets);
+ *         #SEGIDX_ENOTFOUND (unknown volume); #SEGIDX_ERANGE (lsn below the
+ *         volume's prune point); #SEGIDX_ECORRUPT (a segment lacks a page
+ *         the catalog names, or has it only at an older LSN: the index is
+ *         out of sync); the loader's or the store's error; or fn's non-zero
+ *         return, which stops the calls. No fn call happens on an error
+ *         found before the first one.
+ */
+SEGIDX_API int segidx_read_pages(segidx_volume_index *vi, segidx_loader *l, const segidx_vid *vid,
+                                 segidx_lsn lsn, const segidx_offset_set *offsets,
+                                 int (*fn)(void *ctx, segidx_offset off,
+                                           const void *page /* NULL: never written */,
+                                           segidx_lsn lsn),
+                                 void *ctx);
 
 #ifdef __cplusplus
 }

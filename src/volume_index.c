@@ -2,13 +2,15 @@
  * (docs/FORMAT.md, "Volume index"). Commits and prunes are serialized by
  * one mutex, so that "lsn = current + 1" is checked and written atomically;
  * reads take no lock and see one snapshot of the store per scan. */
+#include "limiter.h"
 #include "sync.h"
 
 #include <stdlib.h>
 
 struct segidx_volume_index {
     segidx_kv kv;
-    segidx__mutex write_lock; /* commits and prunes, one at a time */
+    segidx__mutex write_lock;      /* commits and prunes, one at a time */
+    segidx__limiter *sync_permits; /* one catalog pull per volume at a time */
 };
 
 /* ------------------------------------------------------------ keys */
@@ -154,14 +156,19 @@ static int read_meta(segidx_volume_index *vi, const segidx_vid *vid, struct meta
 
 int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out)
 {
-    if (!out || !kv.vt || kv.vt->version < 1 || kv.vt->version > SEGIDX_KV_VTABLE_VERSION ||
+    if (!out || !kv.vt || kv.vt->version < 1 ||
         !kv.vt->get || !kv.vt->scan || !kv.vt->write || !kv.vt->close)
         return SEGIDX_EINVAL;
     segidx_volume_index *vi = calloc(1, sizeof *vi);
     if (!vi)
         return SEGIDX_ENOMEM;
     vi->kv = kv;
+    if (segidx__limiter_new(0, &vi->sync_permits)) {
+        free(vi);
+        return SEGIDX_ENOMEM;
+    }
     if (segidx__mutex_init(&vi->write_lock)) {
+        segidx__limiter_free(vi->sync_permits);
         free(vi);
         return SEGIDX_ENOMEM;
     }
@@ -175,6 +182,7 @@ void segidx_volume_index_close(segidx_volume_index *vi)
         return;
     vi->kv.vt->close(vi->kv.self);
     segidx__mutex_destroy(&vi->write_lock);
+    segidx__limiter_free(vi->sync_permits);
     free(vi);
 }
 
@@ -656,4 +664,39 @@ int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_vid *vid,
 int segidx_volume_prune(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn keep_from)
 {
     return segidx_volume_prune_report(vi, vid, keep_from, NULL, NULL);
+}
+
+/* ------------------------------------------------------------ sync */
+
+/* The volume's LSN: 0 for a volume with no commit. */
+static int current_lsn(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn *lsn)
+{
+    struct meta m;
+    int rc = read_meta(vi, vid, &m);
+    *lsn = rc ? 0 : m.pub.lsn;
+    return rc == SEGIDX_ENOTFOUND ? SEGIDX_OK : rc;
+}
+
+int segidx_volume_sync(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                       int (*pull)(void *ctx, segidx_volume_index *vi, const segidx_vid *vid,
+                                   segidx_lsn have),
+                       void *ctx)
+{
+    if (!vi || !vid || !pull)
+        return SEGIDX_EINVAL;
+    segidx_lsn have;
+    int rc = current_lsn(vi, vid, &have);
+    if (rc || have >= lsn)
+        return rc;
+    if ((rc = segidx__limiter_acquire(vi->sync_permits, vid->bytes)))
+        return rc;
+    /* Whoever held the permit before may have pulled what we need. */
+    rc = current_lsn(vi, vid, &have);
+    if (!rc && have < lsn) {
+        rc = pull(ctx, vi, vid, have);
+        if (!rc && !(rc = current_lsn(vi, vid, &have)) && have < lsn)
+            rc = SEGIDX_ERANGE;
+    }
+    segidx__limiter_release(vi->sync_permits, vid->bytes);
+    return rc;
 }

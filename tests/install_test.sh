@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install into temporary DESTDIRs and build every example against them using
-# nothing but pkg-config: once linked shared, once static. Then uninstall.
+# nothing but pkg-config (libsegidx_lmdb, which brings libsegidx): once
+# linked shared, once static. Then uninstall.
 set -eu
 
 make=${MAKE:-make}
@@ -19,7 +20,7 @@ build_examples() { # mode root pkg-config-args...
         PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
             "$cc" -std=c11 -Wall -Wextra -Werror "$ex" -o "$bin" \
             $(PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
-              pkg-config "$@" --cflags --libs libsegidx)
+              pkg-config "$@" --cflags --libs libsegidx_lmdb)
         linked=$(readelf -d "$bin" | grep -c 'NEEDED.*libsegidx' || true)
         if [ "$mode" = shared ] && [ "$linked" = 0 ]; then
             echo "install-test: $name-shared does not load libsegidx.so" >&2; exit 1
@@ -27,7 +28,8 @@ build_examples() { # mode root pkg-config-args...
         if [ "$mode" = static ] && [ "$linked" != 0 ]; then
             echo "install-test: $name-static still loads libsegidx.so" >&2; exit 1
         fi
-        LD_LIBRARY_PATH="$root$prefix/lib" "$bin" >"$bin.out" ||
+        mkdir -p "$bin.dir"
+        LD_LIBRARY_PATH="$root$prefix/lib" "$bin" "$bin.dir" >"$bin.out" ||
             { cat "$bin.out"; echo "install-test: $name-$mode failed" >&2; exit 1; }
         echo "install-test: $name ($mode): $(tail -n 1 "$bin.out")"
     done

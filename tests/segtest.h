@@ -6,7 +6,7 @@
 #include "testutil.h"
 #include "workload.h"
 
-static int wl_compare(const void *pa, const void *pb)
+static inline int wl_compare(const void *pa, const void *pb)
 {
     const wl_page *a = pa, *b = pb;
     int c = memcmp(a->vid.bytes, b->vid.bytes, 16);
@@ -18,7 +18,7 @@ static int wl_compare(const void *pa, const void *pb)
 }
 
 /* The pages sorted by (vid, off, lsn): local order. */
-static wl_page *model_sorted(const workload *w)
+static inline wl_page *model_sorted(const workload *w)
 {
     wl_page *s = malloc(w->n * sizeof *s);
     assert_non_null(s);
@@ -28,7 +28,7 @@ static wl_page *model_sorted(const workload *w)
 }
 
 /* The model's answer: the local index of the newest version <= lsn, or -1. */
-static int64_t model_find(const wl_page *s, uint32_t n, const segidx_vid *vid, uint32_t off,
+static inline int64_t model_find(const wl_page *s, uint32_t n, const segidx_vid *vid, uint32_t off,
                           uint64_t lsn)
 {
     wl_page key = { *vid, off, lsn };
@@ -51,7 +51,7 @@ static int64_t model_find(const wl_page *s, uint32_t n, const segidx_vid *vid, u
 /* segment_find answers as the model: the newest version <= lsn (and, when
  * page_size is not 0 and the segment has pages, with the model's bytes),
  * or ENOTFOUND. */
-static void assert_find_matches_model(const segidx_segment *s, const wl_page *sorted, uint32_t n,
+static inline void assert_find_matches_model(const segidx_segment *s, const wl_page *sorted, uint32_t n,
                        const segidx_vid *vid, uint32_t off, uint64_t lsn, uint32_t page_size)
 {
     int64_t want = model_find(sorted, n, vid, off, lsn);
@@ -74,7 +74,7 @@ static void assert_find_matches_model(const segidx_segment *s, const wl_page *so
 
 /* Add the workload's pages in a shuffled order and finish into a buffer of
  * exactly the segment's size (so that ASan sees any read past it). */
-static uint8_t *build_segment(const workload *w, uint32_t page_size, uint64_t shuffle_seed,
+static inline uint8_t *build_segment(const workload *w, uint32_t page_size, uint64_t shuffle_seed,
                               const segidx_sid *sid, size_t *len)
 {
     segidx_segment_options opts = { page_size, WORKLOAD_MAX_BYTES, NULL };

@@ -1,0 +1,146 @@
+/* The read path: find_segments, load each segment once, look every offset
+ * up at its commit's LSN, then hand the pages over in offset order. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* A commit segment find_segments named, with the offsets it answers. */
+struct hit {
+    segidx_sid sid;
+    segidx_lsn lsn;
+    segidx_offset_set *cut;
+    const segidx_segment *seg; /* pinned, or NULL */
+};
+
+/* One requested offset and where its page is. */
+struct slot {
+    segidx_offset off;
+    const void *page;
+    segidx_lsn lsn;
+};
+
+struct read {
+    struct hit *hits;
+    size_t n_hits, cap_hits;
+    struct slot *slots;
+    size_t n_slots;
+};
+
+static int keep_hit(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_offset_set *cut)
+{
+    struct read *r = ctx;
+    if (r->n_hits == r->cap_hits) {
+        size_t cap = r->cap_hits ? 2 * r->cap_hits : 8;
+        struct hit *h = realloc(r->hits, cap * sizeof *h);
+        if (!h)
+            return SEGIDX_ENOMEM;
+        r->hits = h;
+        r->cap_hits = cap;
+    }
+    segidx_offset_set *copy = segidx_offset_set_copy(cut);
+    if (!copy)
+        return SEGIDX_ENOMEM;
+    r->hits[r->n_hits++] = (struct hit){ *sid, lsn, copy, NULL };
+    return 0;
+}
+
+static int add_slot(segidx_offset o, void *ctx)
+{
+    struct read *r = ctx;
+    r->slots[r->n_slots++] = (struct slot){ o, NULL, 0 };
+    return 0;
+}
+
+static int compare_slot(const void *key, const void *elem)
+{
+    segidx_offset a = *(const segidx_offset *)key, b = ((const struct slot *)elem)->off;
+    return (a > b) - (a < b);
+}
+
+/* Pin each distinct segment once; hits of the same sid share the pin. */
+static int pin_segments(segidx_loader *l, struct read *r)
+{
+    for (size_t i = 0; i < r->n_hits; i++) {
+        for (size_t j = 0; j < i && !r->hits[i].seg; j++)
+            if (segidx__id_equal(r->hits[j].sid.bytes, r->hits[i].sid.bytes))
+                r->hits[i].seg = r->hits[j].seg;
+        if (r->hits[i].seg)
+            continue;
+        int rc = segidx_loader_get(l, &r->hits[i].sid, &r->hits[i].seg);
+        if (rc)
+            return rc;
+    }
+    return SEGIDX_OK;
+}
+
+static void unpin_segments(segidx_loader *l, struct read *r)
+{
+    for (size_t i = 0; i < r->n_hits; i++) {
+        bool first = r->hits[i].seg != NULL;
+        for (size_t j = 0; j < i && first; j++)
+            first = !segidx__id_equal(r->hits[j].sid.bytes, r->hits[i].sid.bytes);
+        if (first)
+            segidx_loader_put(l, r->hits[i].seg);
+    }
+}
+
+struct resolve {
+    struct read *r;
+    const struct hit *hit;
+    const segidx_vid *vid;
+};
+
+/* The segment must hold this offset at exactly the commit's LSN. */
+static int resolve_offset(segidx_offset o, void *ctx)
+{
+    struct resolve *rv = ctx;
+    segidx_page_ref ref;
+    if (segidx_segment_find(rv->hit->seg, rv->vid, o, rv->hit->lsn, &ref) != SEGIDX_OK ||
+        ref.lsn != rv->hit->lsn || !ref.page)
+        return SEGIDX_ECORRUPT; /* the index is out of sync with the segment */
+    struct slot *s = bsearch(&o, rv->r->slots, rv->r->n_slots, sizeof *s, compare_slot);
+    if (!s)
+        return SEGIDX_ECORRUPT;
+    s->page = ref.page;
+    s->lsn = ref.lsn;
+    return 0;
+}
+
+static void read_free(struct read *r)
+{
+    for (size_t i = 0; i < r->n_hits; i++)
+        segidx_offset_set_free(r->hits[i].cut);
+    free(r->hits);
+    free(r->slots);
+}
+
+int segidx_read_pages(segidx_volume_index *vi, segidx_loader *l, const segidx_vid *vid,
+                      segidx_lsn lsn, const segidx_offset_set *offsets,
+                      int (*fn)(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn),
+                      void *ctx)
+{
+    if (!vi || !l || !vid || !offsets || !fn)
+        return SEGIDX_EINVAL;
+    uint64_t n = segidx_offset_set_cardinality(offsets);
+    if (n > SEGIDX_READ_MAX_PAGES)
+        return SEGIDX_EINVAL;
+    struct read r = { NULL, 0, 0, malloc((n ? n : 1) * sizeof *r.slots), 0 };
+    segidx_offset_set *query = segidx_offset_set_copy(offsets);
+    int rc = r.slots && query ? SEGIDX_OK : SEGIDX_ENOMEM;
+    if (!rc)
+        segidx_offset_set_iterate(offsets, add_slot, &r);
+    if (!rc)
+        rc = segidx_volume_find_segments(vi, vid, lsn, query, keep_hit, &r);
+    segidx_offset_set_free(query);
+    if (!rc)
+        rc = pin_segments(l, &r);
+    for (size_t i = 0; i < r.n_hits && !rc; i++) {
+        struct resolve rv = { &r, &r.hits[i], vid };
+        rc = segidx_offset_set_iterate(r.hits[i].cut, resolve_offset, &rv);
+    }
+    for (size_t i = 0; i < r.n_slots && !rc; i++)
+        rc = fn(ctx, r.slots[i].off, r.slots[i].page, r.slots[i].lsn);
+    unpin_segments(l, &r);
+    read_free(&r);
+    return rc;
+}

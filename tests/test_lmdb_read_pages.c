@@ -1,0 +1,340 @@
+/* read_pages end to end: a packer writes segment files, an LMDB volume
+ * index records the commits, a loader mmaps the files (the host in
+ * examples/segment_files.h), and random reads at random LSNs must return
+ * exactly the model's page bytes. Then the errors: pruned, out of sync,
+ * too many offsets, a missing file, a callback that stops. */
+#include "segtest.h"
+
+#include "../examples/segment_files.h"
+#include "segidx_lmdb.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+
+#define PAGE 512u
+#define VOLUMES 3
+#define UNIVERSE 200u
+
+struct pending { /* what the packer emitted for one (vid, lsn) */
+    segidx_vid vid;
+    segidx_lsn lsn;
+    segidx_sid sid;
+    segidx_offset_set *offsets;
+};
+
+typedef struct world {
+    char dir[64], seg_dir[80], idx_dir[80];
+    segment_files files;
+    segidx_volume_index *vi;
+    segidx_loader *loader;
+    segidx_vid vids[VOLUMES];
+    segidx_lsn top[VOLUMES];
+    workload model; /* every page written: (vid, off, lsn) */
+    struct pending *pend;
+    size_t n_pend, cap_pend;
+    uint64_t next_sid;
+} world;
+
+static int next_sid(void *ctx, segidx_sid *sid)
+{
+    world *w = ctx;
+    memset(sid->bytes, 0, 16);
+    uint64_t n = ++w->next_sid;
+    memcpy(sid->bytes + 8, &n, 8);
+    sid->bytes[0] = 0x5E;
+    return 0;
+}
+
+static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                const segidx_packed_commit *commits, size_t n)
+{
+    world *w = ctx;
+    assert_int_equal(segment_files_write(&w->files, sid, buf, len), SEGIDX_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (w->n_pend == w->cap_pend) {
+            w->cap_pend = w->cap_pend ? 2 * w->cap_pend : 64;
+            w->pend = realloc(w->pend, w->cap_pend * sizeof *w->pend);
+            assert_non_null(w->pend);
+        }
+        w->pend[w->n_pend++] = (struct pending){ commits[i].vid, commits[i].lsn, *sid,
+                                                 segidx_offset_set_copy(commits[i].offsets) };
+    }
+    return 0;
+}
+
+static int compare_pending(const void *pa, const void *pb)
+{
+    const struct pending *a = pa, *b = pb;
+    int c = memcmp(a->vid.bytes, b->vid.bytes, 16);
+    if (c)
+        return c;
+    return (a->lsn > b->lsn) - (a->lsn < b->lsn);
+}
+
+/* Every (vid, lsn) the packer saw becomes one volume commit, in LSN order,
+ * once all its segments are written. */
+static void commit_pending(world *w)
+{
+    qsort(w->pend, w->n_pend, sizeof *w->pend, compare_pending);
+    for (size_t i = 0; i < w->n_pend;) {
+        size_t j = i;
+        segidx_commit_segment segs[16];
+        while (j < w->n_pend && !compare_pending(&w->pend[i], &w->pend[j])) {
+            assert_true(j - i < 16);
+            segs[j - i] = (segidx_commit_segment){ w->pend[j].sid, w->pend[j].offsets };
+            j++;
+        }
+        assert_int_equal(segidx_volume_commit(w->vi, &w->pend[i].vid, w->pend[i].lsn, 0, segs,
+                                              j - i),
+                         SEGIDX_OK);
+        for (size_t k = i; k < j; k++)
+            segidx_offset_set_free(w->pend[k].offsets);
+        i = j;
+    }
+    w->n_pend = 0;
+}
+
+static void world_open(world *w, uint64_t seed, size_t cache_bytes)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->dir, sizeof w->dir, "/tmp/segidx-read-XXXXXX");
+    assert_non_null(mkdtemp(w->dir));
+    snprintf(w->seg_dir, sizeof w->seg_dir, "%s/segments", w->dir);
+    snprintf(w->idx_dir, sizeof w->idx_dir, "%s/index", w->dir);
+    assert_int_equal(mkdir(w->seg_dir, 0755), 0);
+    snprintf(w->files.dir, sizeof w->files.dir, "%s", w->seg_dir);
+    segidx_kv kv;
+    segidx_kv_lmdb_options o = { 0 };
+    o.nosync = true;
+    o.map_size = (size_t)64 << 20;
+    assert_int_equal(segidx_kv_lmdb_open(w->idx_dir, &o, &kv), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open(kv, &w->vi), SEGIDX_OK);
+
+    w->model = (workload){ "read", NULL, 0, 0, seed };
+    for (int v = 0; v < VOLUMES; v++)
+        w->vids[v] = wl_vid(&w->model);
+    segidx_packer_options po = { { PAGE, 24 * 1024, NULL }, next_sid, emit, w };
+    segidx_packer *p;
+    assert_int_equal(segidx_packer_new(&po, &p), SEGIDX_OK);
+    uint8_t page[PAGE];
+    for (int c = 0; c < 120; c++) {
+        int v = (int)wl_below(&w->model, VOLUMES);
+        segidx_lsn lsn = ++w->top[v];
+        uint32_t from = w->model.n, k = 1 + (uint32_t)wl_below(&w->model, 20);
+        while (w->model.n - from < k) {
+            uint32_t off = wl_below(&w->model, 30) == 0 ? UINT32_MAX
+                                                         : (uint32_t)wl_below(&w->model, UNIVERSE);
+            if (wl_has_offset(&w->model, from, &w->vids[v], off))
+                continue;
+            wl_push(&w->model, &w->vids[v], off, lsn);
+            wl_fill_page(page, PAGE, &w->model.pages[w->model.n - 1]);
+            assert_int_equal(segidx_packer_add(p, &w->vids[v], off, lsn, page), SEGIDX_OK);
+        }
+    }
+    assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
+    segidx_packer_free(p);
+    commit_pending(w);
+
+    segidx_segment_source src = segment_files_source(&w->files);
+    segidx_loader_options lo = { cache_bytes, 4 };
+    assert_int_equal(segidx_loader_new(&src, &lo, &w->loader), SEGIDX_OK);
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            remove_tree(path);
+        else
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void world_close(world *w)
+{
+    segidx_loader_free(w->loader);
+    segidx_volume_index_close(w->vi);
+    free(w->pend);
+    wl_free(&w->model);
+    remove_tree(w->dir);
+}
+
+/* ------------------------------------------------------------ reads */
+
+struct expect {
+    const world *w;
+    const segidx_vid *vid;
+    segidx_lsn lsn;
+    const segidx_offset_set *asked;
+    uint64_t calls;
+    int64_t last_off;
+    int stop_after;
+};
+
+/* The model's newest version of (vid, off) at or below lsn, or 0. */
+static segidx_lsn model_version(const world *w, const segidx_vid *vid, uint32_t off,
+                                segidx_lsn lsn)
+{
+    segidx_lsn best = 0;
+    for (uint32_t i = 0; i < w->model.n; i++) {
+        const wl_page *p = &w->model.pages[i];
+        if (p->off == off && p->lsn <= lsn && p->lsn > best &&
+            !memcmp(p->vid.bytes, vid->bytes, 16))
+            best = p->lsn;
+    }
+    return best;
+}
+
+static int check_page(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
+{
+    struct expect *e = ctx;
+    assert_true((int64_t)off > e->last_off); /* ascending, once each */
+    assert_true(segidx_offset_set_contains(e->asked, off));
+    e->last_off = off;
+    segidx_lsn want = model_version(e->w, e->vid, off, e->lsn);
+    assert_int_equal(lsn, want);
+    if (!want) {
+        assert_null(page);
+    } else {
+        uint8_t bytes[PAGE];
+        wl_page p = { *e->vid, off, want };
+        wl_fill_page(bytes, PAGE, &p);
+        assert_non_null(page);
+        assert_memory_equal(page, bytes, PAGE);
+    }
+    e->calls++;
+    return e->stop_after >= 0 && (int)e->calls == e->stop_after ? 42 : 0;
+}
+
+static segidx_offset_set *random_offsets(test_rng *r)
+{
+    segidx_offset_set *s = segidx_offset_set_new();
+    if (rng_below(r, 4) == 0)
+        segidx_offset_set_add_range(s, 0, UNIVERSE + 10);
+    for (int i = 0, n = (int)rng_below(r, 40); i < n; i++)
+        segidx_offset_set_add(s, (uint32_t)rng_below(r, UNIVERSE + 10));
+    if (rng_below(r, 3) == 0)
+        segidx_offset_set_add(s, UINT32_MAX);
+    return s;
+}
+
+static void read_and_check(world *w, int v, segidx_lsn lsn, const segidx_offset_set *asked)
+{
+    struct expect e = { w, &w->vids[v], lsn, asked, 0, -1, -1 };
+    assert_int_equal(segidx_read_pages(w->vi, w->loader, &w->vids[v], lsn, asked, check_page, &e),
+                     SEGIDX_OK);
+    assert_int_equal(e.calls, segidx_offset_set_cardinality(asked));
+}
+
+static void test_random_reads_match_the_model(void **state)
+{
+    (void)state;
+    world w;
+    world_open(&w, 1, 64 * 1024); /* a small cache: segments come and go */
+    test_rng r = { 9 };
+    for (int i = 0; i < 300; i++) {
+        int v = (int)rng_below(&r, VOLUMES);
+        segidx_offset_set *asked = random_offsets(&r);
+        read_and_check(&w, v, rng_below(&r, w.top[v] + 3), asked);
+        segidx_offset_set_free(asked);
+    }
+    segidx_loader_stats st;
+    segidx_loader_stats_get(w.loader, &st);
+    assert_true(st.evictions > 0);
+    assert_int_equal(st.pinned_bytes, 0);
+    world_close(&w);
+}
+
+static void test_read_errors(void **state)
+{
+    (void)state;
+    world w;
+    world_open(&w, 2, 1 << 20);
+    int v = 0;
+    segidx_offset_set *asked = segidx_offset_set_new();
+    segidx_offset_set_add_range(asked, 0, UNIVERSE);
+    struct expect e = { &w, &w.vids[v], w.top[v], asked, 0, -1, 3 };
+
+    /* fn's stop value comes back. */
+    assert_int_equal(segidx_read_pages(w.vi, w.loader, &w.vids[v], w.top[v], asked, check_page, &e),
+                     42);
+    /* Too many offsets; no volume. */
+    segidx_offset_set *big = segidx_offset_set_new();
+    segidx_offset_set_add_range(big, 0, SEGIDX_READ_MAX_PAGES + 1);
+    e = (struct expect){ &w, &w.vids[v], w.top[v], big, 0, -1, -1 };
+    assert_int_equal(segidx_read_pages(w.vi, w.loader, &w.vids[v], 1, big, check_page, &e),
+                     SEGIDX_EINVAL);
+    assert_int_equal(e.calls, 0);
+    segidx_vid unknown = { { 0xEE } };
+    assert_int_equal(segidx_read_pages(w.vi, w.loader, &unknown, 1, asked, check_page, &e),
+                     SEGIDX_ENOTFOUND);
+
+    /* Pruned: below keep_from is out of range, at it reads as before. */
+    segidx_lsn keep = w.top[v] / 2 + 1;
+    assert_int_equal(segidx_volume_prune(w.vi, &w.vids[v], keep), SEGIDX_OK);
+    assert_int_equal(segidx_read_pages(w.vi, w.loader, &w.vids[v], keep - 1, asked, check_page, &e),
+                     SEGIDX_ERANGE);
+    read_and_check(&w, v, keep, asked);
+
+    /* Out of sync: a commit naming a segment for an offset it lacks. */
+    segidx_sid some = { { 0x5E } };
+    some.bytes[8] = 1;
+    segidx_offset_set *lack = segidx_offset_set_new();
+    segidx_offset_set_add(lack, UNIVERSE + 5); /* no segment holds it */
+    segidx_commit_segment bogus = { some, lack };
+    assert_int_equal(segidx_volume_commit(w.vi, &w.vids[v], w.top[v] + 1, 0, &bogus, 1), 0);
+    segidx_offset_set_add(asked, UNIVERSE + 5);
+    e = (struct expect){ &w, &w.vids[v], w.top[v] + 1, asked, 0, -1, -1 };
+    assert_int_equal(segidx_read_pages(w.vi, w.loader, &w.vids[v], w.top[v] + 1, asked, check_page,
+                                       &e),
+                     SEGIDX_ECORRUPT);
+    assert_int_equal(e.calls, 0); /* nothing handed out before the error */
+
+    /* A missing segment file: the source's error comes back. */
+    segidx_loader_free(w.loader); /* an empty cache: every read fetches */
+    segidx_segment_source src = segment_files_source(&w.files);
+    assert_int_equal(segidx_loader_new(&src, NULL, &w.loader), SEGIDX_OK);
+    char path[1100];
+    segidx_sid first = { { 0x5E } };
+    first.bytes[8] = 1;
+    segment_files_path(&w.files, &first, path, sizeof path);
+    assert_int_equal(unlink(path), 0);
+    segidx_offset_set *all = segidx_offset_set_new();
+    segidx_offset_set_add_range(all, 0, UNIVERSE);
+    int failures = 0;
+    for (int k = 0; k < VOLUMES; k++) {
+        segidx_lsn at = k == v ? w.top[v] : UINT64_MAX; /* not the bogus commit */
+        e = (struct expect){ &w, &w.vids[k], at, all, 0, -1, -1 };
+        int rc = segidx_read_pages(w.vi, w.loader, &w.vids[k], at, all, NULL, &e);
+        assert_int_equal(rc, SEGIDX_EINVAL); /* NULL fn */
+        rc = segidx_read_pages(w.vi, w.loader, &w.vids[k], at, all, check_page, &e);
+        failures += rc == SEGIDX_ENOTFOUND;
+        assert_true(rc == SEGIDX_OK || rc == SEGIDX_ENOTFOUND || rc == SEGIDX_ECORRUPT);
+    }
+    assert_true(failures >= 1); /* the first segment holds some volume's pages */
+    segidx_offset_set_free(all);
+    segidx_offset_set_free(lack);
+    segidx_offset_set_free(big);
+    segidx_offset_set_free(asked);
+    world_close(&w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_reads_match_the_model),
+        cmocka_unit_test(test_read_errors),
+    };
+    return cmocka_run_group_tests_name("read_pages over lmdb and files", tests, NULL, NULL);
+}

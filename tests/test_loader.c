@@ -1,0 +1,1042 @@
+/* The segment loader and its request limiter, over a fake in-memory source
+ * built from real segments: hits, misses, LRU by bytes, pins, fetch
+ * failures, corrupt bytes, bad arguments, and (threaded builds) many
+ * threads over a small cache with a slow source.
+ *
+ * Every fetch hands out a fresh malloc'd copy of the segment behind a
+ * 64-byte header holding a token number; release frees the copy (so ASan
+ * catches any read of released bytes) and marks the token, which outlives
+ * it: a token released twice, released while a test thread holds it
+ * pinned, or never released by the end is a failure. Worker threads never
+ * call cmocka's asserts (they longjmp): they count violations, and the
+ * main thread asserts the counts are zero. */
+#include "testutil.h"
+
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "limiter.h"
+
+#if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
+#define TEST_THREADS 1
+#include <pthread.h>
+#include <sched.h>
+#else
+#define TEST_THREADS 0
+#endif
+
+enum {
+    PAGE = 512,
+    HDR = 64,            /* bytes before each fetched copy: the token number */
+    MAX_SIDS = 64,
+    MAX_TOKENS = 1 << 16,
+};
+
+/* ------------------------------------------------------------ fake source */
+
+enum fake_mode { MODE_OK, MODE_CORRUPT, MODE_TRUNCATED, MODE_WRONG_SID };
+
+struct token {
+    atomic_int pins;      /* test threads holding this copy pinned */
+    atomic_int released;  /* times the loader released it */
+    int sid;
+};
+
+struct fake {
+#if TEST_THREADS
+    pthread_mutex_t lock;
+#endif
+    unsigned nsids;
+    segidx_sid sids[MAX_SIDS];
+    uint8_t *bytes[MAX_SIDS];
+    size_t len[MAX_SIDS];
+    enum fake_mode mode[MAX_SIDS];
+    long delay_ns;        /* each fetch sleeps this long */
+    unsigned fail_nth;    /* the fetch with this serial (1-based) fails; 0: none */
+    bool fail_all;
+    int fail_rc;
+
+    /* Counted under `lock`. */
+    unsigned fetches, per_sid[MAX_SIDS];
+    unsigned inflight, peak_inflight;
+    unsigned inflight_sid[MAX_SIDS], peak_inflight_sid;
+    unsigned ntokens;
+    struct token *tokens;
+    /* Counted anywhere. */
+    atomic_uint releases, released_sid[MAX_SIDS];
+    atomic_uint violations;  /* double release, release while pinned, bad args */
+};
+
+static void fake_lock(struct fake *f)
+{
+#if TEST_THREADS
+    pthread_mutex_lock(&f->lock);
+#else
+    (void)f;
+#endif
+}
+
+static void fake_unlock(struct fake *f)
+{
+#if TEST_THREADS
+    pthread_mutex_unlock(&f->lock);
+#else
+    (void)f;
+#endif
+}
+
+static const segidx_vid test_vid = { { 0xA1, 0xB2, 0xC3 } };
+
+static uint8_t page_byte(int sid, uint32_t off)
+{
+    return (uint8_t)(sid * 7 + off + 1);
+}
+
+/* Segment i: pages 0..pages-1 of test_vid at LSN 1, each filled with
+ * page_byte(i, off). */
+static uint8_t *make_segment(const segidx_sid *sid, int i, uint32_t pages, size_t *len)
+{
+    segidx_segment_options o = { PAGE, 0, NULL };
+    segidx_segment_builder *b = segidx_segment_builder_new(&o);
+    assert_non_null(b);
+    uint8_t page[PAGE];
+    for (uint32_t off = 0; off < pages; off++) {
+        memset(page, page_byte(i, off), sizeof page);
+        assert_int_equal(segidx_segment_builder_add(b, &test_vid, off, 1, page), SEGIDX_OK);
+    }
+    *len = segidx_segment_builder_size(b);
+    uint8_t *buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(segidx_segment_builder_finish(b, sid, buf, *len), SEGIDX_OK);
+    segidx_segment_builder_free(b);
+    return buf;
+}
+
+static segidx_sid sid_of(int i)
+{
+    segidx_sid s = { { 0x5E, 0x61, 0xD0 } };
+    s.bytes[15] = (uint8_t)i;
+    s.bytes[7] = (uint8_t)(i * 37);
+    return s;
+}
+
+/* `n` segments; segment i has pages_of(i) pages. */
+static struct fake *fake_new(unsigned n, uint32_t (*pages_of)(int))
+{
+    struct fake *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+#if TEST_THREADS
+    pthread_mutex_init(&f->lock, NULL);
+#endif
+    f->nsids = n;
+    for (unsigned i = 0; i < n; i++) {
+        f->sids[i] = sid_of((int)i);
+        f->bytes[i] = make_segment(&f->sids[i], (int)i, pages_of((int)i), &f->len[i]);
+    }
+    f->fail_rc = SEGIDX_EIO;
+    f->tokens = calloc(MAX_TOKENS, sizeof *f->tokens);
+    assert_non_null(f->tokens);
+    return f;
+}
+
+static void fake_free(struct fake *f)
+{
+    for (unsigned i = 0; i < f->nsids; i++)
+        free(f->bytes[i]);
+#if TEST_THREADS
+    pthread_mutex_destroy(&f->lock);
+#endif
+    free(f->tokens);
+    free(f);
+}
+
+static int fake_index(const struct fake *f, const segidx_sid *sid)
+{
+    for (unsigned i = 0; i < f->nsids; i++)
+        if (memcmp(f->sids[i].bytes, sid->bytes, 16) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void sleep_ns(long ns)
+{
+    if (ns <= 0)
+        return;
+    struct timespec ts = { ns / 1000000000L, ns % 1000000000L };
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static int fake_fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t *len,
+                      void **handle)
+{
+    struct fake *f = ctx;
+    int i = fake_index(f, sid);
+    if (i < 0)
+        return SEGIDX_ENOTFOUND;
+    fake_lock(f);
+    unsigned serial = ++f->fetches;
+    f->per_sid[i]++;
+    if (++f->inflight > f->peak_inflight)
+        f->peak_inflight = f->inflight;
+    if (++f->inflight_sid[i] > f->peak_inflight_sid)
+        f->peak_inflight_sid = f->inflight_sid[i];
+    fake_unlock(f);
+
+    sleep_ns(f->delay_ns);
+
+    int rc = SEGIDX_OK;
+    if (f->fail_all || serial == f->fail_nth) {
+        rc = f->fail_rc;
+    } else {
+        int from = f->mode[i] == MODE_WRONG_SID ? (i + 1) % (int)f->nsids : i;
+        size_t n = f->len[from];
+        uint8_t *p = malloc(HDR + n);
+        assert_non_null(p);
+        memcpy(p + HDR, f->bytes[from], n);
+        if (f->mode[i] == MODE_CORRUPT)
+            p[HDR + n - 80] ^= 0x40; /* in the index, under its checksum */
+        if (f->mode[i] == MODE_TRUNCATED)
+            n--;
+        fake_lock(f);
+        unsigned t = f->ntokens < MAX_TOKENS ? f->ntokens++ : MAX_TOKENS;
+        fake_unlock(f);
+        if (t == MAX_TOKENS) {
+            free(p);
+            atomic_fetch_add(&f->violations, 1);
+            rc = SEGIDX_ENOMEM;
+        } else {
+            f->tokens[t].sid = i;
+            memcpy(p, &t, sizeof t);
+            *buf = p + HDR;
+            *len = n;
+            *handle = &f->tokens[t];
+        }
+    }
+
+    fake_lock(f);
+    f->inflight--;
+    f->inflight_sid[i]--;
+    fake_unlock(f);
+    return rc;
+}
+
+static void fake_release(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                         void *handle)
+{
+    struct fake *f = ctx;
+    const uint8_t *p = (const uint8_t *)buf - HDR;
+    unsigned t;
+    memcpy(&t, p, sizeof t);
+    struct token *tok = handle;
+    int i = fake_index(f, sid);
+    if (t >= MAX_TOKENS || tok != &f->tokens[t] || i < 0 || tok->sid != i)
+        atomic_fetch_add(&f->violations, 1);
+    if (atomic_load(&tok->pins) != 0)
+        atomic_fetch_add(&f->violations, 1);
+    if (atomic_fetch_add(&tok->released, 1) != 0)
+        atomic_fetch_add(&f->violations, 1);
+    (void)len;
+    atomic_fetch_add(&f->releases, 1);
+    atomic_fetch_add(&f->released_sid[i < 0 ? 0 : i], 1);
+    free((void *)p);
+}
+
+static segidx_loader *loader_over(struct fake *f, size_t cache_bytes, unsigned max_fetches)
+{
+    segidx_segment_source src = { SEGIDX_SEGMENT_SOURCE_VERSION, fake_fetch, fake_release, f };
+    segidx_loader_options o = { cache_bytes, max_fetches };
+    segidx_loader *l = NULL;
+    assert_int_equal(segidx_loader_new(&src, &o, &l), SEGIDX_OK);
+    assert_non_null(l);
+    return l;
+}
+
+/* Every successful fetch was released exactly once, none while pinned. */
+static void assert_all_released_once(struct fake *f)
+{
+    assert_int_equal(atomic_load(&f->violations), 0);
+    for (unsigned t = 0; t < f->ntokens; t++) {
+        assert_int_equal(atomic_load(&f->tokens[t].released), 1);
+        assert_int_equal(atomic_load(&f->tokens[t].pins), 0);
+    }
+    assert_int_equal(atomic_load(&f->releases), f->ntokens);
+}
+
+static uint32_t pages_same(int i)
+{
+    (void)i;
+    return 2;
+}
+
+static uint32_t pages_varied(int i)
+{
+    return 1 + (uint32_t)(i % 4);
+}
+
+/* The token behind a pinned segment, found from its page 0's address;
+ * checks that page's bytes as well. NULL if anything is off. */
+static struct token *check_segment(struct fake *f, const segidx_segment *s, int i)
+{
+    segidx_page_ref ref;
+    if (segidx_segment_find(s, &test_vid, 0, 1, &ref) != SEGIDX_OK || !ref.page)
+        return NULL;
+    const uint8_t *page = ref.page;
+    for (size_t k = 0; k < PAGE; k++)
+        if (page[k] != page_byte(i, 0))
+            return NULL;
+    uint64_t at;
+    uint32_t plen;
+    if (segidx_segment_page_range(s, ref.local, &at, &plen) != SEGIDX_OK)
+        return NULL;
+    unsigned t;
+    memcpy(&t, page - at - HDR, sizeof t);
+    return t < MAX_TOKENS ? &f->tokens[t] : NULL;
+}
+
+/* ------------------------------------------------------------ single thread */
+
+static void test_bad_args(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(2, pages_same);
+    segidx_segment_source src = { SEGIDX_SEGMENT_SOURCE_VERSION, fake_fetch, fake_release, f };
+    segidx_loader *l = (segidx_loader *)&src; /* must stay untouched */
+    assert_int_equal(segidx_loader_new(NULL, NULL, &l), SEGIDX_EINVAL);
+    assert_int_equal(segidx_loader_new(&src, NULL, NULL), SEGIDX_EINVAL);
+    segidx_segment_source bad = src;
+    bad.fetch = NULL;
+    assert_int_equal(segidx_loader_new(&bad, NULL, &l), SEGIDX_EINVAL);
+    bad = src;
+    bad.release = NULL;
+    assert_int_equal(segidx_loader_new(&bad, NULL, &l), SEGIDX_EINVAL);
+    bad = src;
+    bad.version = 0;
+    assert_int_equal(segidx_loader_new(&bad, NULL, &l), SEGIDX_EINVAL);
+    assert_ptr_equal(l, (segidx_loader *)&src);
+    /* A newer source is fine: only version 1's methods are called. */
+    bad.version = SEGIDX_SEGMENT_SOURCE_VERSION + 1;
+    assert_int_equal(segidx_loader_new(&bad, NULL, &l), SEGIDX_OK);
+    segidx_loader_free(l);
+
+    assert_int_equal(segidx_loader_new(&src, NULL, &l), SEGIDX_OK); /* defaults */
+    const segidx_segment *s = (const segidx_segment *)f, *s0 = s;
+    assert_int_equal(segidx_loader_get(NULL, &f->sids[0], &s), SEGIDX_EINVAL);
+    assert_int_equal(segidx_loader_get(l, NULL, &s), SEGIDX_EINVAL);
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], NULL), SEGIDX_EINVAL);
+    assert_ptr_equal(s, s0);
+    segidx_sid unknown = sid_of(200);
+    assert_int_equal(segidx_loader_get(l, &unknown, &s), SEGIDX_ENOTFOUND);
+    assert_ptr_equal(s, s0);
+
+    segidx_loader_put(NULL, NULL);
+    segidx_loader_put(l, NULL);
+    /* A segment this loader never handed out changes nothing. */
+    segidx_segment *foreign = NULL;
+    assert_int_equal(segidx_segment_open(f->bytes[0], f->len[0], &foreign), SEGIDX_OK);
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &s), SEGIDX_OK);
+    segidx_loader_put(l, foreign);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, f->len[0]);
+    segidx_loader_put(l, s);
+    segidx_loader_put(l, s); /* one put too many: ignored */
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.cached_bytes, f->len[0]);
+    segidx_segment_close(foreign);
+
+    segidx_loader_stats_get(NULL, &st);
+    assert_int_equal(st.cached_segments, 0);
+    segidx_loader_stats_get(l, NULL);
+    segidx_loader_free(l);
+    segidx_loader_free(NULL);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+static void test_hits_and_misses(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(4, pages_varied);
+    segidx_loader *l = loader_over(f, 0, 0);
+    const segidx_segment *a, *b;
+    assert_int_equal(segidx_loader_get(l, &f->sids[1], &a), SEGIDX_OK);
+    assert_non_null(check_segment(f, a, 1));
+    assert_int_equal(segidx_loader_get(l, &f->sids[1], &b), SEGIDX_OK);
+    assert_ptr_equal(a, b);
+    segidx_segment_stats ss;
+    segidx_segment_stats_get(a, &ss);
+    assert_memory_equal(ss.sid.bytes, f->sids[1].bytes, 16);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.fetches, 1);
+    assert_int_equal(st.fetch_failures, 0);
+    assert_int_equal(st.cached_segments, 1);
+    assert_int_equal(st.cached_bytes, f->len[1]);
+    assert_int_equal(st.pinned_bytes, f->len[1]);
+    segidx_loader_put(l, a);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, f->len[1]);
+    segidx_loader_put(l, b);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.cached_bytes, f->len[1]);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(segidx_loader_get(l, &f->sids[i], &a), SEGIDX_OK);
+        assert_non_null(check_segment(f, a, i));
+        segidx_loader_put(l, a);
+    }
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 4);
+    assert_int_equal(st.hits, 2);
+    assert_int_equal(st.evictions, 0);
+    assert_int_equal(atomic_load(&f->releases), 0);
+    segidx_loader_free(l);
+    assert_int_equal(atomic_load(&f->releases), 4);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+static void get_put(segidx_loader *l, struct fake *f, int i)
+{
+    const segidx_segment *s;
+    assert_int_equal(segidx_loader_get(l, &f->sids[i], &s), SEGIDX_OK);
+    assert_non_null(check_segment(f, s, i));
+    segidx_loader_put(l, s);
+}
+
+static void assert_released(struct fake *f, const unsigned *want)
+{
+    for (unsigned i = 0; i < f->nsids; i++)
+        assert_int_equal(atomic_load(&f->released_sid[i]), want[i]);
+}
+
+/* Four equal segments fit; the least recently used unpinned one goes. */
+static void test_lru_by_bytes(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(6, pages_same);
+    segidx_loader *l = loader_over(f, 4 * f->len[0], 0);
+    for (int i = 0; i < 4; i++)
+        get_put(l, f, i);
+    assert_released(f, (unsigned[]){ 0, 0, 0, 0, 0, 0 });
+    get_put(l, f, 0); /* 0 is now the most recent; 1 the least */
+    get_put(l, f, 4);
+    assert_released(f, (unsigned[]){ 0, 1, 0, 0, 0, 0 });
+    get_put(l, f, 5);
+    assert_released(f, (unsigned[]){ 0, 1, 1, 0, 0, 0 });
+    get_put(l, f, 1); /* a refetch, evicting 3 */
+    assert_released(f, (unsigned[]){ 0, 1, 1, 1, 0, 0 });
+    assert_int_equal(f->per_sid[1], 2);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.evictions, 3);
+    assert_int_equal(st.cached_segments, 4);
+    assert_int_equal(st.cached_bytes, 4 * f->len[0]);
+    assert_int_equal(st.fetches, 7);
+    segidx_loader_free(l);
+    assert_released(f, (unsigned[]){ 1, 2, 1, 1, 1, 1 });
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* Segments of different sizes: eviction frees bytes, not a count. */
+static void test_lru_varied_sizes(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(8, pages_varied); /* 1, 2, 3, 4, 1, 2, 3, 4 pages */
+    size_t budget = f->len[0] + f->len[1] + f->len[2];
+    segidx_loader *l = loader_over(f, budget, 0);
+    for (int i = 0; i < 3; i++)
+        get_put(l, f, i);
+    assert_int_equal(atomic_load(&f->releases), 0);
+    get_put(l, f, 3); /* 4 pages: the oldest go until it fits */
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_true(st.cached_bytes <= budget);
+    size_t kept = budget + f->len[3];
+    unsigned want[8] = { 0 };
+    for (int i = 0; i < 3 && kept > budget; i++) {
+        want[i] = 1;
+        kept -= f->len[i];
+    }
+    assert_true(want[0]); /* at least one went */
+    assert_released(f, want);
+    assert_int_equal(st.cached_bytes, kept);
+    /* Bigger than the whole budget: it is served, then goes at its put. */
+    segidx_loader_free(l);
+    l = loader_over(f, f->len[3] - 1, 0);
+    const segidx_segment *s;
+    unsigned before = atomic_load(&f->released_sid[3]);
+    assert_int_equal(segidx_loader_get(l, &f->sids[3], &s), SEGIDX_OK);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.cached_bytes, f->len[3]);
+    assert_int_equal(atomic_load(&f->released_sid[3]), before);
+    segidx_loader_put(l, s);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.cached_bytes, 0);
+    assert_int_equal(atomic_load(&f->released_sid[3]), before + 1);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* Pinned segments stay whatever the budget says; put lets them go. */
+static void test_pins_respected(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(5, pages_same);
+    size_t one = f->len[0];
+    segidx_loader *l = loader_over(f, 2 * one, 0);
+    const segidx_segment *s[4], *again;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(segidx_loader_get(l, &f->sids[i], &s[i]), SEGIDX_OK);
+        assert_non_null(check_segment(f, s[i], i));
+    }
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.cached_bytes, 3 * one); /* over budget by pinned bytes */
+    assert_int_equal(st.pinned_bytes, 3 * one);
+    assert_int_equal(atomic_load(&f->releases), 0);
+    /* Pinned twice: one put is not enough to let it go. */
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &again), SEGIDX_OK);
+    assert_ptr_equal(again, s[0]);
+    segidx_loader_put(l, s[0]);
+    assert_int_equal(atomic_load(&f->releases), 0);
+    for (int i = 0; i < 3; i++)
+        assert_non_null(check_segment(f, s[i], i));
+    segidx_loader_put(l, again); /* 0 unpinned while over budget: it goes */
+    assert_released(f, (unsigned[]){ 1, 0, 0, 0, 0 });
+    segidx_loader_put(l, s[1]);
+    segidx_loader_put(l, s[2]);
+    assert_released(f, (unsigned[]){ 1, 0, 0, 0, 0 }); /* 2 * one: within */
+    assert_int_equal(segidx_loader_get(l, &f->sids[3], &s[3]), SEGIDX_OK);
+    assert_released(f, (unsigned[]){ 1, 1, 0, 0, 0 });
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.cached_bytes, 2 * one);
+    assert_int_equal(st.pinned_bytes, one);
+    segidx_loader_put(l, s[3]);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* The third fetch fails: its caller gets the error, nothing is cached,
+ * the next get retries and succeeds. */
+static void test_fetch_failure_then_retry(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(3, pages_same);
+    f->fail_nth = 3;
+    segidx_loader *l = loader_over(f, 0, 0);
+    get_put(l, f, 0);
+    get_put(l, f, 1);
+    const segidx_segment *s = NULL;
+    assert_int_equal(segidx_loader_get(l, &f->sids[2], &s), SEGIDX_EIO);
+    assert_null(s);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 3);
+    assert_int_equal(st.fetch_failures, 1);
+    assert_int_equal(st.cached_segments, 2);
+    assert_int_equal(st.cached_bytes, 2 * f->len[0]);
+    get_put(l, f, 2);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 4);
+    assert_int_equal(st.cached_segments, 3);
+    /* A host that returns a positive value still fails, as EIO. */
+    f->fail_nth = 5;
+    f->fail_rc = 1;
+    segidx_loader_free(l);
+    l = loader_over(f, 0, 0);
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &s), SEGIDX_EIO);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* Bytes that fail validation: ECORRUPT, released at once, nothing cached. */
+static void test_corrupt_segments(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(4, pages_varied);
+    f->mode[1] = MODE_CORRUPT;
+    f->mode[2] = MODE_TRUNCATED;
+    f->mode[3] = MODE_WRONG_SID;
+    segidx_loader *l = loader_over(f, 0, 0);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 1; i < 4; i++) {
+            const segidx_segment *s = NULL;
+            unsigned before = atomic_load(&f->released_sid[i]);
+            assert_int_equal(segidx_loader_get(l, &f->sids[i], &s), SEGIDX_ECORRUPT);
+            assert_null(s);
+            assert_int_equal(atomic_load(&f->released_sid[i]), before + 1);
+        }
+    }
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 6);
+    assert_int_equal(st.fetch_failures, 6);
+    assert_int_equal(st.cached_segments, 0);
+    assert_int_equal(st.cached_bytes, 0);
+    assert_int_equal(st.pinned_bytes, 0);
+    get_put(l, f, 0); /* the good one still loads */
+    assert_int_equal(atomic_load(&f->releases), 6);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* Limiter, single-threaded view: permits of distinct keys, the counts. */
+static void test_limiter_counts(void **state)
+{
+    (void)state;
+    segidx__limiter *lim = NULL;
+    assert_int_equal(segidx__limiter_new(4, &lim), SEGIDX_OK);
+    uint8_t k[200][16];
+    memset(k, 0, sizeof k);
+    for (int i = 0; i < 200; i++) {
+        k[i][0] = (uint8_t)i;
+        k[i][9] = (uint8_t)(i >> 3);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(segidx__limiter_acquire(lim, k[i]), SEGIDX_OK);
+    assert_int_equal(segidx__limiter_held(lim), 3);
+    for (int i = 0; i < 3; i++)
+        segidx__limiter_release(lim, k[i]);
+    assert_int_equal(segidx__limiter_held(lim), 0);
+    assert_int_equal(segidx__limiter_peak(lim), 3);
+    segidx__limiter_free(lim);
+    segidx__limiter_free(NULL);
+
+    /* No cap: many keys held at once (the table grows). */
+    assert_int_equal(segidx__limiter_new(0, &lim), SEGIDX_OK);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(segidx__limiter_acquire(lim, k[i]), SEGIDX_OK);
+    assert_int_equal(segidx__limiter_held(lim), 200);
+    for (int i = 199; i >= 0; i--)
+        segidx__limiter_release(lim, k[i]);
+    segidx__limiter_release(lim, k[0]); /* not held: ignored */
+    assert_int_equal(segidx__limiter_held(lim), 0);
+    assert_int_equal(segidx__limiter_peak(lim), 200);
+    segidx__limiter_free(lim);
+}
+
+/* ------------------------------------------------------------ threads */
+
+#if TEST_THREADS
+
+static void start_threads(pthread_t *t, int n, void *(*fn)(void *), void *args, size_t size)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, fn, (char *)args + (size_t)i * size), 0);
+}
+
+static void join_threads(pthread_t *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+}
+
+struct storm {
+    segidx_loader *l;
+    struct fake *f;
+    pthread_barrier_t *start;
+    size_t cache_bytes;
+    uint64_t seed;
+    unsigned gets;
+    atomic_uint *errors;
+    atomic_uint *over_budget;
+    atomic_uint *gets_done;
+};
+
+/* Random gets, sometimes two pins at once, sometimes held for a while;
+ * every pinned segment's bytes are read while pinned. */
+static void *storm_thread(void *p)
+{
+    struct storm *a = p;
+    test_rng r = { a->seed };
+    pthread_barrier_wait(a->start);
+    for (unsigned n = 0; n < a->gets; n++) {
+        int i = (int)rng_below(&r, a->f->nsids), j = -1;
+        const segidx_segment *s = NULL, *s2 = NULL;
+        atomic_fetch_add(a->gets_done, 1);
+        if (segidx_loader_get(a->l, &a->f->sids[i], &s) != SEGIDX_OK) {
+            atomic_fetch_add(a->errors, 1);
+            continue;
+        }
+        struct token *tok = check_segment(a->f, s, i), *tok2 = NULL;
+        if (!tok) {
+            atomic_fetch_add(a->errors, 1);
+        } else {
+            atomic_fetch_add(&tok->pins, 1);
+            if (atomic_load(&tok->released))
+                atomic_fetch_add(a->errors, 1);
+        }
+        if (rng_below(&r, 8) == 0) {
+            j = (int)rng_below(&r, a->f->nsids);
+            atomic_fetch_add(a->gets_done, 1);
+            if (segidx_loader_get(a->l, &a->f->sids[j], &s2) != SEGIDX_OK) {
+                atomic_fetch_add(a->errors, 1);
+                s2 = NULL;
+            } else if (!(tok2 = check_segment(a->f, s2, j))) {
+                atomic_fetch_add(a->errors, 1);
+            } else {
+                atomic_fetch_add(&tok2->pins, 1);
+            }
+        }
+        uint64_t hold = rng_below(&r, 16);
+        if (hold == 0)
+            sleep_ns(20000);
+        else if (hold < 4)
+            sched_yield();
+        if (rng_below(&r, 4) == 0) {
+            /* Between calls, bytes beyond the budget are all pinned. */
+            segidx_loader_stats st;
+            segidx_loader_stats_get(a->l, &st);
+            if ((st.cached_bytes > a->cache_bytes && st.cached_bytes != st.pinned_bytes) ||
+                st.pinned_bytes > st.cached_bytes)
+                atomic_fetch_add(a->over_budget, 1);
+        }
+        if (tok && !check_segment(a->f, s, i))
+            atomic_fetch_add(a->errors, 1);
+        if (tok2) {
+            if (!check_segment(a->f, s2, j))
+                atomic_fetch_add(a->errors, 1);
+            atomic_fetch_sub(&tok2->pins, 1);
+        }
+        if (s2)
+            segidx_loader_put(a->l, s2);
+        if (tok)
+            atomic_fetch_sub(&tok->pins, 1);
+        segidx_loader_put(a->l, s);
+    }
+    return NULL;
+}
+
+enum { STORM_THREADS = 16, STORM_GETS = 1000, STORM_SIDS = 64, STORM_CAP = 4 };
+
+static void run_storm(size_t cache_divisor, bool expect_one_fetch_each)
+{
+    struct fake *f = fake_new(STORM_SIDS, pages_varied);
+    f->delay_ns = 200000; /* 0.2 ms: fetches overlap */
+    size_t total = 0;
+    for (unsigned i = 0; i < f->nsids; i++)
+        total += f->len[i];
+    size_t cache = total / cache_divisor;
+    segidx_loader *l = loader_over(f, cache, STORM_CAP);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, STORM_THREADS);
+    atomic_uint errors = 0, over = 0, gets = 0;
+    struct storm a[STORM_THREADS];
+    for (int i = 0; i < STORM_THREADS; i++)
+        a[i] = (struct storm){ l, f, &start, cache, 0x10ad0000u + (uint64_t)i * 7919,
+                               STORM_GETS, &errors, &over, &gets };
+    pthread_t t[STORM_THREADS];
+    start_threads(t, STORM_THREADS, storm_thread, a, sizeof a[0]);
+    join_threads(t, STORM_THREADS);
+    pthread_barrier_destroy(&start);
+
+    assert_int_equal(atomic_load(&errors), 0);
+    assert_int_equal(atomic_load(&over), 0);
+    assert_int_equal(atomic_load(&f->violations), 0);
+    assert_int_equal(f->peak_inflight_sid, 1); /* one fetch per sid at a time */
+    assert_true(f->peak_inflight <= STORM_CAP);
+    assert_true(f->peak_inflight >= 1);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, f->fetches);
+    assert_int_equal(st.fetch_failures, 0);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_true(st.cached_bytes <= cache);
+    assert_int_equal(st.hits + st.misses, atomic_load(&gets));
+    assert_true(atomic_load(&gets) >= STORM_THREADS * STORM_GETS);
+    assert_true(st.fetches <= st.misses);
+    print_message("storm cache %zu of %zu B: %llu gets, %llu hits, %u fetches, "
+                  "%u at once (cap %d), %llu evictions\n",
+                  cache, total, (unsigned long long)(st.hits + st.misses),
+                  (unsigned long long)st.hits, f->fetches, f->peak_inflight, STORM_CAP,
+                  (unsigned long long)st.evictions);
+    /* Whatever was fetched and is not cached any more went back once. */
+    assert_int_equal(atomic_load(&f->releases), st.fetches - st.cached_segments);
+    assert_int_equal(st.evictions, atomic_load(&f->releases));
+    for (unsigned i = 0; i < f->nsids; i++) {
+        assert_true(f->per_sid[i] >= 1);
+        if (expect_one_fetch_each)
+            assert_int_equal(f->per_sid[i], 1);
+    }
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* 16 threads x 1000 gets over 64 sids; a cache of 1/8 of them. */
+static void test_storm_small_cache(void **state)
+{
+    (void)state;
+    run_storm(8, false);
+}
+
+/* The same with room for all: every sid is fetched exactly once. */
+static void test_storm_big_cache(void **state)
+{
+    (void)state;
+    run_storm(1, true);
+}
+
+struct fan {
+    segidx_loader *l;
+    const segidx_sid *sid;
+    pthread_barrier_t *start;
+    int rc;
+    const segidx_segment *s;
+};
+
+static void *fan_thread(void *p)
+{
+    struct fan *a = p;
+    pthread_barrier_wait(a->start);
+    a->rc = segidx_loader_get(a->l, a->sid, &a->s);
+    return NULL;
+}
+
+/* `n` threads ask for one cold sid at once; returns how many succeeded
+ * and puts their segments back. */
+static int fan_in(segidx_loader *l, const segidx_sid *sid, int n, int *rcs)
+{
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, (unsigned)n);
+    struct fan a[16];
+    pthread_t t[16];
+    for (int i = 0; i < n; i++)
+        a[i] = (struct fan){ l, sid, &start, 1, NULL };
+    start_threads(t, n, fan_thread, a, sizeof a[0]);
+    join_threads(t, n);
+    pthread_barrier_destroy(&start);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        rcs[i] = a[i].rc;
+        if (a[i].rc == SEGIDX_OK) {
+            ok++;
+            assert_ptr_equal(a[i].s, a[0].rc == SEGIDX_OK ? a[0].s : a[i].s);
+            segidx_loader_put(l, a[i].s);
+        }
+    }
+    return ok;
+}
+
+static void test_cold_fan_in_one_fetch(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(2, pages_same);
+    f->delay_ns = 20000000; /* 20 ms: everyone arrives while it runs */
+    segidx_loader *l = loader_over(f, 0, 0);
+    int rcs[16];
+    assert_int_equal(fan_in(l, &f->sids[0], 16, rcs), 16);
+    assert_int_equal(f->fetches, 1);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 1);
+    assert_int_equal(st.hits + st.misses, 16);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* The first fetch fails while 8 threads wait: one of them retries, the
+ * retry succeeds, and everyone else finds it cached. */
+static void test_failed_fetch_with_waiters(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(2, pages_same);
+    f->delay_ns = 20000000;
+    f->fail_nth = 1;
+    segidx_loader *l = loader_over(f, 0, 0);
+    int rcs[8];
+    assert_int_equal(fan_in(l, &f->sids[0], 8, rcs), 7);
+    for (int i = 0; i < 8; i++)
+        assert_true(rcs[i] == SEGIDX_OK || rcs[i] == SEGIDX_EIO);
+    assert_int_equal(f->fetches, 2);
+    assert_int_equal(f->peak_inflight_sid, 1);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetch_failures, 1);
+    assert_int_equal(st.cached_segments, 1);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* Every fetch fails: each waiter retries in turn (one at a time, no herd)
+ * and every one returns the error; nobody is left waiting. */
+static void test_failing_source_no_herd(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(2, pages_same);
+    f->delay_ns = 2000000;
+    f->fail_all = true;
+    segidx_loader *l = loader_over(f, 0, 0);
+    int rcs[8];
+    assert_int_equal(fan_in(l, &f->sids[0], 8, rcs), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(rcs[i], SEGIDX_EIO);
+    assert_int_equal(f->fetches, 8);
+    assert_int_equal(f->peak_inflight_sid, 1);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetch_failures, 8);
+    assert_int_equal(st.cached_segments, 0);
+    f->fail_all = false;
+    get_put(l, f, 0);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* Corrupt bytes with waiters: each caller validates its own fetch and
+ * gets ECORRUPT; every copy is released once; nothing is cached. */
+static void test_corrupt_with_waiters(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(2, pages_same);
+    f->delay_ns = 2000000;
+    f->mode[0] = MODE_CORRUPT;
+    segidx_loader *l = loader_over(f, 0, 0);
+    int rcs[8];
+    assert_int_equal(fan_in(l, &f->sids[0], 8, rcs), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(rcs[i], SEGIDX_ECORRUPT);
+    assert_int_equal(atomic_load(&f->releases), 8);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.cached_segments, 0);
+    assert_int_equal(st.cached_bytes, 0);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* 16 cold sids at once under a cap of 3: never more than 3 fetches run. */
+static void test_global_cap(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(16, pages_same);
+    f->delay_ns = 5000000;
+    segidx_loader *l = loader_over(f, 0, 3);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 16);
+    struct fan a[16];
+    pthread_t t[16];
+    for (int i = 0; i < 16; i++)
+        a[i] = (struct fan){ l, &f->sids[i], &start, 1, NULL };
+    start_threads(t, 16, fan_thread, a, sizeof a[0]);
+    join_threads(t, 16);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(a[i].rc, SEGIDX_OK);
+        segidx_loader_put(l, a[i].s);
+    }
+    assert_int_equal(f->fetches, 16);
+    assert_true(f->peak_inflight <= 3);
+    assert_true(f->peak_inflight >= 2); /* they did overlap */
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+struct lim_arg {
+    segidx__limiter *lim;
+    const uint8_t *key;
+    atomic_int done;
+};
+
+static void *lim_thread(void *p)
+{
+    struct lim_arg *a = p;
+    if (segidx__limiter_acquire(a->lim, a->key) == SEGIDX_OK) {
+        atomic_store(&a->done, 1);
+        segidx__limiter_release(a->lim, a->key);
+    } else {
+        atomic_store(&a->done, -1);
+    }
+    return NULL;
+}
+
+/* Wait up to `ms` for `a->done`. */
+static int lim_wait(struct lim_arg *a, int ms)
+{
+    for (int i = 0; i < ms && !atomic_load(&a->done); i++)
+        sleep_ns(1000000);
+    return atomic_load(&a->done);
+}
+
+/* A held key blocks only itself; the cap blocks everyone. */
+static void test_limiter_keys_independent(void **state)
+{
+    (void)state;
+    segidx__limiter *lim = NULL;
+    assert_int_equal(segidx__limiter_new(2, &lim), SEGIDX_OK);
+    uint8_t k1[16] = { 1 }, k2[16] = { 2 }, k3[16] = { 3 };
+    assert_int_equal(segidx__limiter_acquire(lim, k1), SEGIDX_OK);
+
+    struct lim_arg other = { lim, k2, 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, lim_thread, &other), 0);
+    assert_int_equal(lim_wait(&other, 5000), 1); /* k2 did not wait for k1 */
+    pthread_join(t, NULL);
+
+    struct lim_arg same = { lim, k1, 0 };
+    assert_int_equal(pthread_create(&t, NULL, lim_thread, &same), 0);
+    assert_int_equal(lim_wait(&same, 50), 0); /* k1 waits for k1 */
+    segidx__limiter_release(lim, k1);
+    assert_int_equal(lim_wait(&same, 5000), 1);
+    pthread_join(t, NULL);
+
+    /* The cap: with k1 and k2 held, k3 waits until one goes. */
+    assert_int_equal(segidx__limiter_acquire(lim, k1), SEGIDX_OK);
+    assert_int_equal(segidx__limiter_acquire(lim, k2), SEGIDX_OK);
+    struct lim_arg capped = { lim, k3, 0 };
+    assert_int_equal(pthread_create(&t, NULL, lim_thread, &capped), 0);
+    assert_int_equal(lim_wait(&capped, 50), 0);
+    assert_int_equal(segidx__limiter_held(lim), 2);
+    segidx__limiter_release(lim, k2);
+    assert_int_equal(lim_wait(&capped, 5000), 1);
+    pthread_join(t, NULL);
+    segidx__limiter_release(lim, k1);
+    assert_int_equal(segidx__limiter_held(lim), 0);
+    assert_int_equal(segidx__limiter_peak(lim), 2);
+    segidx__limiter_free(lim);
+}
+
+#endif /* TEST_THREADS */
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_hits_and_misses),
+        cmocka_unit_test(test_lru_by_bytes),
+        cmocka_unit_test(test_lru_varied_sizes),
+        cmocka_unit_test(test_pins_respected),
+        cmocka_unit_test(test_fetch_failure_then_retry),
+        cmocka_unit_test(test_corrupt_segments),
+        cmocka_unit_test(test_limiter_counts),
+#if TEST_THREADS
+        cmocka_unit_test(test_storm_small_cache),
+        cmocka_unit_test(test_storm_big_cache),
+        cmocka_unit_test(test_cold_fan_in_one_fetch),
+        cmocka_unit_test(test_failed_fetch_with_waiters),
+        cmocka_unit_test(test_failing_source_no_herd),
+        cmocka_unit_test(test_corrupt_with_waiters),
+        cmocka_unit_test(test_global_cap),
+        cmocka_unit_test(test_limiter_keys_independent),
+#endif
+    };
+    /* A stuck waiter fails the run instead of hanging CI (SIGALRM kills). */
+    alarm(600);
+    return cmocka_run_group_tests_name("loader", tests, NULL, NULL);
+}
