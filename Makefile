@@ -27,6 +27,7 @@ PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+BINDIR       ?= $(PREFIX)/bin
 DESTDIR      ?=
 
 CC      ?= cc
@@ -82,12 +83,17 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # Benchmarks that open LMDB stores, linked like LMDB_TESTS.
 LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index %lmdb,$(BENCH_BIN))
+# The segidx command, linked statically against both libraries.
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_HDR := $(wildcard tools/*.h)
+CLI      := $(BUILD)/segidx
 
 .PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
         check-st asan tsan fuzz fuzz-run bench install install-static install-shared \
-        install-includes install-pc uninstall clean demo bench-readme FORCE
+        install-includes install-pc install-bin uninstall clean demo bench-readme FORCE \
+        check-cli
 
-all: lib lmdb $(PC) $(LMDB_PC)
+all: lib lmdb $(PC) $(LMDB_PC) $(CLI)
 lib: $(STATIC) $(SHARED)
 lmdb: $(LMDB_STATIC) $(LMDB_SHARED)
 
@@ -165,7 +171,10 @@ check-abi: $(SHARED) $(LMDB_SHARED)
 check-install: all
 	@sh tests/install_test.sh
 
-check: all check-unit check-replay check-abi check-install
+check-cli: $(CLI)
+	@sh tests/cli_test.sh $(CLI)
+
+check: all check-unit check-replay check-abi check-install check-cli
 
 # The slow trials: 50 SIGKILLs of a durable writer (make check runs 5).
 CRASH_TRIALS ?= 50
@@ -227,9 +236,16 @@ bench: $(BENCH_BIN)
 bench-readme:
 	@sh scripts/bench_readme.sh
 
+# ------------------------------------------------------------------ segidx
+
+$(CLI): $(TOOL_SRC) $(TOOL_HDR) include/segidx.h include/segidx_lmdb.h $(STATIC) $(LMDB_STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $(TOOL_SRC) -o $@ $(LDFLAGS) \
+	    $(LMDB_STATIC) $(STATIC) $(LMDB_LIBS) $(DEP_LIBS) -lm
+
 # ------------------------------------------------------------------ install
 
-install: install-static install-shared install-includes install-pc
+install: install-static install-shared install-includes install-pc install-bin
 
 install-static: $(STATIC) $(LMDB_STATIC)
 	install -d $(DESTDIR)$(LIBDIR)
@@ -251,6 +267,10 @@ install-pc: $(PC) $(LMDB_PC)
 	install -d $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 $(PC) $(LMDB_PC) $(DESTDIR)$(PKGCONFIGDIR)/
 
+install-bin: $(CLI)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx.a $(DESTDIR)$(LIBDIR)/libsegidx.so \
 	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsegidx.so.$(VERSION) \
@@ -258,6 +278,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.a $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so \
 	      $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so.$(VERSION) \
 	      $(DESTDIR)$(INCLUDEDIR)/segidx_lmdb.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx_lmdb.pc
+	rm -f $(DESTDIR)$(BINDIR)/segidx
 
 clean:
 	rm -rf build $(PC) $(LMDB_PC)
@@ -266,10 +287,11 @@ FORCE:
 
 # ------------------------------------------------------------------ demo
 
-# Until the segidx command arrives, the demo is the OffsetSet example.
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
 
-demo: all $(BUILD)/examples/embed_offset_set
-	@$(BUILD)/examples/embed_offset_set
+# `segidx demo` in a fresh directory, removed afterwards.
+demo: all
+	@dir=$$(mktemp -d) || exit 1; \
+	$(CLI) demo "$$dir"; rc=$$?; rm -rf "$$dir"; exit $$rc

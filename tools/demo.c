@@ -1,0 +1,592 @@
+/* demo.c: `segidx demo`, a whole host in one run. Volumes commit pages at
+ * skewed random offsets; the packer cuts them into segment files under
+ * DIR/segments; each commit goes into the LMDB volume index under
+ * DIR/index once every segment holding its pages is on disk, in LSN order
+ * per volume. Then random reads at random LSNs come back through a loader
+ * that mmaps the files, and every page is checked against what was
+ * written: a page names its (volume, offset, lsn) and the rest of it is
+ * derived from those. */
+#include "cli.h"
+
+#include <segidx_lmdb.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { PAGE = 4096 };
+
+/* ------------------------------------------------------------ random */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t *state, uint64_t n)
+{
+    return splitmix64(state) % n;
+}
+
+/* ------------------------------------------------------------ state */
+
+/* One commit of one volume, until it is in the index. */
+struct pending {
+    uint32_t remaining;            /* its pages not yet in a written segment */
+    bool started;
+    size_t n, cap;
+    segidx_commit_segment *segs;   /* offsets owned here until committed */
+};
+
+/* Every LSN that wrote one offset of one volume, ascending. */
+struct history {
+    uint32_t *lsns;
+    uint32_t n, cap;
+};
+
+struct demo {
+    char dir[2048], seg_dir[2100], index_dir[2100];
+    unsigned volumes, commits, pages;
+    uint64_t reads, seed;
+    uint32_t space;                /* offsets per volume */
+    uint64_t rng;
+    segidx_vid *vids;
+    segidx_volume_index *vi;
+    uint8_t sid_prefix[8];
+    uint64_t segments;
+    segidx_sid *sids;
+    struct pending *pend;          /* volumes x (commits + 1) */
+    segidx_lsn *committed;         /* per volume: the index's LSN */
+    struct history *hist;          /* volumes x space */
+    uint64_t total_pages;
+    bool tty;
+};
+
+static void vid_of(const struct demo *d, unsigned v, segidx_vid *out)
+{
+    memset(out, 0, sizeof *out);
+    memcpy(out->bytes, d->sid_prefix, 8);
+    out->bytes[7] ^= 0x5a; /* vids and sids differ */
+    for (int i = 0; i < 4; i++)
+        out->bytes[12 + i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static unsigned volume_of(const segidx_vid *vid)
+{
+    return (unsigned)vid->bytes[12] << 24 | (unsigned)vid->bytes[13] << 16 |
+           (unsigned)vid->bytes[14] << 8 | vid->bytes[15];
+}
+
+/* What page `off` of volume `v` holds at `lsn`. */
+static void fill(unsigned char *page, unsigned v, segidx_offset off, segidx_lsn lsn)
+{
+    uint64_t st = (uint64_t)v << 40 ^ (uint64_t)off << 20 ^ lsn;
+    for (size_t i = 0; i < PAGE; i += 8) {
+        uint64_t x = splitmix64(&st);
+        memcpy(page + i, &x, 8);
+    }
+    int n = snprintf((char *)page, 64, "segidx demo: volume %u offset %u lsn %llu", v,
+                     (unsigned)off, (unsigned long long)lsn);
+    page[n] = '\n';
+}
+
+/* A skewed offset: three writes in four go to the first eighth. */
+static segidx_offset pick_offset(struct demo *d)
+{
+    if (below(&d->rng, 4) < 3)
+        return (segidx_offset)below(&d->rng, d->space / 8);
+    return (segidx_offset)below(&d->rng, d->space);
+}
+
+static void progress(const struct demo *d, const char *phase, uint64_t done, uint64_t total)
+{
+    if (!d->tty || !total)
+        return;
+    unsigned width = 40, filled = (unsigned)(done * width / total);
+    char bar[41];
+    for (unsigned i = 0; i < width; i++)
+        bar[i] = i < filled ? '#' : ' ';
+    bar[width] = '\0';
+    printf("\r%-8s [%s] %3u%%", phase, bar, (unsigned)(done * 100 / total));
+    if (done == total)
+        putchar('\n');
+    fflush(stdout);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------ files */
+
+static int mkdir_p(const char *path)
+{
+    char buf[2200];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static void segment_path(const struct demo *d, const segidx_sid *sid, char *out, size_t cap)
+{
+    char hex[33];
+    cli_hex16(sid->bytes, hex);
+    snprintf(out, cap, "%s/%s.seg", d->seg_dir, hex);
+}
+
+/* To a temporary name, fsync, rename: a reader never sees half a segment. */
+static int write_segment(const struct demo *d, const segidx_sid *sid, const void *buf,
+                         size_t len)
+{
+    char path[2200], tmp[2210];
+    segment_path(d, sid, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return SEGIDX_EIO;
+    const char *p = buf;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(fd, p + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            close(fd);
+            unlink(tmp);
+            return SEGIDX_EIO;
+        }
+        done += (size_t)n;
+    }
+    int rc = fsync(fd) == 0 && close(fd) == 0 && rename(tmp, path) == 0 ? SEGIDX_OK : SEGIDX_EIO;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+static int fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t *len, void **handle)
+{
+    char path[2200];
+    segment_path(ctx, sid, path, sizeof path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return errno == ENOENT ? SEGIDX_ENOTFOUND : SEGIDX_EIO;
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size > 0)
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return SEGIDX_EIO;
+    *buf = map;
+    *len = (size_t)st.st_size;
+    *handle = NULL;
+    return SEGIDX_OK;
+}
+
+static void release(void *ctx, const segidx_sid *sid, const void *buf, size_t len, void *handle)
+{
+    (void)ctx, (void)sid, (void)handle;
+    munmap((void *)buf, len);
+}
+
+/* ------------------------------------------------------------ write */
+
+static int next_sid(void *ctx, segidx_sid *sid)
+{
+    struct demo *d = ctx;
+    uint64_t n = ++d->segments;
+    memcpy(sid->bytes, d->sid_prefix, 8);
+    for (int i = 0; i < 8; i++)
+        sid->bytes[8 + i] = (uint8_t)(n >> (56 - 8 * i));
+    return SEGIDX_OK;
+}
+
+/* Commit every commit of volume `v` whose pages are all on disk, in order. */
+static int commit_ready(struct demo *d, unsigned v)
+{
+    for (;;) {
+        segidx_lsn lsn = d->committed[v] + 1;
+        if (lsn > d->commits)
+            return SEGIDX_OK;
+        struct pending *p = &d->pend[(size_t)v * (d->commits + 1) + lsn];
+        if (!p->started || p->remaining)
+            return SEGIDX_OK;
+        int rc = segidx_volume_commit(d->vi, &d->vids[v], lsn, (uint64_t)time(NULL), p->segs,
+                                      p->n);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < p->n; i++)
+            segidx_offset_set_free((segidx_offset_set *)p->segs[i].offsets);
+        free(p->segs);
+        p->segs = NULL;
+        p->n = p->cap = 0;
+        d->committed[v] = lsn;
+    }
+}
+
+static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                const segidx_packed_commit *commits, size_t n)
+{
+    struct demo *d = ctx;
+    int rc = write_segment(d, sid, buf, len);
+    if (rc)
+        return rc;
+    segidx_sid *sids = realloc(d->sids, (size_t)d->segments * sizeof *sids);
+    if (!sids)
+        return SEGIDX_ENOMEM;
+    d->sids = sids;
+    d->sids[d->segments - 1] = *sid;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = volume_of(&commits[i].vid);
+        struct pending *p = &d->pend[(size_t)v * (d->commits + 1) + commits[i].lsn];
+        if (p->n == p->cap) {
+            size_t cap = p->cap ? 2 * p->cap : 2;
+            segidx_commit_segment *s = realloc(p->segs, cap * sizeof *s);
+            if (!s)
+                return SEGIDX_ENOMEM;
+            p->segs = s;
+            p->cap = cap;
+        }
+        segidx_offset_set *copy = segidx_offset_set_copy(commits[i].offsets);
+        if (!copy)
+            return SEGIDX_ENOMEM;
+        p->segs[p->n++] = (segidx_commit_segment){ *sid, copy };
+        p->remaining -= (uint32_t)segidx_offset_set_cardinality(commits[i].offsets);
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((rc = commit_ready(d, volume_of(&commits[i].vid))))
+            return rc;
+    return SEGIDX_OK;
+}
+
+static int history_add(struct history *h, segidx_lsn lsn)
+{
+    if (h->n == h->cap) {
+        uint32_t cap = h->cap ? 2 * h->cap : 4;
+        uint32_t *l = realloc(h->lsns, cap * sizeof *l);
+        if (!l)
+            return SEGIDX_ENOMEM;
+        h->lsns = l;
+        h->cap = cap;
+    }
+    h->lsns[h->n++] = (uint32_t)lsn;
+    return SEGIDX_OK;
+}
+
+static int write_volumes(struct demo *d)
+{
+    segidx_packer_options po = { { PAGE, 0, NULL }, next_sid, emit, d };
+    segidx_packer *packer;
+    int rc = segidx_packer_new(&po, &packer);
+    if (rc)
+        return cli_fail("packer", rc);
+    unsigned char *page = malloc(PAGE);
+    segidx_offset *offs = malloc((size_t)2 * d->pages * sizeof *offs);
+    uint32_t *mark = calloc((size_t)d->volumes * d->space, sizeof *mark);
+    if (!page || !offs || !mark)
+        rc = SEGIDX_ENOMEM;
+    const char *what = "pack";
+    for (segidx_lsn lsn = 1; lsn <= d->commits && !rc; lsn++) {
+        for (unsigned v = 0; v < d->volumes && !rc; v++) {
+            uint32_t n = 1 + (uint32_t)below(&d->rng, 2 * (uint64_t)d->pages - 1);
+            uint32_t *m = mark + (size_t)v * d->space;
+            for (uint32_t k = 0; k < n; k++) {
+                segidx_offset off;
+                do
+                    off = pick_offset(d);
+                while (m[off] == lsn);
+                m[off] = (uint32_t)lsn;
+                offs[k] = off;
+            }
+            struct pending *p = &d->pend[(size_t)v * (d->commits + 1) + lsn];
+            p->started = true;
+            p->remaining = n;
+            for (uint32_t k = 0; k < n && !rc; k++) {
+                fill(page, v, offs[k], lsn);
+                rc = segidx_packer_add(packer, &d->vids[v], offs[k], lsn, page);
+                if (!rc)
+                    rc = history_add(&d->hist[(size_t)v * d->space + offs[k]], lsn);
+                d->total_pages += !rc;
+            }
+        }
+        progress(d, "writing", lsn, d->commits);
+    }
+    if (!rc && (rc = segidx_packer_flush(packer)))
+        what = "flush";
+    for (unsigned v = 0; v < d->volumes && !rc; v++)
+        if (d->committed[v] != d->commits)
+            rc = SEGIDX_ECORRUPT; /* a commit never left the packer */
+    segidx_packer_free(packer);
+    free(page);
+    free(offs);
+    free(mark);
+    return rc ? cli_fail(what, rc) : CLI_OK;
+}
+
+/* ------------------------------------------------------------ read */
+
+struct check {
+    struct demo *d;
+    unsigned v;
+    segidx_lsn at;
+    unsigned char *want;
+    bool ok;
+};
+
+static segidx_lsn expected_lsn(const struct demo *d, unsigned v, segidx_offset off,
+                               segidx_lsn at)
+{
+    const struct history *h = &d->hist[(size_t)v * d->space + off];
+    segidx_lsn best = 0;
+    for (uint32_t i = 0; i < h->n && h->lsns[i] <= at; i++)
+        best = h->lsns[i];
+    return best;
+}
+
+static int check_page(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
+{
+    struct check *c = ctx;
+    segidx_lsn want = expected_lsn(c->d, c->v, off, c->at);
+    if (!page) {
+        c->ok = want == 0;
+    } else {
+        fill(c->want, c->v, off, want);
+        c->ok = lsn == want && memcmp(page, c->want, PAGE) == 0;
+    }
+    if (!c->ok)
+        fprintf(stderr, "segidx: demo: volume %u offset %u at lsn %llu: got lsn %llu, "
+                        "want lsn %llu\n",
+                c->v, (unsigned)off, (unsigned long long)c->at, (unsigned long long)lsn,
+                (unsigned long long)want);
+    return 0;
+}
+
+static int read_volumes(struct demo *d, double *seconds, uint64_t *bad)
+{
+    segidx_segment_source src = { SEGIDX_SEGMENT_SOURCE_VERSION, fetch, release, d };
+    segidx_loader *loader;
+    int rc = segidx_loader_new(&src, NULL, &loader);
+    if (rc)
+        return cli_fail("loader", rc);
+    struct check c = { d, 0, 0, malloc(PAGE), true };
+    if (!c.want)
+        rc = SEGIDX_ENOMEM;
+    double t0 = now();
+    uint64_t step = d->reads / 100 ? d->reads / 100 : 1;
+    for (uint64_t i = 0; i < d->reads && !rc; i++) {
+        c.v = (unsigned)below(&d->rng, d->volumes);
+        c.at = 1 + below(&d->rng, d->commits);
+        c.ok = false;
+        segidx_offset_set *q = segidx_offset_set_new();
+        if (!q || segidx_offset_set_add(q, pick_offset(d))) {
+            rc = SEGIDX_ENOMEM;
+        } else {
+            rc = segidx_read_pages(d->vi, loader, &d->vids[c.v], c.at, q, check_page, &c);
+            *bad += !c.ok;
+        }
+        segidx_offset_set_free(q);
+        if ((i + 1) % step == 0 || i + 1 == d->reads)
+            progress(d, "reading", i + 1, d->reads);
+    }
+    *seconds = now() - t0;
+    free(c.want);
+    segidx_loader_free(loader);
+    return rc ? cli_fail("read", rc) : CLI_OK;
+}
+
+/* Sum of each segment's index bytes, read back from the files. */
+static int index_bytes(struct demo *d, uint64_t *bytes, uint64_t *pages)
+{
+    for (uint64_t i = 0; i < d->segments; i++) {
+        char path[2200];
+        cli_segment_file f;
+        segment_path(d, &d->sids[i], path, sizeof path);
+        int rc = cli_segment_file_open(path, &f);
+        if (rc)
+            return rc;
+        segidx_segment_stats st;
+        segidx_segment_stats_get(f.seg, &st);
+        *bytes += st.index_bytes;
+        *pages += st.page_count;
+        cli_segment_file_close(&f);
+    }
+    return CLI_OK;
+}
+
+/* ------------------------------------------------------------ main */
+
+static int parse_count(const cli_flag *f, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (!f->seen)
+        return 0;
+    uint64_t v;
+    if (!cli_parse_u64(f->value, &v) || v < lo || v > hi)
+        return cli_usage_error("demo: %s wants a number from %llu to %llu, not %s", f->name,
+                               (unsigned long long)lo, (unsigned long long)hi, f->value);
+    *out = v;
+    return 0;
+}
+
+static void demo_free(struct demo *d)
+{
+    segidx_volume_index_close(d->vi);
+    if (d->pend)
+        for (size_t i = 0; i < (size_t)d->volumes * (d->commits + 1); i++) {
+            for (size_t k = 0; k < d->pend[i].n; k++)
+                segidx_offset_set_free((segidx_offset_set *)d->pend[i].segs[k].offsets);
+            free(d->pend[i].segs);
+        }
+    if (d->hist)
+        for (size_t i = 0; i < (size_t)d->volumes * d->space; i++)
+            free(d->hist[i].lsns);
+    free(d->pend);
+    free(d->hist);
+    free(d->committed);
+    free(d->vids);
+    free(d->sids);
+}
+
+int cli_demo(int argc, char **argv)
+{
+    cli_flag flags[] = {
+        { "--volumes", true, false, NULL }, { "--commits", true, false, NULL },
+        { "--pages", true, false, NULL },   { "--reads", true, false, NULL },
+        { "--seed", true, false, NULL },
+    };
+    cli_args a;
+    int rc = cli_parse_args(argc, argv, flags, 5, &a);
+    if (rc)
+        return rc;
+    if (a.npos > 1)
+        return cli_usage_error("demo: expected at most one DIR");
+    uint64_t volumes = 4, commits = 200, pages = 32, reads = 20000, seed = 1;
+    if ((rc = parse_count(&flags[0], 1, 1000, &volumes)) ||
+        (rc = parse_count(&flags[1], 1, 100000, &commits)) ||
+        (rc = parse_count(&flags[2], 1, 10000, &pages)) ||
+        (rc = parse_count(&flags[3], 0, 100000000, &reads)) ||
+        (rc = parse_count(&flags[4], 0, UINT64_MAX, &seed)))
+        return rc;
+
+    static struct demo d; /* zeroed; large path buffers */
+    d.volumes = (unsigned)volumes;
+    d.commits = (unsigned)commits;
+    d.pages = (unsigned)pages;
+    d.reads = reads;
+    d.seed = d.rng = seed;
+    d.space = pages * 16 > 4096 ? (uint32_t)pages * 16 : 4096;
+    d.tty = isatty(STDOUT_FILENO);
+    if (a.npos == 1) {
+        snprintf(d.dir, sizeof d.dir, "%s", a.pos[0]);
+        if (mkdir_p(d.dir) != 0)
+            return cli_fail_errno(d.dir, SEGIDX_EIO, errno);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(d.dir, sizeof d.dir, "%s/segidx-demo-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(d.dir))
+            return cli_fail_errno(d.dir, SEGIDX_EIO, errno);
+    }
+    snprintf(d.seg_dir, sizeof d.seg_dir, "%s/segments", d.dir);
+    snprintf(d.index_dir, sizeof d.index_dir, "%s/index", d.dir);
+    struct stat st;
+    if (stat(d.index_dir, &st) == 0 || stat(d.seg_dir, &st) == 0) {
+        fprintf(stderr, "segidx: %s: %s (it already holds a demo; give a new DIR)\n", d.dir,
+                segidx_strerror(SEGIDX_ECONFLICT));
+        return CLI_FAIL;
+    }
+    if (mkdir_p(d.seg_dir) != 0)
+        return cli_fail_errno(d.seg_dir, SEGIDX_EIO, errno);
+    printf("segidx demo in %s (seed %llu)\n", d.dir, (unsigned long long)seed);
+    fflush(stdout);
+
+    uint64_t s = splitmix64(&d.rng);
+    memcpy(d.sid_prefix, &s, 8);
+    d.vids = calloc(d.volumes, sizeof *d.vids);
+    d.committed = calloc(d.volumes, sizeof *d.committed);
+    d.pend = calloc((size_t)d.volumes * (d.commits + 1), sizeof *d.pend);
+    d.hist = calloc((size_t)d.volumes * d.space, sizeof *d.hist);
+    if (!d.vids || !d.committed || !d.pend || !d.hist) {
+        demo_free(&d);
+        return cli_fail("demo", SEGIDX_ENOMEM);
+    }
+    for (unsigned v = 0; v < d.volumes; v++)
+        vid_of(&d, v, &d.vids[v]);
+
+    segidx_kv kv;
+    int open_error = 0;
+    segidx_kv_lmdb_options ko = { 0 };
+    ko.nosync = true; /* scratch data: the segments are fsynced, the catalog need not be */
+    ko.open_error = &open_error;
+    if ((rc = segidx_kv_lmdb_open(d.index_dir, &ko, &kv))) {
+        fprintf(stderr, "segidx: %s: %s (%s)\n", d.index_dir, segidx_strerror(rc),
+                segidx_kv_lmdb_strerror(open_error));
+        demo_free(&d);
+        return CLI_FAIL;
+    }
+    if ((rc = segidx_volume_index_open(kv, &d.vi))) {
+        kv.vt->close(kv.self);
+        demo_free(&d);
+        return cli_fail(d.index_dir, rc);
+    }
+    if (!d.tty)
+        printf("writing %u volumes x %u commits\n", d.volumes, d.commits);
+    double t0 = now();
+    if ((rc = write_volumes(&d))) {
+        demo_free(&d);
+        return rc;
+    }
+    double write_s = now() - t0;
+
+    uint64_t ibytes = 0, ipages = 0;
+    if ((rc = index_bytes(&d, &ibytes, &ipages))) {
+        demo_free(&d);
+        return rc;
+    }
+    if (!d.tty)
+        printf("reading %llu random pages at random LSNs\n", (unsigned long long)d.reads);
+    double read_s = 0;
+    uint64_t bad = 0;
+    rc = read_volumes(&d, &read_s, &bad);
+    demo_free(&d);
+    if (rc)
+        return rc;
+
+    printf("volumes           %u\n", d.volumes);
+    printf("commits           %u per volume, %llu in all\n", d.commits,
+           (unsigned long long)d.commits * d.volumes);
+    printf("pages             %llu (%.1f MiB) in %.2f s\n", (unsigned long long)d.total_pages,
+           (double)d.total_pages * PAGE / (1 << 20), write_s);
+    printf("segments          %llu under %s\n", (unsigned long long)d.segments, d.seg_dir);
+    printf("index bytes/page  %.2f (%llu index bytes)\n",
+           ipages ? (double)ibytes / (double)ipages : 0.0, (unsigned long long)ibytes);
+    printf("reads/s           %.0f (%llu reads in %.2f s)\n",
+           read_s > 0 ? (double)d.reads / read_s : 0.0, (unsigned long long)d.reads, read_s);
+    if (ipages != d.total_pages) {
+        fprintf(stderr, "segidx: demo: the segments hold %llu pages, %llu were written\n",
+                (unsigned long long)ipages, (unsigned long long)d.total_pages);
+        return CLI_FAIL;
+    }
+    if (bad) {
+        printf("%llu of %llu reads checked: MISMATCH\n", (unsigned long long)bad,
+               (unsigned long long)d.reads);
+        return CLI_FAIL;
+    }
+    printf("all %llu reads checked: ok\n", (unsigned long long)d.reads);
+    return CLI_OK;
+}
