@@ -28,6 +28,7 @@ LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 BINDIR       ?= $(PREFIX)/bin
+MANDIR       ?= $(PREFIX)/share/man
 DESTDIR      ?=
 
 CC      ?= cc
@@ -268,8 +269,9 @@ install-pc: $(PC) $(LMDB_PC)
 	install -m 644 $(PC) $(LMDB_PC) $(DESTDIR)$(PKGCONFIGDIR)/
 
 install-bin: $(CLI)
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+	install -m 644 man/segidx.1 $(DESTDIR)$(MANDIR)/man1/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx.a $(DESTDIR)$(LIBDIR)/libsegidx.so \
@@ -278,7 +280,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.a $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so \
 	      $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so.$(VERSION) \
 	      $(DESTDIR)$(INCLUDEDIR)/segidx_lmdb.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx_lmdb.pc
-	rm -f $(DESTDIR)$(BINDIR)/segidx
+	rm -f $(DESTDIR)$(BINDIR)/segidx $(DESTDIR)$(MANDIR)/man1/segidx.1
 
 clean:
 	rm -rf build $(PC) $(LMDB_PC)
