@@ -6,6 +6,7 @@
 #   make check-long the slow trials (50 SIGKILLs of a durable LMDB writer)
 #   make asan       the unit tests under ASan+UBSan
 #   make tsan       the unit tests under ThreadSanitizer
+#   make valgrind   the unit tests under valgrind memcheck
 #   make check-st   the unit tests of a SEGIDX_SINGLE_THREADED=1 build
 #   make bench      benchmark figures, one line each
 #   make fuzz       libFuzzer targets (clang)
@@ -90,7 +91,7 @@ TOOL_HDR := $(wildcard tools/*.h)
 CLI      := $(BUILD)/segidx
 
 .PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
-        check-st asan tsan fuzz fuzz-run bench install install-static install-shared \
+        check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc install-bin uninstall clean demo bench-readme FORCE \
         check-cli
 
@@ -195,6 +196,11 @@ asan:
 tsan:
 	$(MAKE) BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer $(CFLAGS_EXTRA)" \
 	        LDFLAGS="-fsanitize=thread" check-unit
+
+# Every test under valgrind's memcheck: any error or leak fails the run.
+VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
+valgrind: $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== valgrind $$t"; $(VALGRIND) $$t 2>&1; done
 
 check-st:
 	$(MAKE) BUILD=build/st SEGIDX_SINGLE_THREADED=1 check-unit check-replay

@@ -387,7 +387,7 @@ int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, 
     if (!saved)
         return SEGIDX_ENOMEM;
     struct lsn_range r;
-    lsn_range(&r, vid, 1, at);
+    lsn_range(&r, vid, 0, at); /* from 0: an entry at LSN 0 is corrupt, as in every other walk */
     struct find_walk w = { m.pub.lsn, query, fn, ctx, 0, 0 };
     int scan = vi->kv.vt->scan(vi->kv.self, r.lo, sizeof r.lo, r.hi, r.hilen, true,
                                visit_for_find, &w);

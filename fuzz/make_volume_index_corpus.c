@@ -1,0 +1,369 @@
+/* Writes the seed corpus of fuzz/volume_index_fuzz.c. Built by hand:
+ *
+ *   cc -std=c11 fuzz/make_volume_index_corpus.c -o /tmp/mkcorpus && \
+ *      /tmp/mkcorpus fuzz/corpus/volume_index
+ *
+ * Each seed is a program in the target's op encoding (see the comment at
+ * the top of fuzz/volume_index_fuzz.c): clean sequences of commits, finds,
+ * prunes and reads, and sequences that plant bad bytes in the store (a
+ * flipped, a truncated and a version-2 meta, entries whose OffsetSet is
+ * broken, keys of the wrong length) and then read and write around them.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *dir;
+static uint8_t buf[4096];
+static size_t len;
+
+static void b(int v)
+{
+    if (len == sizeof buf)
+        exit(1);
+    buf[len++] = (uint8_t)v;
+}
+
+static void emit(const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(1);
+    }
+    len = 0;
+}
+
+/* ---- operands */
+
+/* A set of up to 4 small ranges: [lo, lo + 1 + extra), lo < 64, extra < 8. */
+static void ranges(int n, const int *lo, const int *extra)
+{
+    b(n);
+    for (int i = 0; i < n; i++) {
+        b(lo[i]);
+        b(extra[i]);
+    }
+}
+
+static void range1(int lo, int extra)
+{
+    ranges(1, &lo, &extra);
+}
+
+static void range2(int lo1, int x1, int lo2, int x2)
+{
+    int lo[2] = { lo1, lo2 }, x[2] = { x1, x2 };
+    ranges(2, lo, x);
+}
+
+/* ---- ops: the low 3 bits pick the op, bit 3 the volume */
+
+/* A commit at the next LSN with one segment. */
+static void commit1(int vol, int time, int sid, int lo, int extra)
+{
+    b(0 | vol << 3);
+    b(0); /* the next LSN */
+    b(time);
+    b(1);
+    b(sid);
+    range1(lo, extra);
+}
+
+static void commit_empty(int vol, int time)
+{
+    b(1 | vol << 3);
+    b(0);
+    b(time);
+    b(0);
+}
+
+/* Find at `lsn` (31 or less, or 0xFF for UINT64_MAX) over [lo, lo + 1 + extra). */
+static void find(int vol, int lsn, int stop, int lo, int extra)
+{
+    b(2 | vol << 3);
+    b(lsn);
+    b(stop);
+    range1(lo, extra);
+}
+
+static void prune(int vol, int keep, int report)
+{
+    b(4 | vol << 3 | report << 4);
+    b(keep);
+}
+
+static void get(int vol) { b(5 | vol << 3 | 0 << 4); }
+static void list(void) { b(5 | 1 << 4); }
+static void commits(int vol) { b(5 | vol << 3 | 2 << 4); }
+
+static void reads(int vol)
+{
+    get(vol);
+    commits(vol);
+    list();
+    find(vol, 0xFF, 0, 0, 7);
+    find(vol, 1, 0, 0, 7);
+}
+
+/* Plant a meta under the volume's meta key: fields, then one byte flipped,
+ * the length changed (len 0 keeps 48) and the checksum redone (seal). */
+static void plant_meta(int vol, int ver, int flags, int lsn, int last, int keep, int pos,
+                       int flip, int cut, int seal)
+{
+    b(6 | vol << 3);
+    b(0);          /* key: the meta */
+    b(1);          /* value: a meta */
+    b(ver); b(flags); b(lsn); b(last); b(keep); b(7 /* time */);
+    b(pos); b(flip); b(cut); b(seal);
+}
+
+/* Plant an OffsetSet [lo, lo + 1 + extra) under entry (lsn, sid). */
+static void plant_entry_set(int vol, int lsn, int sid, int lo, int extra, int pos, int flip,
+                            int cut, int seal)
+{
+    b(6 | vol << 3);
+    b(1);
+    b(lsn);
+    b(sid);
+    b(2);
+    range1(lo, extra);
+    b(pos); b(flip); b(cut); b(seal);
+}
+
+static void plant_entry_raw(int vol, int lsn, int sid, const char *bytes, int n)
+{
+    b(6 | vol << 3);
+    b(1);
+    b(lsn);
+    b(sid);
+    b(0);
+    b(n);
+    for (int i = 0; i < n; i++)
+        b(bytes[i]);
+}
+
+/* A key of the wrong length under segments/: klen = 1 + k % 63. */
+static void plant_segments_key(int vol, int lsn, int k, int vkind_offsets)
+{
+    b(6 | vol << 3);
+    b(2);
+    b(lsn);
+    b(1);   /* the byte after the LSN */
+    b(k);
+    if (vkind_offsets) {
+        b(2);
+        range1(0, 3);
+        b(0); b(0); b(0); b(0);
+    } else {
+        b(3); /* empty value */
+    }
+}
+
+/* A key of the wrong length under volumes/: klen = 1 + k % 40. */
+static void plant_volumes_key(int vol, int k)
+{
+    b(6 | vol << 3);
+    b(3);
+    b(0x42);
+    b(k);
+    b(1); /* a valid meta */
+    b(1); b(1); b(3); b(9); b(0); b(1);
+    b(0); b(0); b(0); b(0);
+}
+
+static void delete_key(int vol, int lsn, int sid)
+{
+    b(6 | vol << 3);
+    b(4);
+    b(lsn);
+    b(sid);
+}
+
+/* A clean history of volume `vol`: five commits that overwrite each other. */
+static void history(int vol)
+{
+    commit1(vol, 10, 1, 0, 7);  /* lsn 1: 0..7 in sid 1 */
+    commit1(vol, 11, 2, 4, 3);  /* lsn 2: 4..7 in sid 2 */
+    b(0 | vol << 3);            /* lsn 3: two segments */
+    b(0); b(12); b(2);
+    b(3); range1(0, 1);         /* sid 3: 0..1 */
+    b(1); range1(10, 2);        /* sid 1 again: 10..12 */
+    commit_empty(vol, 13);      /* lsn 4 */
+    commit1(vol, 14, 4, 5, 0);  /* lsn 5: 5 in sid 4 */
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s DIR\n", argv[0]);
+        return 2;
+    }
+    dir = argv[1];
+
+    /* ---- clean sequences */
+    history(0);
+    reads(0);
+    for (int l = 0; l <= 6; l++)
+        find(0, l, 0, 0, 7);
+    find(0, 0xFF, 2, 0, 7); /* stopped after two answers */
+    emit("clean-commits-finds");
+
+    history(0);
+    prune(0, 3, 1);
+    find(0, 2, 0, 0, 7);    /* below the prune point */
+    find(0, 3, 0, 0, 7);
+    find(0, 0xFF, 0, 0, 15);
+    commits(0);
+    prune(0, 5, 1);
+    reads(0);
+    prune(0, 2, 0);         /* below: changes nothing */
+    prune(0, 9, 0);         /* above the LSN */
+    commit1(0, 20, 2, 0, 7);
+    find(0, 0xFF, 0, 0, 15);
+    emit("clean-prune");
+
+    history(0);
+    history(1);
+    commit_empty(1, 30);
+    list();
+    prune(1, 6, 1);
+    find(1, 0xFF, 0, 0, 15);
+    find(0, 0xFF, 1, 0, 15);
+    reads(1);
+    emit("clean-two-volumes");
+
+    /* Commits the index refuses. */
+    commit1(0, 1, 1, 0, 3);
+    b(0); b(0xE0 + 5); b(2); b(1); b(2); range1(0, 1);  /* lsn 5: conflict */
+    b(0); b(0xE0); b(2); b(1); b(2); range1(0, 1);      /* lsn 0 */
+    b(0); b(0); b(2); b(1); b(0); range1(0, 1);         /* zero sid */
+    b(0); b(0); b(2); b(2); b(1); range1(0, 1); b(1); range1(8, 1); /* same sid */
+    b(0); b(0); b(2); b(2); b(1); range1(0, 3); b(2); range1(2, 1); /* overlap */
+    b(0); b(0); b(2); b(1); b(1); b(0);                 /* empty offsets */
+    find(1, 0xFF, 0, 0, 3);                             /* unknown volume */
+    prune(1, 1, 0);
+    commits(1);
+    get(1);
+    reads(0);
+    emit("clean-refused");
+
+    /* Offsets in other containers: UINT32_MAX, above 65535, long ranges. */
+    b(0); b(0); b(1); b(2);
+    b(1); b(2); b(0xFD); b(10); b(0xFF); b(0);          /* sid 1: 0..4255, UINT32_MAX */
+    b(2); b(1); b(0xFE); b(7);                          /* sid 2: 65543 */
+    b(0); b(0); b(2); b(1); b(3); range2(0, 7, 30, 7);
+    b(2); b(0xFF); b(0); b(3); b(0xFD); b(0); b(0xFF); b(0); b(0xFE); b(7);
+    b(2); b(1); b(0); b(1); b(0xFD); b(255);
+    prune(0, 2, 1);
+    reads(0);
+    emit("clean-containers");
+
+    /* ---- planted metas */
+    history(0);
+    plant_meta(0, 1, 1, 5, 12, 0, 9, 0x01, 0, 0);     /* lsn byte flipped */
+    reads(0);
+    commit1(0, 1, 1, 0, 0);
+    prune(0, 2, 1);
+    emit("plant-meta-flipped");
+
+    history(0);
+    plant_meta(0, 1, 1, 5, 12, 0, 0, 0, 40, 0);       /* truncated to 40 */
+    reads(0);
+    commit1(0, 1, 1, 0, 0);
+    emit("plant-meta-truncated");
+
+    history(0);
+    plant_meta(0, 2, 1, 5, 12, 0, 0, 0, 0, 0);        /* version 2 */
+    reads(0);
+    commit1(0, 1, 1, 0, 0);
+    prune(0, 3, 0);
+    emit("plant-meta-version2");
+
+    history(1);
+    plant_meta(1, 1, 1, 9, 12, 2, 0, 0, 0, 0);        /* valid: lsn 9, keep 2 */
+    reads(1);
+    prune(1, 7, 1);
+    commit1(1, 1, 5, 0, 0);
+    reads(1);
+    emit("plant-meta-valid-ahead");
+
+    history(0);
+    plant_meta(0, 1, 3, 5, 12, 0, 0, 0, 0, 0);        /* flags & 1 is kept */
+    plant_meta(0, 1, 0x82, 5, 12, 0, 0, 0, 0, 0);     /* unknown flag */
+    reads(0);
+    plant_meta(0, 1, 0, 5, 12, 0, 0, 0, 0, 0);        /* last_offset, never written */
+    reads(0);
+    plant_meta(0, 1, 1, 3, 12, 5, 0, 0, 0, 0);        /* keep_from above lsn */
+    reads(0);
+    plant_meta(0, 1, 1, 0, 0, 0, 0, 0, 0, 0);         /* lsn 0 */
+    reads(0);
+    plant_meta(0, 1, 1, 0xFF, 0, 0, 0, 0, 0, 0);      /* lsn UINT64_MAX */
+    reads(0);
+    commit1(0, 1, 1, 0, 0);
+    emit("plant-meta-fields");
+
+    /* ---- planted entries */
+    history(0);
+    plant_entry_set(0, 2, 2, 4, 3, 30, 0x10, 0, 0);    /* payload flipped, old checksum */
+    reads(0);
+    prune(0, 4, 1);
+    emit("plant-entry-checksum");
+
+    history(0);
+    plant_entry_set(0, 3, 1, 0, 7, 33, 0x40, 0, 1);    /* flipped and resealed */
+    reads(0);
+    prune(0, 4, 1);
+    emit("plant-entry-payload");
+
+    history(1);
+    plant_entry_set(1, 2, 2, 4, 3, 0, 0, 26, 1);       /* truncated, resealed */
+    plant_entry_raw(1, 4, 9, "SXOS\x02", 5);
+    reads(1);
+    prune(1, 5, 1);
+    emit("plant-entry-truncated");
+
+    history(0);
+    plant_entry_set(0, 20, 1, 0, 7, 0, 0, 0, 0);       /* lsn above the meta's */
+    plant_entry_set(0, 2, 7, 0, 7, 0, 0, 0, 0);        /* valid, overlapping */
+    find(0, 5, 0, 0, 15);
+    reads(0);
+    prune(0, 5, 1);
+    delete_key(0, 20, 1);
+    reads(0);
+    prune(0, 5, 1);
+    emit("plant-entry-extra");
+
+    /* ---- keys of the wrong length */
+    history(0);
+    plant_segments_key(0, 2, 32, 1);                   /* 33 bytes: no sid */
+    reads(0);
+    prune(0, 3, 1);
+    emit("plant-short-key");
+
+    history(1);
+    plant_segments_key(1, 3, 49, 1);                   /* 50 bytes */
+    plant_segments_key(1, 0, 11, 0);                   /* 12 bytes */
+    reads(1);
+    reads(0);
+    emit("plant-long-key");
+
+    history(0);
+    plant_volumes_key(0, 24);                          /* 25 bytes */
+    list();
+    reads(0);
+    emit("plant-volumes-key");
+
+    /* ---- deleted keys */
+    history(0);
+    delete_key(0, 0, 0);                               /* the meta */
+    reads(0);
+    commit1(0, 1, 6, 2, 1);                            /* lsn 1 again */
+    reads(0);
+    prune(0, 1, 1);
+    emit("plant-delete-meta");
+    return 0;
+}
