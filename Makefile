@@ -245,7 +245,7 @@ bench-readme:
 
 # ------------------------------------------------------------------ segidx
 
-$(CLI): $(TOOL_SRC) $(TOOL_HDR) include/segidx.h include/segidx_lmdb.h $(STATIC) $(LMDB_STATIC)
+$(CLI): $(TOOL_SRC) $(TOOL_HDR) examples/segment_files.h include/segidx.h include/segidx_lmdb.h $(STATIC) $(LMDB_STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $(TOOL_SRC) -o $@ $(LDFLAGS) \
 	    $(LMDB_STATIC) $(STATIC) $(LMDB_LIBS) $(DEP_LIBS) -lm

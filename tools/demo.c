@@ -7,15 +7,14 @@
  * written: a page names its (volume, offset, lsn) and the rest of it is
  * derived from those. */
 #include "cli.h"
+#include "../examples/segment_files.h" /* segments as mmapped files */
 
 #include <segidx_lmdb.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +54,7 @@ struct history {
 
 struct demo {
     char dir[2048], seg_dir[2100], index_dir[2100];
+    segment_files files; /* seg_dir, as the host helper knows it */
     unsigned volumes, commits, pages;
     uint64_t reads, seed;
     uint32_t space;                /* offsets per volume */
@@ -145,67 +145,6 @@ static int mkdir_p(const char *path)
     return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-static void segment_path(const struct demo *d, const segidx_sid *sid, char *out, size_t cap)
-{
-    char hex[33];
-    cli_hex16(sid->bytes, hex);
-    snprintf(out, cap, "%s/%s.seg", d->seg_dir, hex);
-}
-
-/* To a temporary name, fsync, rename: a reader never sees half a segment. */
-static int write_segment(const struct demo *d, const segidx_sid *sid, const void *buf,
-                         size_t len)
-{
-    char path[2200], tmp[2210];
-    segment_path(d, sid, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return SEGIDX_EIO;
-    const char *p = buf;
-    for (size_t done = 0; done < len;) {
-        ssize_t n = write(fd, p + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            close(fd);
-            unlink(tmp);
-            return SEGIDX_EIO;
-        }
-        done += (size_t)n;
-    }
-    int rc = fsync(fd) == 0 && close(fd) == 0 && rename(tmp, path) == 0 ? SEGIDX_OK : SEGIDX_EIO;
-    if (rc)
-        unlink(tmp);
-    return rc;
-}
-
-static int fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t *len, void **handle)
-{
-    char path[2200];
-    segment_path(ctx, sid, path, sizeof path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return errno == ENOENT ? SEGIDX_ENOTFOUND : SEGIDX_EIO;
-    struct stat st;
-    void *map = MAP_FAILED;
-    if (fstat(fd, &st) == 0 && st.st_size > 0)
-        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return SEGIDX_EIO;
-    *buf = map;
-    *len = (size_t)st.st_size;
-    *handle = NULL;
-    return SEGIDX_OK;
-}
-
-static void release(void *ctx, const segidx_sid *sid, const void *buf, size_t len, void *handle)
-{
-    (void)ctx, (void)sid, (void)handle;
-    munmap((void *)buf, len);
-}
-
 /* ------------------------------------------------------------ write */
 
 static int next_sid(void *ctx, segidx_sid *sid)
@@ -245,7 +184,7 @@ static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
                 const segidx_packed_commit *commits, size_t n)
 {
     struct demo *d = ctx;
-    int rc = write_segment(d, sid, buf, len);
+    int rc = segment_files_write(&d->files, sid, buf, len);
     if (rc)
         return rc;
     segidx_sid *sids = realloc(d->sids, (size_t)d->segments * sizeof *sids);
@@ -380,7 +319,7 @@ static int check_page(void *ctx, segidx_offset off, const void *page, segidx_lsn
 
 static int read_volumes(struct demo *d, double *seconds, uint64_t *bad)
 {
-    segidx_segment_source src = { SEGIDX_SEGMENT_SOURCE_VERSION, fetch, release, d };
+    segidx_segment_source src = segment_files_source(&d->files);
     segidx_loader *loader;
     int rc = segidx_loader_new(&src, NULL, &loader);
     if (rc)
@@ -417,7 +356,7 @@ static int index_bytes(struct demo *d, uint64_t *bytes, uint64_t *pages)
     for (uint64_t i = 0; i < d->segments; i++) {
         char path[2200];
         cli_segment_file f;
-        segment_path(d, &d->sids[i], path, sizeof path);
+        segment_files_path(&d->files, &d->sids[i], path, sizeof path);
         int rc = cli_segment_file_open(path, &f);
         if (rc)
             return rc;
@@ -503,6 +442,8 @@ int cli_demo(int argc, char **argv)
             return cli_fail_errno(d.dir, SEGIDX_EIO, errno);
     }
     snprintf(d.seg_dir, sizeof d.seg_dir, "%s/segments", d.dir);
+    if ((size_t)snprintf(d.files.dir, sizeof d.files.dir, "%s", d.seg_dir) >= sizeof d.files.dir)
+        return cli_usage_error("demo: DIR is too long");
     snprintf(d.index_dir, sizeof d.index_dir, "%s/index", d.dir);
     struct stat st;
     if (stat(d.index_dir, &st) == 0 || stat(d.seg_dir, &st) == 0) {
