@@ -25,17 +25,6 @@ enum { ROUNDS = 15, QUERIES = 1 << 16, OPENS = 200 };
 
 /* ------------------------------------------------------------ pages */
 
-static int compare_pages(const void *pa, const void *pb)
-{
-    const wl_page *a = pa, *b = pb;
-    int c = memcmp(a->vid.bytes, b->vid.bytes, 16);
-    if (c)
-        return c;
-    if (a->off != b->off)
-        return a->off < b->off ? -1 : 1;
-    return (a->lsn > b->lsn) - (a->lsn < b->lsn);
-}
-
 static uint8_t *build(const workload *w, size_t *len)
 {
     segidx_segment_options opts = { 4096, WORKLOAD_MAX_BYTES, NULL };
@@ -221,7 +210,7 @@ static struct query *make_queries(const wl_page *sorted, uint32_t n, bool hits, 
             uint32_t lo = 0, hi = n;
             while (lo < hi) { /* first page >= (vid, off, 0) */
                 uint32_t mid = lo + (hi - lo) / 2;
-                if (compare_pages(&sorted[mid], &key) < 0)
+                if (wl_compare(&sorted[mid], &key) < 0)
                     lo = mid + 1;
                 else
                     hi = mid;
@@ -395,7 +384,7 @@ int main(void)
 
         wl_page *sorted = bench_xmalloc(w->n * sizeof *sorted);
         memcpy(sorted, w->pages, w->n * sizeof *sorted);
-        qsort(sorted, w->n, sizeof *sorted, compare_pages);
+        qsort(sorted, w->n, sizeof *sorted, wl_compare);
         bench_find(w->name, seg, sorted, w->n, true, &r);
         bench_find(w->name, seg, sorted, w->n, false, &r);
 

@@ -87,6 +87,18 @@ static inline void wl_push(workload *w, const segidx_vid *vid, uint32_t off, uin
     w->pages[w->n++] = (wl_page){ *vid, off, lsn };
 }
 
+/* Local order in a segment: (vid, offset, lsn). A qsort comparator. */
+static inline int wl_compare(const void *pa, const void *pb)
+{
+    const wl_page *a = pa, *b = pb;
+    int c = memcmp(a->vid.bytes, b->vid.bytes, 16);
+    if (c)
+        return c;
+    if (a->off != b->off)
+        return a->off < b->off ? -1 : 1;
+    return (a->lsn > b->lsn) - (a->lsn < b->lsn);
+}
+
 /* Whether (vid, off, lsn) with any lsn in [lo, hi] is already there among
  * the pages from `from` on: generators use it to keep offsets distinct. */
 static inline bool wl_has_offset(const workload *w, uint32_t from, const segidx_vid *vid,

@@ -6,17 +6,6 @@
 #include "testutil.h"
 #include "workload.h"
 
-static inline int wl_compare(const void *pa, const void *pb)
-{
-    const wl_page *a = pa, *b = pb;
-    int c = memcmp(a->vid.bytes, b->vid.bytes, 16);
-    if (c)
-        return c;
-    if (a->off != b->off)
-        return a->off < b->off ? -1 : 1;
-    return (a->lsn > b->lsn) - (a->lsn < b->lsn);
-}
-
 /* The pages sorted by (vid, off, lsn): local order. */
 static inline wl_page *model_sorted(const workload *w)
 {
