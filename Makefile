@@ -77,7 +77,8 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HDR  := $(wildcard tests/*.h)
 # Tests that open LMDB stores link libsegidx_lmdb and liblmdb too: those
 # named test_lmdb* or test_kv_lmdb*, and any other added here by name.
-LMDB_TESTS := $(filter $(BUILD)/tests/test_lmdb% $(BUILD)/tests/test_kv_lmdb%,$(TEST_BIN))
+LMDB_TESTS := $(filter $(BUILD)/tests/test_lmdb% $(BUILD)/tests/test_kv_lmdb% \
+                $(BUILD)/tests/test_alloc_fail,$(TEST_BIN))
 FUZZ_SRC  := $(wildcard fuzz/*_fuzz.c)
 REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%_replay)
 FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
@@ -150,6 +151,12 @@ $(BUILD)/tests/%: tests/%.c $(TEST_HDR) bench/workload.h src/segment_format.h $(
 
 $(LMDB_TESTS): TEST_LIBS = $(LMDB_STATIC) $(STATIC) -lcmocka $(LMDB_LIBS) $(DEP_LIBS)
 $(LMDB_TESTS): $(LMDB_STATIC) include/segidx_lmdb.h
+
+# The allocation-failure sweep fails allocations through the linker's
+# --wrap, which reaches the calls in the static libraries it links.
+ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free
+$(BUILD)/tests/test_alloc_fail: TEST_LIBS = $(ALLOC_WRAP) $(LMDB_STATIC) $(STATIC) -lcmocka \
+                                            $(LMDB_LIBS) $(DEP_LIBS)
 
 check-unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t 2>&1; done
