@@ -2,8 +2,11 @@
 #
 #   make            libsegidx.a, libsegidx.so and pkgconfig/libsegidx.pc, and
 #                   the same three of libsegidx_lmdb (the LMDB adapter)
-#   make check      unit tests, fuzz-corpus replay, ABI and install checks
-#   make check-long the slow trials (50 SIGKILLs of a durable LMDB writer)
+#   make check      unit tests, fuzz-corpus replay, ABI, install and CLI
+#                   checks, 5 SIGKILL trials of the demo writer
+#   make check-long the slow trials (50 SIGKILLs of a durable LMDB writer,
+#                   200 of the demo writer; DEMO_LONG_TRIALS=N for more)
+#   make check-crash  DEMO_TRIALS (5) SIGKILL trials of `segidx demo`
 #   make asan       the unit tests under ASan+UBSan
 #   make tsan       the unit tests under ThreadSanitizer
 #   make valgrind   the unit tests under valgrind memcheck
@@ -94,7 +97,7 @@ CLI      := $(BUILD)/segidx
 .PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
         check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc install-bin uninstall clean demo bench-readme FORCE \
-        check-cli
+        check-cli check-crash
 
 all: lib lmdb $(PC) $(LMDB_PC) $(CLI)
 lib: $(STATIC) $(SHARED)
@@ -183,12 +186,29 @@ check-install: all
 check-cli: $(CLI)
 	@sh tests/cli_test.sh $(CLI)
 
-check: all check-unit check-replay check-abi check-install check-cli
+# SIGKILL trials of `segidx demo`: after each, every acknowledged commit
+# must read back and every segment the index names must verify. Not a
+# tests/test_*.c, as it runs the command and takes a number of trials.
+DEMO_CRASH  := $(BUILD)/tests/demo_crash
+DEMO_TRIALS ?= 5
+$(DEMO_CRASH): tests/demo_crash.c tools/demo_page.h examples/segment_files.h include/segidx.h \
+               include/segidx_lmdb.h $(STATIC) $(LMDB_STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) \
+	    $(LMDB_STATIC) $(STATIC) $(LMDB_LIBS) $(DEP_LIBS)
 
-# The slow trials: 50 SIGKILLs of a durable writer (make check runs 5).
+check-crash: $(DEMO_CRASH) $(CLI)
+	$(DEMO_CRASH) $(CLI) $(DEMO_TRIALS)
+
+check: all check-unit check-replay check-abi check-install check-cli check-crash
+
+# The slow trials: 50 SIGKILLs of a durable LMDB writer and 200 of the demo
+# writer (make check runs 5 of each).
 CRASH_TRIALS ?= 50
-check-long: $(BUILD)/tests/test_lmdb_crash
+DEMO_LONG_TRIALS ?= 200
+check-long: $(BUILD)/tests/test_lmdb_crash $(DEMO_CRASH) $(CLI)
 	SEGIDX_CRASH_TRIALS=$(CRASH_TRIALS) $(BUILD)/tests/test_lmdb_crash 2>&1
+	$(DEMO_CRASH) $(CLI) $(DEMO_LONG_TRIALS)
 
 # The LMDB run of the volume index tests is the same file, built again.
 $(BUILD)/tests/test_lmdb_volume_index: tests/test_volume_index.c
@@ -204,10 +224,15 @@ tsan:
 	$(MAKE) BUILD=build/tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer $(CFLAGS_EXTRA)" \
 	        LDFLAGS="-fsanitize=thread" check-unit
 
-# Every test under valgrind's memcheck: any error or leak fails the run.
+# Every test and corpus replay under valgrind's memcheck: any error or
+# definite/indirect leak fails the run. No suppressions. SEGIDX_TEST_QUICK
+# shrinks the heaviest repetitions (tests/testutil.h says which).
 VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
-valgrind: $(TEST_BIN)
-	@set -e; for t in $(TEST_BIN); do echo "== valgrind $$t"; $(VALGRIND) $$t 2>&1; done
+valgrind: $(TEST_BIN) $(REPLAY_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== valgrind $$t"; \
+	    SEGIDX_TEST_QUICK=1 SEGIDX_CRASH_TRIALS=2 $(VALGRIND) $$t 2>&1; done
+	@set -e; for r in $(REPLAY_BIN); do name=$$(basename $$r _fuzz_replay); \
+	    echo "== valgrind $$r"; $(VALGRIND) $$r fuzz/corpus/$$name; done
 
 check-st:
 	$(MAKE) BUILD=build/st SEGIDX_SINGLE_THREADED=1 check-unit check-replay

@@ -128,9 +128,11 @@ typedef struct segidx_allocator {
 /**
  * @brief A set of page offsets (u32), over a CRoaring bitmap.
  *
- * Memory comes from CRoaring, which allocates through its own process-wide
- * hook (plain malloc unless the application changed it). A set that nobody
- * mutates may be read from many threads; mutation needs outside locking.
+ * Memory comes from CRoaring, which allocates with the C library's malloc
+ * (0.2.66 has no allocation hook; later versions have a process-wide one,
+ * which belongs to the application: libsegidx never sets it). A set that
+ * nobody mutates may be read from many threads; mutation needs outside
+ * locking.
  */
 typedef struct segidx_offset_set segidx_offset_set;
 

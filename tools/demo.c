@@ -5,8 +5,13 @@
  * per volume. Then random reads at random LSNs come back through a loader
  * that mmaps the files, and every page is checked against what was
  * written: a page names its (volume, offset, lsn) and the rest of it is
- * derived from those. */
+ * derived from those (demo_page.h).
+ *
+ * With --acks it says on stdout when each commit is in the index, for the
+ * crash trials (tests/demo_crash.c), which kill it at random moments and
+ * then hold the index to every commit it acknowledged. */
 #include "cli.h"
+#include "demo_page.h"
 #include "../examples/segment_files.h" /* segments as mmapped files */
 
 #include <segidx_lmdb.h>
@@ -19,21 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { PAGE = 4096 };
+enum { PAGE = DEMO_PAGE_SIZE };
 
 /* ------------------------------------------------------------ random */
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
 static uint64_t below(uint64_t *state, uint64_t n)
 {
-    return splitmix64(state) % n;
+    return demo_splitmix64(state) % n;
 }
 
 /* ------------------------------------------------------------ state */
@@ -69,35 +66,8 @@ struct demo {
     struct history *hist;          /* volumes x space */
     uint64_t total_pages;
     bool tty;
+    bool acks;                     /* --acks */
 };
-
-static void vid_of(const struct demo *d, unsigned v, segidx_vid *out)
-{
-    memset(out, 0, sizeof *out);
-    memcpy(out->bytes, d->sid_prefix, 8);
-    out->bytes[7] ^= 0x5a; /* vids and sids differ */
-    for (int i = 0; i < 4; i++)
-        out->bytes[12 + i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static unsigned volume_of(const segidx_vid *vid)
-{
-    return (unsigned)vid->bytes[12] << 24 | (unsigned)vid->bytes[13] << 16 |
-           (unsigned)vid->bytes[14] << 8 | vid->bytes[15];
-}
-
-/* What page `off` of volume `v` holds at `lsn`. */
-static void fill(unsigned char *page, unsigned v, segidx_offset off, segidx_lsn lsn)
-{
-    uint64_t st = (uint64_t)v << 40 ^ (uint64_t)off << 20 ^ lsn;
-    for (size_t i = 0; i < PAGE; i += 8) {
-        uint64_t x = splitmix64(&st);
-        memcpy(page + i, &x, 8);
-    }
-    int n = snprintf((char *)page, 64, "segidx demo: volume %u offset %u lsn %llu", v,
-                     (unsigned)off, (unsigned long long)lsn);
-    page[n] = '\n';
-}
 
 /* A skewed offset: three writes in four go to the first eighth. */
 static segidx_offset pick_offset(struct demo *d)
@@ -157,6 +127,21 @@ static int next_sid(void *ctx, segidx_sid *sid)
     return SEGIDX_OK;
 }
 
+/* "ack VID LSN PAGES": commit `lsn` of volume `v` is in the index. Flushed
+ * at once, because a reader that kills us may only count what reached it:
+ * an ack still in our buffer would die with us, and one that reached it
+ * must be a promise the index keeps. */
+static void print_ack(const struct demo *d, unsigned v, segidx_lsn lsn, const struct pending *p)
+{
+    uint64_t pages = 0;
+    for (size_t i = 0; i < p->n; i++)
+        pages += segidx_offset_set_cardinality(p->segs[i].offsets);
+    char hex[33];
+    cli_hex16(d->vids[v].bytes, hex);
+    printf("ack %s %llu %llu\n", hex, (unsigned long long)lsn, (unsigned long long)pages);
+    fflush(stdout);
+}
+
 /* Commit every commit of volume `v` whose pages are all on disk, in order. */
 static int commit_ready(struct demo *d, unsigned v)
 {
@@ -171,6 +156,8 @@ static int commit_ready(struct demo *d, unsigned v)
                                       p->n);
         if (rc)
             return rc;
+        if (d->acks)
+            print_ack(d, v, lsn, p);
         for (size_t i = 0; i < p->n; i++)
             segidx_offset_set_free((segidx_offset_set *)p->segs[i].offsets);
         free(p->segs);
@@ -193,7 +180,7 @@ static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
     d->sids = sids;
     d->sids[d->segments - 1] = *sid;
     for (size_t i = 0; i < n; i++) {
-        unsigned v = volume_of(&commits[i].vid);
+        unsigned v = demo_vid_volume(&commits[i].vid);
         struct pending *p = &d->pend[(size_t)v * (d->commits + 1) + commits[i].lsn];
         if (p->n == p->cap) {
             size_t cap = p->cap ? 2 * p->cap : 2;
@@ -210,7 +197,7 @@ static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
         p->remaining -= (uint32_t)segidx_offset_set_cardinality(commits[i].offsets);
     }
     for (size_t i = 0; i < n; i++)
-        if ((rc = commit_ready(d, volume_of(&commits[i].vid))))
+        if ((rc = commit_ready(d, demo_vid_volume(&commits[i].vid))))
             return rc;
     return SEGIDX_OK;
 }
@@ -258,7 +245,7 @@ static int write_volumes(struct demo *d)
             p->started = true;
             p->remaining = n;
             for (uint32_t k = 0; k < n && !rc; k++) {
-                fill(page, v, offs[k], lsn);
+                demo_page_fill(page, v, offs[k], lsn);
                 rc = segidx_packer_add(packer, &d->vids[v], offs[k], lsn, page);
                 if (!rc)
                     rc = history_add(&d->hist[(size_t)v * d->space + offs[k]], lsn);
@@ -306,7 +293,7 @@ static int check_page(void *ctx, segidx_offset off, const void *page, segidx_lsn
     if (!page) {
         c->ok = want == 0;
     } else {
-        fill(c->want, c->v, off, want);
+        demo_page_fill(c->want, c->v, off, want);
         c->ok = lsn == want && memcmp(page, c->want, PAGE) == 0;
     }
     if (!c->ok)
@@ -407,10 +394,10 @@ int cli_demo(int argc, char **argv)
     cli_flag flags[] = {
         { "--volumes", true, false, NULL }, { "--commits", true, false, NULL },
         { "--pages", true, false, NULL },   { "--reads", true, false, NULL },
-        { "--seed", true, false, NULL },
+        { "--seed", true, false, NULL },    { "--acks", false, false, NULL },
     };
     cli_args a;
-    int rc = cli_parse_args(argc, argv, flags, 5, &a);
+    int rc = cli_parse_args(argc, argv, flags, 6, &a);
     if (rc)
         return rc;
     if (a.npos > 1)
@@ -430,7 +417,8 @@ int cli_demo(int argc, char **argv)
     d.reads = reads;
     d.seed = d.rng = seed;
     d.space = pages * 16 > 4096 ? (uint32_t)pages * 16 : 4096;
-    d.tty = isatty(STDOUT_FILENO);
+    d.acks = flags[5].seen;
+    d.tty = isatty(STDOUT_FILENO) && !d.acks; /* a progress bar would garble the ack lines */
     if (a.npos == 1) {
         snprintf(d.dir, sizeof d.dir, "%s", a.pos[0]);
         if (mkdir_p(d.dir) != 0)
@@ -456,7 +444,7 @@ int cli_demo(int argc, char **argv)
     printf("segidx demo in %s (seed %llu)\n", d.dir, (unsigned long long)seed);
     fflush(stdout);
 
-    uint64_t s = splitmix64(&d.rng);
+    uint64_t s = demo_splitmix64(&d.rng);
     memcpy(d.sid_prefix, &s, 8);
     d.vids = calloc(d.volumes, sizeof *d.vids);
     d.committed = calloc(d.volumes, sizeof *d.committed);
@@ -467,12 +455,16 @@ int cli_demo(int argc, char **argv)
         return cli_fail("demo", SEGIDX_ENOMEM);
     }
     for (unsigned v = 0; v < d.volumes; v++)
-        vid_of(&d, v, &d.vids[v]);
+        demo_vid(d.sid_prefix, v, &d.vids[v]);
 
     segidx_kv kv;
     int open_error = 0;
     segidx_kv_lmdb_options ko = { 0 };
-    ko.nosync = true; /* scratch data: the segments are fsynced, the catalog need not be */
+    /* Scratch data: the segments are fsynced, the catalog need not be. A
+     * killed process loses nothing even so (its writes are in the OS's page
+     * cache, which outlives it), so an ack survives SIGKILL, which is what
+     * the crash trials test; only a power loss could take it back. */
+    ko.nosync = true;
     ko.open_error = &open_error;
     if ((rc = segidx_kv_lmdb_open(d.index_dir, &ko, &kv))) {
         fprintf(stderr, "segidx: %s: %s (%s)\n", d.index_dir, segidx_strerror(rc),
