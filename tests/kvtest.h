@@ -700,7 +700,7 @@ static inline void kvtest_threads(void **state)
     for (int i = 0; i < KVTEST_WRITERS + KVTEST_SCANNERS; i++) {
         th[i].kv = kv;
         th[i].id = i;
-        th[i].rounds = 1500;
+        th[i].rounds = (int)test_scaled(1500);
         th[i].writers_done = &writers_done;
         void *(*fn)(void *) = i < KVTEST_WRITERS ? kvtest_writer : kvtest_scanner;
         assert_int_equal(pthread_create(&th[i].tid, NULL, fn, &th[i]), 0);

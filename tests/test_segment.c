@@ -126,7 +126,7 @@ static void test_reference_workloads(void **state)
 static void test_random_workloads(void **state)
 {
     (void)state;
-    for (uint64_t seed = 1; seed <= 40; seed++) {
+    for (uint64_t seed = 1; seed <= (uint64_t)test_scaled(40); seed++) {
         workload w = wl_random(seed);
         roundtrip(&w, seed % 2 ? 512 : 1024, seed);
         wl_free(&w);
@@ -313,7 +313,7 @@ static void assert_open_rejects(const uint8_t *buf, size_t len)
 static void test_every_flip_and_truncation(void **state)
 {
     (void)state;
-    for (uint64_t seed = 1; seed <= 4; seed++) {
+    for (uint64_t seed = 1; seed <= (uint64_t)test_scaled(4); seed++) {
         workload w = seed == 4 ? wl_w2(4) : wl_random(seed);
         size_t len;
         uint8_t *buf = build_segment(&w, 512, seed, &test_sid, &len);
@@ -322,8 +322,9 @@ static void test_every_flip_and_truncation(void **state)
         segidx_segment_close(s);
         uint64_t index_offset = seg_index_offset(w.n, 512);
         /* Header, index and footer: every byte, a low and a high bit. */
-        for (size_t i = 0; i < len; i++) {
-            if (i == SEG_HEADER_BYTES)
+        const size_t step = test_quick() ? 11 : 1;
+        for (size_t i = 0; i < len; i += step) {
+            if (i >= SEG_HEADER_BYTES && i < index_offset)
                 i = (size_t)index_offset;
             for (int bit = 0; bit < 8; bit += 7) {
                 buf[i] ^= (uint8_t)(1u << bit);
@@ -336,7 +337,7 @@ static void test_every_flip_and_truncation(void **state)
          * poisoned, so ASan sees a read on either side. */
         size_t dense_from = index_offset > 4096 ? (size_t)index_offset - 4096 : 0;
         uint8_t *room = malloc(len);
-        for (size_t n = 0; n < len; n += n < dense_from ? 97 : 1) {
+        for (size_t n = 0; n < len; n += n < dense_from ? 97 : step) {
             uint8_t *cut = room + (len - n);
             memcpy(cut, buf, n);
             test_poison(room, len - n);
@@ -618,7 +619,7 @@ static void test_resealed_random_damage(void **state)
     uint64_t index_offset = segidx__load64(base + len - SEG_FOOTER_BYTES + FOOT_INDEX_OFFSET);
     size_t index_len = len - SEG_FOOTER_BYTES - (size_t)index_offset;
     unsigned accepted = 0;
-    for (int round = 0; round < 3000; round++) {
+    for (long round = 0; round < test_scaled(3000); round++) {
         memcpy(buf, base, len);
         for (int k = 0, hits = 1 + (int)rng_below(&r, 3); k < hits; k++)
             buf[index_offset + rng_below(&r, index_len)] ^= (uint8_t)(1 + rng_below(&r, 255));
@@ -644,7 +645,7 @@ static void test_resealed_random_damage(void **state)
         }
         segidx_segment_close(s);
     }
-    print_message("resealed damage: %u of 3000 still valid\n", accepted);
+    print_message("resealed damage: %u of %ld still valid\n", accepted, test_scaled(3000));
     free(buf);
     free(base);
 }

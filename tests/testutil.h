@@ -3,6 +3,7 @@
 #define SEGIDX_TESTUTIL_H
 
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,21 @@
 #define test_poison(p, n) ((void)(p), (void)(n))
 #define test_unpoison(p, n) ((void)(p), (void)(n))
 #endif
+
+/* SEGIDX_TEST_QUICK=1 (set by `make valgrind`) divides the heaviest loops
+ * (thread rounds, random rounds, byte-by-byte damage) by ten or so: under valgrind
+ * every instruction costs fifty and threads run one at a time. The cases
+ * themselves stay the same; only their repetitions shrink. */
+static inline bool test_quick(void)
+{
+    const char *q = getenv("SEGIDX_TEST_QUICK");
+    return q && *q && *q != '0';
+}
+
+static inline long test_scaled(long n)
+{
+    return test_quick() ? (n + 9) / 10 : n;
+}
 
 /* splitmix64: tiny, seedable, good enough for test workloads. Each test
  * seeds its own so that a failure replays from the printed seed. */
