@@ -113,10 +113,13 @@ static void encode_meta(uint8_t out[META_BYTES], const struct meta *m)
 
 static int decode_meta(const uint8_t *p, size_t len, struct meta *m)
 {
-    if (len != META_BYTES || memcmp(p, meta_magic, 4) != 0)
+    if (len < 6 || memcmp(p, meta_magic, 4) != 0)
         return SEGIDX_ECORRUPT;
+    /* The version before the length: a later version may be longer. */
     if (segidx__load16(p + 4) != META_VERSION)
         return SEGIDX_EVERSION;
+    if (len != META_BYTES)
+        return SEGIDX_ECORRUPT;
     uint16_t flags = segidx__load16(p + 6);
     m->written = flags & META_FLAG_WRITTEN;
     m->pub.lsn = segidx__load64(p + 8);

@@ -779,6 +779,37 @@ static void test_corrupt_values(void **state)
     }
 }
 
+/* A meta of a later version, longer than this build's: EVERSION, not
+ * ECORRUPT, from every call that reads it. */
+static void test_meta_of_a_later_version(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_open(&f, 300);
+    model_volume v = { 0 };
+    v.vid = random_vid(&f.rng);
+    grow_volume(&f, &v, 3);
+    uint8_t mkey[24];
+    memcpy(mkey, "volumes/", 8);
+    memcpy(mkey + 8, v.vid.bytes, 16);
+    struct first_value m;
+    assert_int_equal(f.raw.vt->get(f.raw.self, mkey, sizeof mkey, keep_first, &m), 1);
+    m.val[4] = 2; /* version 2 */
+    memset(m.val + m.vlen, 0, 16);
+    plant(&f, mkey, sizeof mkey, m.val, m.vlen + 16);
+    segidx_volume_meta meta;
+    assert_int_equal(segidx_volume_get(f.vi, &v.vid, &meta), SEGIDX_EVERSION);
+    segidx_offset_set *q = segidx_offset_set_new();
+    segidx_offset_set_add_range(q, 0, UNIVERSE);
+    found_list got = { NULL, 0, 0, -1, 0 };
+    assert_int_equal(segidx_volume_find_segments(f.vi, &v.vid, v.n, q, collect_found, &got),
+                     SEGIDX_EVERSION);
+    found_list_free(&got);
+    segidx_offset_set_free(q);
+    model_volume_free(&v);
+    fixture_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -792,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_prune_keeps_reads),
         cmocka_unit_test(test_failing_store_changes_nothing),
         cmocka_unit_test(test_corrupt_values),
+        cmocka_unit_test(test_meta_of_a_later_version),
     };
 #ifdef VOLUME_INDEX_OVER_LMDB
     return cmocka_run_group_tests_name("volume_index over lmdb", tests, NULL, NULL);
