@@ -164,7 +164,7 @@ $(BUILD)/tests/test_alloc_fail: TEST_LIBS = $(ALLOC_WRAP) $(LMDB_STATIC) $(STATI
 check-unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t 2>&1; done
 
-$(BUILD)/fuzz/%_replay: fuzz/%.c fuzz/replay.c $(STATIC)
+$(BUILD)/fuzz/%_replay: fuzz/%.c fuzz/replay.c fuzz/fuzz_check.h $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< fuzz/replay.c -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
 
@@ -243,7 +243,7 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TIME ?= 60
 
-$(BUILD)/fuzz/%_fuzz: fuzz/%_fuzz.c $(LIB_SRC) src/internal.h include/segidx.h | deps
+$(BUILD)/fuzz/%_fuzz: fuzz/%_fuzz.c fuzz/fuzz_check.h $(LIB_SRC) src/internal.h include/segidx.h | deps
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(ALL_CPPFLAGS) -DSEGIDX_BUILDING $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(DEP_LIBS)
 

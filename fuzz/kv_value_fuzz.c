@@ -60,6 +60,8 @@
  */
 #include <segidx.h>
 
+#include "fuzz_check.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,13 +86,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Not a return code of the library: "the meta's own error". */
 #define META_FAIL 1
 
-static void fail(const char *what, int line)
-{
-    fprintf(stderr, "kv_value_fuzz.c:%d: invariant failed: %s\n", line, what);
-    abort();
-}
-
-#define CHECK(x) ((x) ? (void)0 : fail(#x, __LINE__))
 
 /* ------------------------------------------------------------ bytes */
 
@@ -134,27 +129,6 @@ static void *must_malloc(size_t n)
     void *p = malloc(n ? n : 1);
     CHECK(p != NULL);
     return p;
-}
-
-static segidx_offset_set *new_set(void)
-{
-    segidx_offset_set *s = segidx_offset_set_new();
-    CHECK(s != NULL);
-    return s;
-}
-
-static segidx_offset_set *copy_set(const segidx_offset_set *s)
-{
-    segidx_offset_set *c = segidx_offset_set_copy(s);
-    CHECK(c != NULL);
-    return c;
-}
-
-static segidx_offset_set *cut_set(segidx_offset_set *s, const segidx_offset_set *by)
-{
-    segidx_offset_set *c = segidx_offset_set_cut(s, by);
-    CHECK(c != NULL);
-    return c;
 }
 
 static void add(segidx_offset_set *s, uint32_t o)
@@ -1002,7 +976,7 @@ static void check_commits(const struct world *w, segidx_volume_index *vi)
 static int pull_never(void *ctx, segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn have)
 {
     (void)ctx, (void)vi, (void)vid, (void)have;
-    fail("sync pulled when it did not need to", __LINE__);
+    fuzz_fail(__FILE__, __LINE__, "sync pulled when it did not need to");
     return 0;
 }
 

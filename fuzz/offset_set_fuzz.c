@@ -20,6 +20,8 @@
  */
 #include <segidx.h>
 
+#include "fuzz_check.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,13 +44,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define COUNT_LIMIT (1u << 21)
 #define WALK_STOPPED 0x5eed
 
-static void fail(const char *what, int line)
-{
-    fprintf(stderr, "offset_set_fuzz.c:%d: invariant failed: %s\n", line, what);
-    abort();
-}
-
-#define CHECK(x) ((x) ? (void)0 : fail(#x, __LINE__))
 
 static uint16_t get16(const uint8_t *p)
 {

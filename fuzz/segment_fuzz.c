@@ -39,6 +39,8 @@
  */
 #include <segidx.h>
 
+#include "fuzz_check.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,13 +90,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* PRNG queries per open segment. */
 #define RANDOM_QUERIES 96u
 
-static void fail(const char *what, int line)
-{
-    fprintf(stderr, "segment_fuzz.c:%d: invariant failed: %s\n", line, what);
-    abort();
-}
-
-#define CHECK(x) ((x) ? (void)0 : fail(#x, __LINE__))
 
 static uint16_t get16(const uint8_t *p)
 {

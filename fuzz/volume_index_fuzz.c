@@ -40,6 +40,8 @@
  */
 #include <segidx.h>
 
+#include "fuzz_check.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,13 +64,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define ENTRY_KEY_LEN 49
 #define META_BYTES 48
 
-static void fail(const char *what, int line)
-{
-    fprintf(stderr, "volume_index_fuzz.c:%d: invariant failed: %s\n", line, what);
-    abort();
-}
-
-#define CHECK(x) ((x) ? (void)0 : fail(#x, __LINE__))
 
 /* ------------------------------------------------------------ input */
 
@@ -95,27 +90,6 @@ static void put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--, v >>= 8)
         p[i] = (uint8_t)v;
-}
-
-static segidx_offset_set *new_set(void)
-{
-    segidx_offset_set *s = segidx_offset_set_new();
-    CHECK(s != NULL);
-    return s;
-}
-
-static segidx_offset_set *copy_set(const segidx_offset_set *s)
-{
-    segidx_offset_set *c = segidx_offset_set_copy(s);
-    CHECK(c != NULL);
-    return c;
-}
-
-static segidx_offset_set *cut_set(segidx_offset_set *s, const segidx_offset_set *by)
-{
-    segidx_offset_set *c = segidx_offset_set_cut(s, by);
-    CHECK(c != NULL);
-    return c;
 }
 
 /* Whether a ⊆ b. */
