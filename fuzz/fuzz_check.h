@@ -1,13 +1,15 @@
 /* fuzz_check.h: what the fuzz targets share. An invariant that does not
  * hold aborts, which libFuzzer and the replay driver (replay.c) both
- * report with the input; and the OffsetSet calls a target makes to build
- * its inputs and models, checked. Nothing here reads a format: each target
- * reads the bytes on its own, independently of src/. */
+ * report with the input; byte order helpers; and the OffsetSet calls a
+ * target makes to build its inputs and models, checked. Nothing here reads
+ * a format: each target reads the bytes on its own, independently of
+ * src/. */
 #ifndef FUZZ_CHECK_H
 #define FUZZ_CHECK_H
 
 #include <segidx.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,6 +20,58 @@ static inline void fuzz_fail(const char *file, int line, const char *what)
 }
 
 #define CHECK(x) ((x) ? (void)0 : fuzz_fail(__FILE__, __LINE__, #x))
+
+/* Little-endian, as every format here; big-endian for the volume index's
+ * keys, which sort by LSN. */
+static inline uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
+}
+
+static inline uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static inline void put_le(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(v >> 8 * i);
+}
+
+static inline void put16(uint8_t *p, uint16_t v)
+{
+    put_le(p, v, 2);
+}
+
+static inline void put32(uint8_t *p, uint32_t v)
+{
+    put_le(p, v, 4);
+}
+
+static inline void put64(uint8_t *p, uint64_t v)
+{
+    put_le(p, v, 8);
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
 
 static inline segidx_offset_set *new_set(void)
 {

@@ -64,7 +64,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define ENTRY_KEY_LEN 49
 #define META_BYTES 48
 
-
 /* ------------------------------------------------------------ input */
 
 struct reader {
@@ -78,18 +77,6 @@ static uint8_t u8(struct reader *r)
         return 0;
     r->n--;
     return *r->p++;
-}
-
-static void put_le(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (uint8_t)(v >> 8 * i);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
 }
 
 /* Whether a ⊆ b. */
