@@ -595,10 +595,27 @@ SEGIDX_API int segidx_compact(const segidx_segment *const *segs, size_t n, segid
 #define SEGIDX_KV_PUT 1
 /** A batch operation: remove `key` (removing a missing key is not an error). */
 #define SEGIDX_KV_DEL 2
-/** The vtable version this header describes. Methods are only ever
- *  appended; the library calls a method only when `version` says the host
- *  has it (SQLite VFS style). */
-#define SEGIDX_KV_VTABLE_VERSION 1
+/**
+ * A batch operation of vtable version 2: a condition, not a change. `key`
+ * must hold exactly `val`/`vlen` (`val` NULL: `key` must be absent). Every
+ * EXPECT of a batch is checked against the store as it is just before the
+ * batch, inside the same atomic step that applies it (for a store shared
+ * by several processes, inside the one write transaction they all queue
+ * for); if any fails, the write applies nothing and returns
+ * #SEGIDX_ECONFLICT. This is how the volume index stays exact when other
+ * processes or hosts write the same catalog.
+ */
+#define SEGIDX_KV_EXPECT 3
+/** The vtable version this header describes. Methods and meanings are
+ *  only ever appended; the library uses what `version` says the host has
+ *  (SQLite VFS style).
+ *  - 1: get, scan, write (PUT, DEL), close.
+ *  - 2: write also takes #SEGIDX_KV_EXPECT. With a version-1 store the
+ *    volume index serializes its writes with a mutex of its own, which
+ *    holds within one process (one segidx_volume_index) only: two
+ *    processes or two indexes writing one version-1 store can lose
+ *    commits. */
+#define SEGIDX_KV_VTABLE_VERSION 2
 
 /**
  * @brief Receives one key/value pair from a KV store.
@@ -612,10 +629,10 @@ typedef int (*segidx_kv_visit_fn)(void *ctx, const void *key, size_t klen, const
 
 /** @brief One operation of an atomic batch. Borrowed for the write call. */
 typedef struct segidx_kv_op {
-    int op;            /**< #SEGIDX_KV_PUT or #SEGIDX_KV_DEL */
+    int op;            /**< #SEGIDX_KV_PUT, #SEGIDX_KV_DEL or #SEGIDX_KV_EXPECT */
     const void *key;
     size_t klen;
-    const void *val;   /**< ignored for #SEGIDX_KV_DEL */
+    const void *val;   /**< ignored for #SEGIDX_KV_DEL; NULL in an EXPECT: absent */
     size_t vlen;
 } segidx_kv_op;
 

@@ -68,6 +68,16 @@ static inline bool segidx__id_equal(const uint8_t *a, const uint8_t *b)
     return ((a0 ^ b0) | (a1 ^ b1)) == 0;
 }
 
+/* What a host callback returned, as the library passes it on: 0 and the
+ * library's own codes as they are; a positive value or any other negative
+ * one (an errno such as -EIO, a host's own code) is SEGIDX_EIO, so that a
+ * caller never sees a code segidx_strerror() does not know, nor a positive
+ * value where an error was meant. */
+static inline int segidx__host_rc(int rc)
+{
+    return rc <= 0 && rc >= SEGIDX_EFULL ? rc : SEGIDX_EIO;
+}
+
 /* XXH3-64 of a byte range, the one checksum every format uses (seed 0). */
 uint64_t segidx__xxh3(const void *p, size_t n);
 
