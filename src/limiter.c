@@ -16,8 +16,11 @@
 
 typedef struct lim_entry {
     uint8_t key[16];
-    unsigned holders;  /* 0 or 1 (more only by re-entry, single-threaded) */
+    unsigned holders;  /* 0 or 1 */
     unsigned waiters;  /* threads asleep on `cond` for this key */
+#if SEGIDX__THREADS
+    pthread_t owner;   /* the holder, while holders is 1 */
+#endif
     segidx__cond cond;
     struct lim_entry *next; /* hash chain, or the free list */
 } lim_entry;
@@ -163,6 +166,18 @@ static lim_entry *entry_insert(segidx__limiter *l, lim_entry **slot, const uint8
     return e;
 }
 
+/* A callback run under a permit (a fetch, a pull) that asks for the same
+ * permit again would wait for itself forever: that is refused instead. With
+ * one thread, any holder is the caller. */
+static bool held_by_caller(const lim_entry *e)
+{
+#if SEGIDX__THREADS
+    return e->holders && pthread_equal(e->owner, pthread_self());
+#else
+    return e->holders != 0;
+#endif
+}
+
 int segidx__limiter_acquire(segidx__limiter *l, const uint8_t key[16])
 {
     segidx__mutex_lock(&l->lock);
@@ -174,6 +189,10 @@ int segidx__limiter_acquire(segidx__limiter *l, const uint8_t key[16])
             segidx__mutex_unlock(&l->lock);
             return SEGIDX_ENOMEM;
         }
+    }
+    if (held_by_caller(e)) {
+        segidx__mutex_unlock(&l->lock);
+        return SEGIDX_EINVAL;
     }
 #if SEGIDX__THREADS
     /* The entry stays in the table while anyone waits on it (release
@@ -188,6 +207,7 @@ int segidx__limiter_acquire(segidx__limiter *l, const uint8_t key[16])
      * else for this key gets past the loop above, and the entry stays. */
     e->holders++;
 #if SEGIDX__THREADS
+    e->owner = pthread_self();
     while (l->max_total && l->held >= l->max_total) {
         l->slot_waiters++;
         segidx__cond_wait(&l->slot_cond, &l->lock);

@@ -19,7 +19,8 @@ void segidx__limiter_free(segidx__limiter *l);
 
 /* Take the permit of `key`, waiting while another thread holds it, and
  * then a slot of the global cap (waiting while max_total are taken).
- * SEGIDX_OK, or SEGIDX_ENOMEM (nothing is held then). */
+ * SEGIDX_OK, SEGIDX_ENOMEM, or SEGIDX_EINVAL when the calling thread holds
+ * that permit already (a callback re-entered): nothing is held then. */
 int segidx__limiter_acquire(segidx__limiter *l, const uint8_t key[16]);
 /* Give back the permit of `key` (and its slot) and wake one waiter. */
 void segidx__limiter_release(segidx__limiter *l, const uint8_t key[16]);

@@ -1,7 +1,25 @@
 /* The volume index: an LSN-keyed catalog over a host's ordered KV
- * (docs/FORMAT.md, "Volume index"). Commits and prunes are serialized by
- * one mutex, so that "lsn = current + 1" is checked and written atomically;
- * reads take no lock and see one snapshot of the store per scan. */
+ * (docs/FORMAT.md, "Volume index").
+ *
+ * Exactness across writers: a volume's meta is the version of everything
+ * stored for it. Every write (commit, prune) puts the meta it read back as
+ * a SEGIDX_KV_EXPECT in the same batch, so a writer in another process or
+ * on another host that got in between makes the store refuse the batch
+ * whole (SEGIDX_ECONFLICT); the loser reads again and either finds its LSN
+ * taken (a commit's ECONFLICT) or tries once more. Within one process a
+ * mutex also orders writers, which is all a version-1 store gets.
+ *
+ * Exactness of reads: a read's meta and its scan are two calls, so a prune
+ * may land between them. find_segments reads the meta again after its
+ * scan and before it hands out anything: if the prune point passed the
+ * read's LSN meanwhile, the answer may be torn and the read is
+ * SEGIDX_ERANGE, as it would be after the prune. A prune never changes an
+ * answer at or above its point, so a scan that saw it is exact whenever
+ * the read's LSN is still allowed.
+ *
+ * Every store call goes through kv_guard.c, which holds what the store
+ * hands back to the vtable's contract. */
+#include "kv_guard.h"
 #include "limiter.h"
 #include "sync.h"
 
@@ -9,7 +27,7 @@
 
 struct segidx_volume_index {
     segidx_kv kv;
-    segidx__mutex write_lock;      /* commits and prunes, one at a time */
+    segidx__mutex write_lock;      /* commits and prunes of this handle, one at a time */
     segidx__limiter *sync_permits; /* one catalog pull per volume at a time */
 };
 
@@ -111,6 +129,9 @@ static void encode_meta(uint8_t out[META_BYTES], const struct meta *m)
     segidx__store64(out + 40, segidx__xxh3(out, 40));
 }
 
+/* Only the bytes encode_meta() writes pass: every field, flag and
+ * reserved byte is checked, so encoding a decoded meta gives back exactly
+ * the stored bytes, which is what a write EXPECTs. */
 static int decode_meta(const uint8_t *p, size_t len, struct meta *m)
 {
     if (len < 6 || memcmp(p, meta_magic, 4) != 0)
@@ -151,7 +172,7 @@ static int read_meta(segidx_volume_index *vi, const segidx_vid *vid, struct meta
     uint8_t key[META_KEY_LEN];
     meta_key(key, vid);
     struct meta_visit v = { out, SEGIDX_OK };
-    int rc = vi->kv.vt->get(vi->kv.self, key, sizeof key, visit_meta, &v);
+    int rc = segidx__kv_get(&vi->kv, key, sizeof key, visit_meta, &v);
     return rc ? rc : v.rc;
 }
 
@@ -223,8 +244,28 @@ static int check_commit_segments(const segidx_commit_segment *segs, size_t n, ui
     return SEGIDX_OK;
 }
 
-/* The batch of one commit: its meta and one entry per segment. Keys and
- * values live in one allocation that the caller frees. */
+/* A write's condition: the meta key holds `old`'s bytes, or nothing for a
+ * new volume. `buf` holds the key and the value it points at. */
+static segidx_kv_op expect_meta(uint8_t buf[META_KEY_LEN + META_BYTES], const segidx_vid *vid,
+                                const struct meta *old)
+{
+    meta_key(buf, vid);
+    if (!old)
+        return (segidx_kv_op){ SEGIDX_KV_EXPECT, buf, META_KEY_LEN, NULL, 0 };
+    encode_meta(buf + META_KEY_LEN, old);
+    return (segidx_kv_op){ SEGIDX_KV_EXPECT, buf, META_KEY_LEN, buf + META_KEY_LEN, META_BYTES };
+}
+
+/* How often a write that lost to another writer reads again and retries
+ * when the loss left its own change still possible (a commit after a
+ * prune elsewhere, a prune after a commit elsewhere). Each retry follows
+ * a write that did land, so the store moved on; the bound only keeps a
+ * writer from spinning behind an endless stream of others. */
+#define WRITE_RETRIES 16
+
+/* The batch of one commit: the EXPECT on the meta it read, the new meta,
+ * and one entry per segment. Keys and values live in one allocation that
+ * the caller frees. */
 struct batch {
     segidx_kv_op *ops;
     uint8_t *bytes;
@@ -238,12 +279,13 @@ static void batch_free(struct batch *b)
 }
 
 static int build_commit_batch(struct batch *b, const segidx_vid *vid, segidx_lsn lsn,
-                              const struct meta *m, const segidx_commit_segment *segs, size_t n)
+                              const struct meta *old, const struct meta *m,
+                              const segidx_commit_segment *segs, size_t n)
 {
-    size_t bytes = META_KEY_LEN + META_BYTES;
+    size_t bytes = 2 * (META_KEY_LEN + META_BYTES);
     for (size_t i = 0; i < n; i++)
         bytes += SEGMENT_KEY_LEN + segidx_offset_set_serialized_size(segs[i].offsets);
-    b->n = n + 1;
+    b->n = n + 2;
     b->ops = malloc(b->n * sizeof *b->ops);
     b->bytes = malloc(bytes);
     if (!b->ops || !b->bytes) {
@@ -251,9 +293,11 @@ static int build_commit_batch(struct batch *b, const segidx_vid *vid, segidx_lsn
         return SEGIDX_ENOMEM;
     }
     uint8_t *p = b->bytes;
+    b->ops[0] = expect_meta(p, vid, old);
+    p += META_KEY_LEN + META_BYTES;
     meta_key(p, vid);
     encode_meta(p + META_KEY_LEN, m);
-    b->ops[0] = (segidx_kv_op){ SEGIDX_KV_PUT, p, META_KEY_LEN, p + META_KEY_LEN, META_BYTES };
+    b->ops[1] = (segidx_kv_op){ SEGIDX_KV_PUT, p, META_KEY_LEN, p + META_KEY_LEN, META_BYTES };
     p += META_KEY_LEN + META_BYTES;
     for (size_t i = 0; i < n; i++) {
         segment_key(p, vid, lsn, &segs[i].sid);
@@ -262,7 +306,7 @@ static int build_commit_batch(struct batch *b, const segidx_vid *vid, segidx_lsn
             batch_free(b);
             return SEGIDX_ENOMEM;
         }
-        b->ops[i + 1] = (segidx_kv_op){ SEGIDX_KV_PUT, p, SEGMENT_KEY_LEN, p + SEGMENT_KEY_LEN, len };
+        b->ops[i + 2] = (segidx_kv_op){ SEGIDX_KV_PUT, p, SEGMENT_KEY_LEN, p + SEGMENT_KEY_LEN, len };
         p += SEGMENT_KEY_LEN + len;
     }
     return SEGIDX_OK;
@@ -284,6 +328,31 @@ static int next_meta(const struct meta *old, segidx_lsn lsn, uint64_t commit_tim
     return SEGIDX_OK;
 }
 
+/* One read of the meta and one conditional write. *lost: the write lost to
+ * another writer (the meta moved since the read), so reading again may
+ * succeed: if that writer committed, the next read finds `lsn` taken and
+ * says ECONFLICT; a prune or checkpoint leaves it free. */
+static int try_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                      uint64_t commit_time, const segidx_commit_segment *segs, size_t n,
+                      uint32_t max_offset, bool *lost)
+{
+    *lost = false;
+    struct meta old, next;
+    int rc = read_meta(vi, vid, &old);
+    const struct meta *prev = rc == SEGIDX_OK ? &old : NULL;
+    if (rc == SEGIDX_OK || rc == SEGIDX_ENOTFOUND)
+        rc = next_meta(prev, lsn, commit_time, n, max_offset, &next);
+    struct batch b = { 0 };
+    if (!rc)
+        rc = build_commit_batch(&b, vid, lsn, prev, &next, segs, n);
+    if (rc)
+        return rc;
+    rc = segidx__kv_write(&vi->kv, b.ops, b.n);
+    batch_free(&b);
+    *lost = rc == SEGIDX_ECONFLICT;
+    return rc;
+}
+
 int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
                          uint64_t commit_time, const segidx_commit_segment *segs, size_t n)
 {
@@ -294,17 +363,9 @@ int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_
     if (rc)
         return rc;
     segidx__mutex_lock(&vi->write_lock);
-    struct meta old, next;
-    rc = read_meta(vi, vid, &old);
-    if (rc == SEGIDX_OK || rc == SEGIDX_ENOTFOUND)
-        rc = next_meta(rc ? NULL : &old, lsn, commit_time, n, max_offset, &next);
-    struct batch b = { 0 };
-    if (!rc)
-        rc = build_commit_batch(&b, vid, lsn, &next, segs, n);
-    if (!rc) {
-        rc = vi->kv.vt->write(vi->kv.self, b.ops, b.n);
-        batch_free(&b);
-    }
+    bool lost = true;
+    for (int attempt = 0; lost && attempt <= WRITE_RETRIES; attempt++)
+        rc = try_commit(vi, vid, lsn, commit_time, segs, n, max_offset, &lost);
     segidx__mutex_unlock(&vi->write_lock);
     return rc;
 }
@@ -318,10 +379,18 @@ struct entry {
     segidx_offset_set *offsets; /* owned by whoever parsed it */
 };
 
-static int parse_entry(const uint8_t *key, size_t klen, const void *val, size_t vlen,
-                       segidx_lsn max_lsn, struct entry *e)
+/* A key of `vid`'s entries. The scan's range says so already when the store
+ * keeps to it; this is checked anyway, as it costs two compares. */
+static bool is_entry_key(const uint8_t *key, size_t klen, const segidx_vid *vid)
 {
-    if (klen != SEGMENT_KEY_LEN)
+    return klen == SEGMENT_KEY_LEN && memcmp(key, SEGMENTS_PREFIX, SEGMENTS_PREFIX_LEN) == 0 &&
+           segidx__id_equal(key + SEGMENTS_PREFIX_LEN, vid->bytes);
+}
+
+static int parse_entry(const uint8_t *key, size_t klen, const void *val, size_t vlen,
+                       const segidx_vid *vid, segidx_lsn max_lsn, struct entry *e)
+{
+    if (!is_entry_key(key, klen, vid))
         return SEGIDX_ECORRUPT;
     e->lsn = load_be64(key + SEGMENT_KEY_LSN);
     memcpy(e->sid.bytes, key + SEGMENT_KEY_SID, 16);
@@ -339,22 +408,51 @@ static int parse_entry(const uint8_t *key, size_t klen, const void *val, size_t 
 
 /* ------------------------------------------------------------ find */
 
-struct find_walk {
-    segidx_lsn max_lsn;
-    segidx_offset_set *query;
-    int (*fn)(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_offset_set *cut);
-    void *ctx;
-    int err;       /* ours: a corrupt entry, no memory */
-    int stop;      /* fn's non-zero return */
+/* A commit segment that answers part of a query, kept until the walk is
+ * known not to be torn. */
+struct find_hit {
+    segidx_sid sid;
+    segidx_lsn lsn;
+    segidx_offset_set *cut;
 };
 
-/* One commit entry, newest first: cut the query by it. Any non-zero
- * return ends the store's scan; the walk says why. */
+struct find_walk {
+    const segidx_vid *vid;
+    segidx_lsn max_lsn;
+    segidx_offset_set *query;
+    struct find_hit *hits;
+    size_t n_hits, cap_hits;
+    int err;       /* a corrupt entry, no memory */
+};
+
+static void find_hits_free(struct find_walk *w)
+{
+    for (size_t i = 0; i < w->n_hits; i++)
+        segidx_offset_set_free(w->hits[i].cut);
+    free(w->hits);
+}
+
+static int keep_find_hit(struct find_walk *w, const struct entry *e, segidx_offset_set *cut)
+{
+    if (w->n_hits == w->cap_hits) {
+        size_t cap = w->cap_hits ? 2 * w->cap_hits : 8;
+        struct find_hit *h = realloc(w->hits, cap * sizeof *h);
+        if (!h)
+            return SEGIDX_ENOMEM;
+        w->hits = h;
+        w->cap_hits = cap;
+    }
+    w->hits[w->n_hits++] = (struct find_hit){ e->sid, e->lsn, cut };
+    return SEGIDX_OK;
+}
+
+/* One commit entry, newest first: cut the query by it and keep the cut.
+ * Any non-zero return ends the store's scan; the walk says why. */
 static int visit_for_find(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct find_walk *w = ctx;
     struct entry e;
-    if ((w->err = parse_entry(key, klen, val, vlen, w->max_lsn, &e)))
+    if ((w->err = parse_entry(key, klen, val, vlen, w->vid, w->max_lsn, &e)))
         return 1;
     segidx_offset_set *cut = segidx_offset_set_cut(w->query, e.offsets);
     segidx_offset_set_free(e.offsets);
@@ -362,10 +460,49 @@ static int visit_for_find(void *ctx, const void *key, size_t klen, const void *v
         w->err = SEGIDX_ENOMEM;
         return 1;
     }
-    if (!segidx_offset_set_is_empty(cut))
-        w->stop = w->fn(w->ctx, &e.sid, e.lsn, cut);
-    segidx_offset_set_free(cut);
-    return w->stop || segidx_offset_set_is_empty(w->query);
+    if (segidx_offset_set_is_empty(cut))
+        segidx_offset_set_free(cut);
+    else if ((w->err = keep_find_hit(w, &e, cut)))
+        return segidx_offset_set_free(cut), 1;
+    return segidx_offset_set_is_empty(w->query);
+}
+
+/* After the scan: the read stands only if the prune point has not passed
+ * `lsn` meanwhile, and the volume is still there with its LSN not gone
+ * back (a store that lost it has misbehaved). */
+static int check_not_torn(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                          const struct meta *before)
+{
+    struct meta now;
+    int rc = read_meta(vi, vid, &now);
+    if (rc)
+        return rc == SEGIDX_ENOTFOUND ? SEGIDX_ECORRUPT : rc;
+    if (now.pub.lsn < before->pub.lsn || now.pub.keep_from < before->pub.keep_from)
+        return SEGIDX_ECORRUPT;
+    return lsn < now.pub.keep_from ? SEGIDX_ERANGE : SEGIDX_OK;
+}
+
+/* The walk of find_segments: the query cut, the hits kept. On an error the
+ * query is as it was. */
+static int find_walk_run(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                         const struct meta *m, struct find_walk *w)
+{
+    /* Kept so that a failure can put the query back as it was. */
+    segidx_offset_set *saved = segidx_offset_set_copy(w->query);
+    if (!saved)
+        return SEGIDX_ENOMEM;
+    segidx_lsn at = lsn < m->pub.lsn ? lsn : m->pub.lsn;
+    struct lsn_range r;
+    lsn_range(&r, vid, 0, at); /* from 0: an entry at LSN 0 is corrupt, as in every other walk */
+    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, true, visit_for_find,
+                               w);
+    int rc = w->err ? w->err : scan < 0 ? scan : SEGIDX_OK;
+    if (!rc)
+        rc = check_not_torn(vi, vid, lsn, m);
+    if (rc)
+        segidx__offset_set_swap(w->query, saved);
+    segidx_offset_set_free(saved);
+    return rc;
 }
 
 int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
@@ -382,22 +519,15 @@ int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, 
         return rc;
     if (lsn < m.pub.keep_from)
         return SEGIDX_ERANGE;
-    segidx_lsn at = lsn < m.pub.lsn ? lsn : m.pub.lsn;
-    if (at == 0 || segidx_offset_set_is_empty(query))
+    if (lsn == 0 || segidx_offset_set_is_empty(query))
         return SEGIDX_OK;
-    /* Kept so that a failure can put the query back as it was. */
-    segidx_offset_set *saved = segidx_offset_set_copy(query);
-    if (!saved)
-        return SEGIDX_ENOMEM;
-    struct lsn_range r;
-    lsn_range(&r, vid, 0, at); /* from 0: an entry at LSN 0 is corrupt, as in every other walk */
-    struct find_walk w = { m.pub.lsn, query, fn, ctx, 0, 0 };
-    int scan = vi->kv.vt->scan(vi->kv.self, r.lo, sizeof r.lo, r.hi, r.hilen, true,
-                               visit_for_find, &w);
-    rc = w.err ? w.err : w.stop ? w.stop : scan < 0 ? scan : SEGIDX_OK;
-    if (w.err || (!w.stop && scan < 0))
-        segidx__offset_set_swap(query, saved);
-    segidx_offset_set_free(saved);
+    struct find_walk w = { vid, m.pub.lsn, query, NULL, 0, 0, 0 };
+    rc = find_walk_run(vi, vid, lsn, &m, &w);
+    /* Only now, with the walk known whole, does anything leave the call:
+     * and no store lock is held, so fn may call the library again. */
+    for (size_t i = 0; i < w.n_hits && !rc; i++)
+        rc = fn(ctx, &w.hits[i].sid, w.hits[i].lsn, w.hits[i].cut);
+    find_hits_free(&w);
     return rc;
 }
 
@@ -413,7 +543,7 @@ static int visit_for_list(void *ctx, const void *key, size_t klen, const void *v
 {
     struct list_walk *w = ctx;
     struct meta m;
-    if (klen != META_KEY_LEN) {
+    if (klen != META_KEY_LEN || memcmp(key, VOLUMES_PREFIX, VOLUMES_PREFIX_LEN) != 0) {
         w->err = SEGIDX_ECORRUPT;
         return 1;
     }
@@ -434,12 +564,13 @@ int segidx_volume_list(segidx_volume_index *vi,
     memcpy(hi, VOLUMES_PREFIX, VOLUMES_PREFIX_LEN);
     hi[VOLUMES_PREFIX_LEN - 1]++; /* "volumes0": just past every volumes/ key */
     struct list_walk w = { fn, ctx, 0, 0 };
-    int scan = vi->kv.vt->scan(vi->kv.self, VOLUMES_PREFIX, VOLUMES_PREFIX_LEN, hi, sizeof hi,
-                               false, visit_for_list, &w);
+    int scan = segidx__kv_scan(&vi->kv, VOLUMES_PREFIX, VOLUMES_PREFIX_LEN, hi, sizeof hi, false,
+                               visit_for_list, &w);
     return w.err ? w.err : w.stop ? w.stop : scan < 0 ? scan : SEGIDX_OK;
 }
 
 struct commits_walk {
+    const segidx_vid *vid;
     segidx_lsn max_lsn;
     int (*fn)(void *ctx, segidx_lsn lsn, const segidx_sid *sid, const segidx_offset_set *offsets);
     void *ctx;
@@ -451,7 +582,7 @@ static int visit_for_commits(void *ctx, const void *key, size_t klen, const void
 {
     struct commits_walk *w = ctx;
     struct entry e;
-    if ((w->err = parse_entry(key, klen, val, vlen, w->max_lsn, &e)))
+    if ((w->err = parse_entry(key, klen, val, vlen, w->vid, w->max_lsn, &e)))
         return 1;
     w->stop = w->fn(w->ctx, e.lsn, &e.sid, e.offsets);
     segidx_offset_set_free(e.offsets);
@@ -469,10 +600,12 @@ int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *vid,
     int rc = read_meta(vi, vid, &m);
     if (rc)
         return rc;
+    /* Up to the LSN the meta names: a commit landing after the meta was
+     * read is not listed (and not taken for damage). */
     struct lsn_range r;
-    lsn_range(&r, vid, 0, UINT64_MAX);
-    struct commits_walk w = { m.pub.lsn, fn, ctx, 0, 0 };
-    int scan = vi->kv.vt->scan(vi->kv.self, r.lo, sizeof r.lo, r.hi, r.hilen, false,
+    lsn_range(&r, vid, 0, m.pub.lsn);
+    struct commits_walk w = { vid, m.pub.lsn, fn, ctx, 0, 0 };
+    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, false,
                                visit_for_commits, &w);
     return w.err ? w.err : w.stop ? w.stop : scan < 0 ? scan : SEGIDX_OK;
 }
@@ -483,6 +616,7 @@ int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *vid,
 struct entry_list {
     struct entry *e;
     size_t n, cap;
+    const segidx_vid *vid;
     segidx_lsn max_lsn;
     int err;
 };
@@ -507,7 +641,7 @@ static int visit_collect(void *ctx, const void *key, size_t klen, const void *va
         l->e = e;
         l->cap = cap;
     }
-    if ((l->err = parse_entry(key, klen, val, vlen, l->max_lsn, &l->e[l->n])))
+    if ((l->err = parse_entry(key, klen, val, vlen, l->vid, l->max_lsn, &l->e[l->n])))
         return 1;
     l->n++;
     return 0;
@@ -517,10 +651,10 @@ static int read_entries(segidx_volume_index *vi, const segidx_vid *vid, segidx_l
                         struct entry_list *l)
 {
     struct lsn_range r;
-    lsn_range(&r, vid, 0, UINT64_MAX);
-    *l = (struct entry_list){ NULL, 0, 0, max_lsn, 0 };
-    int scan = vi->kv.vt->scan(vi->kv.self, r.lo, sizeof r.lo, r.hi, r.hilen, false,
-                               visit_collect, l);
+    lsn_range(&r, vid, 0, max_lsn);
+    *l = (struct entry_list){ NULL, 0, 0, vid, max_lsn, 0 };
+    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, false, visit_collect,
+                               l);
     int rc = l->err ? l->err : scan < 0 ? scan : SEGIDX_OK;
     if (rc)
         entry_list_free(l);
@@ -532,13 +666,15 @@ static int compare_sids(const void *a, const void *b)
     return memcmp(a, b, 16);
 }
 
-/* What a prune writes, and which sids it keeps and drops. */
+/* What a prune writes, and which sids it keeps and drops. The batch: the
+ * EXPECT on the meta read, the entry ops, the new meta. */
 struct prune_plan {
     segidx_kv_op *ops;
-    uint8_t **bufs;     /* the key + value bytes of each op but the meta */
+    uint8_t **bufs;     /* the key + value bytes of each entry op (NULL for the others) */
     size_t n_ops;
     segidx_sid *kept, *dropped;
     size_t n_kept, n_dropped;
+    uint8_t expect[META_KEY_LEN + META_BYTES];
     uint8_t meta[META_KEY_LEN + META_BYTES];
 };
 
@@ -576,8 +712,9 @@ static int plan_prune(struct prune_plan *p, const segidx_vid *vid, struct entry_
                       segidx_lsn keep_from)
 {
     segidx_offset_set *seen = segidx_offset_set_new();
-    p->ops = malloc((l->n + 1) * sizeof *p->ops);
-    p->bufs = calloc(l->n + 1, sizeof *p->bufs);
+    p->ops = malloc((l->n + 2) * sizeof *p->ops);
+    p->bufs = calloc(l->n + 2, sizeof *p->bufs);
+    p->n_ops = 1; /* ops[0] is the EXPECT */
     p->kept = malloc((l->n + 1) * sizeof *p->kept);
     p->dropped = malloc((l->n + 1) * sizeof *p->dropped);
     int rc = seen && p->ops && p->bufs && p->kept && p->dropped ? SEGIDX_OK : SEGIDX_ENOMEM;
@@ -627,6 +764,36 @@ static void report_unreferenced(struct prune_plan *p,
     }
 }
 
+/* One read and one conditional write, as try_commit(). `p` is filled
+ * (and must be freed) whatever the outcome. */
+static int try_prune(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn keep_from,
+                     struct prune_plan *p, bool *lost)
+{
+    *lost = false;
+    struct meta m;
+    int rc = read_meta(vi, vid, &m);
+    if (!rc && keep_from > m.pub.lsn)
+        rc = SEGIDX_EINVAL;
+    if (rc || keep_from <= m.pub.keep_from)
+        return rc;
+    struct entry_list l;
+    if ((rc = read_entries(vi, vid, m.pub.lsn, &l)))
+        return rc;
+    rc = plan_prune(p, vid, &l, keep_from);
+    entry_list_free(&l);
+    if (rc)
+        return rc;
+    p->ops[0] = expect_meta(p->expect, vid, &m);
+    m.pub.keep_from = keep_from;
+    meta_key(p->meta, vid);
+    encode_meta(p->meta + META_KEY_LEN, &m);
+    p->ops[p->n_ops] = (segidx_kv_op){ SEGIDX_KV_PUT, p->meta, META_KEY_LEN,
+                                       p->meta + META_KEY_LEN, META_BYTES };
+    rc = segidx__kv_write(&vi->kv, p->ops, p->n_ops + 1);
+    *lost = rc == SEGIDX_ECONFLICT;
+    return rc;
+}
+
 int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_vid *vid,
                                segidx_lsn keep_from,
                                void (*unreferenced)(void *ctx, const segidx_sid *sid), void *ctx)
@@ -634,28 +801,13 @@ int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_vid *vid,
     if (!vi || !vid)
         return SEGIDX_EINVAL;
     segidx__mutex_lock(&vi->write_lock);
-    struct meta m;
-    int rc = read_meta(vi, vid, &m);
-    if (!rc && keep_from > m.pub.lsn)
-        rc = SEGIDX_EINVAL;
-    if (rc || keep_from <= m.pub.keep_from) {
-        segidx__mutex_unlock(&vi->write_lock);
-        return rc;
-    }
-    struct entry_list l;
     struct prune_plan p = { 0 };
-    rc = read_entries(vi, vid, m.pub.lsn, &l);
-    if (!rc) {
-        rc = plan_prune(&p, vid, &l, keep_from);
-        entry_list_free(&l);
-    }
-    if (!rc) {
-        m.pub.keep_from = keep_from;
-        meta_key(p.meta, vid);
-        encode_meta(p.meta + META_KEY_LEN, &m);
-        p.ops[p.n_ops] = (segidx_kv_op){ SEGIDX_KV_PUT, p.meta, META_KEY_LEN,
-                                         p.meta + META_KEY_LEN, META_BYTES };
-        rc = vi->kv.vt->write(vi->kv.self, p.ops, p.n_ops + 1);
+    bool lost = true;
+    int rc = SEGIDX_OK;
+    for (int attempt = 0; lost && attempt <= WRITE_RETRIES; attempt++) {
+        prune_plan_free(&p);
+        p = (struct prune_plan){ 0 };
+        rc = try_prune(vi, vid, keep_from, &p, &lost);
     }
     segidx__mutex_unlock(&vi->write_lock);
     if (!rc && unreferenced)
@@ -696,7 +848,7 @@ int segidx_volume_sync(segidx_volume_index *vi, const segidx_vid *vid, segidx_ls
     /* Whoever held the permit before may have pulled what we need. */
     rc = current_lsn(vi, vid, &have);
     if (!rc && have < lsn) {
-        rc = pull(ctx, vi, vid, have);
+        rc = segidx__host_rc(pull(ctx, vi, vid, have));
         if (!rc && !(rc = current_lsn(vi, vid, &have)) && have < lsn)
             rc = SEGIDX_ERANGE;
     }

@@ -312,7 +312,9 @@ static void test_callback_stops(void **state)
     assert_int_equal(got.n, 2);
     assert_int_equal(got.f[0].lsn, 5);
     assert_int_equal(got.f[1].lsn, 4);
-    assert_int_equal(segidx_offset_set_cardinality(q), 8);
+    /* The walk ends before the first call: the query lost what all five
+     * commits wrote, whatever the callback said. */
+    assert_int_equal(segidx_offset_set_cardinality(q), 5);
     found_list_free(&got);
     segidx_offset_set_free(q);
     model_volume_free(&v);
@@ -690,23 +692,30 @@ static int keep_first(void *ctx, const void *key, size_t klen, const void *val, 
     return 1;
 }
 
-/* `find_reads_it`: the bad value lies where find_segments looks (an entry
- * above the volume's LSN does not: reads never scan past it). */
-static void assert_reads_corrupt(fixture *f, model_volume *v, bool meta_too, bool find_reads_it)
+/* `walks_read_it`: the bad value lies where find_segments, commits and
+ * prune look (an entry above the volume's LSN does not: every walk stops
+ * at the LSN its meta names). */
+static void assert_reads_corrupt(fixture *f, model_volume *v, bool meta_too, bool walks_read_it)
 {
     segidx_offset_set *q = segidx_offset_set_new();
     segidx_offset_set_add_range(q, 0, UNIVERSE);
     found_list got = { NULL, 0, 0, -1, 0 };
     int rc = segidx_volume_find_segments(f->vi, &v->vid, v->n, q, collect_found, &got);
-    if (find_reads_it)
+    if (walks_read_it)
         assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
     else
         assert_int_equal(rc, SEGIDX_OK);
     found_list_free(&got);
     rc = segidx_volume_commits(f->vi, &v->vid, ignore_commit, NULL);
-    assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    if (walks_read_it)
+        assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    else
+        assert_int_equal(rc, SEGIDX_OK);
     rc = segidx_volume_prune(f->vi, &v->vid, v->n);
-    assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    if (walks_read_it)
+        assert_true(rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION);
+    else
+        assert_int_equal(rc, SEGIDX_OK);
     if (meta_too) {
         segidx_volume_meta m;
         rc = segidx_volume_get(f->vi, &v->vid, &m);

@@ -1,0 +1,131 @@
+/* The host's KV store, every answer checked (kv_guard.h says what and why). */
+#include "kv_guard.h"
+
+/* memcmp order; a key that prefixes another sorts first. */
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* Bytes a store hands out: a NULL pointer with a length would be read. */
+static bool bytes_ok(const void *p, size_t len)
+{
+    return p || len == 0;
+}
+
+/* ------------------------------------------------------------ get */
+
+struct get_guard {
+    const void *key;
+    size_t klen;
+    segidx_kv_visit_fn fn;
+    void *ctx;
+    unsigned calls;
+    bool bad;  /* the store handed out what it must not */
+    int fn_rc;
+};
+
+static int guard_get_visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct get_guard *g = ctx;
+    if (g->calls++ || klen != g->klen || !bytes_ok(key, klen) || !bytes_ok(val, vlen) ||
+        memcmp(key, g->key, klen) != 0) {
+        g->bad = true;
+        return SEGIDX_ECORRUPT;
+    }
+    g->fn_rc = g->fn(g->ctx, key, klen, val, vlen);
+    return g->fn_rc;
+}
+
+int segidx__kv_get(const segidx_kv *kv, const void *key, size_t klen, segidx_kv_visit_fn fn,
+                   void *ctx)
+{
+    struct get_guard g = { key, klen, fn, ctx, 0, false, 0 };
+    int rc = kv->vt->get(kv->self, key, klen, guard_get_visit, &g);
+    if (g.bad)
+        return SEGIDX_ECORRUPT;
+    if (rc == SEGIDX_ENOTFOUND)
+        return g.calls ? SEGIDX_ECORRUPT : rc;
+    if (g.calls == 0)   /* "found", yet nothing was handed over */
+        return rc ? segidx__host_rc(rc) : SEGIDX_ECORRUPT;
+    if (rc != g.fn_rc)  /* get returns what fn returned */
+        return rc < 0 && rc != SEGIDX_ECORRUPT ? segidx__host_rc(rc) : SEGIDX_ECORRUPT;
+    return g.fn_rc;
+}
+
+/* ------------------------------------------------------------ scan */
+
+struct scan_guard {
+    const uint8_t *lo, *hi;
+    size_t lolen, hilen;
+    bool reverse;
+    segidx_kv_visit_fn fn;
+    void *ctx;
+    uint8_t prev[SEGIDX__KV_MAX_KEY];
+    size_t prevlen;
+    bool any;
+    bool bad;
+    int stop;  /* fn's non-zero return, once it came */
+};
+
+static bool key_in_order(const struct scan_guard *g, const void *key, size_t klen)
+{
+    if (g->lolen && key_cmp(key, klen, g->lo, g->lolen) < 0)
+        return false;
+    if (key_cmp(key, klen, g->hi, g->hilen) >= 0)
+        return false;
+    if (!g->any)
+        return true;
+    int c = key_cmp(key, klen, g->prev, g->prevlen);
+    return g->reverse ? c < 0 : c > 0;
+}
+
+static int guard_scan_visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct scan_guard *g = ctx;
+    if (g->stop || klen == 0 || klen > SEGIDX__KV_MAX_KEY || !key || !bytes_ok(val, vlen) ||
+        !key_in_order(g, key, klen)) {
+        g->bad = true;
+        return g->stop ? g->stop : SEGIDX_ECORRUPT;
+    }
+    memcpy(g->prev, key, klen);
+    g->prevlen = klen;
+    g->any = true;
+    return g->stop = g->fn(g->ctx, key, klen, val, vlen);
+}
+
+int segidx__kv_scan(const segidx_kv *kv, const void *lo, size_t lolen, const void *hi,
+                    size_t hilen, bool reverse, segidx_kv_visit_fn fn, void *ctx)
+{
+    struct scan_guard g = { lo, hi, lolen, hilen, reverse, fn, ctx, { 0 }, 0, false, false, 0 };
+    int rc = kv->vt->scan(kv->self, lo, lolen, hi, hilen, reverse, guard_scan_visit, &g);
+    if (g.bad)
+        return SEGIDX_ECORRUPT;
+    if (g.stop) {
+        /* A scan returns fn's stop; an error of the store's own still
+         * counts as one. */
+        if (rc == g.stop)
+            return rc;
+        return rc < 0 && rc != SEGIDX_ECORRUPT ? segidx__host_rc(rc) : SEGIDX_ECORRUPT;
+    }
+    return segidx__host_rc(rc);
+}
+
+/* ------------------------------------------------------------ write */
+
+bool segidx__kv_has_expect(const segidx_kv *kv)
+{
+    return kv->vt->version >= 2;
+}
+
+int segidx__kv_write(const segidx_kv *kv, const segidx_kv_op *ops, size_t n)
+{
+    if (!segidx__kv_has_expect(kv)) {
+        /* The volume index puts its EXPECTs first in every batch. */
+        while (n && ops->op == SEGIDX_KV_EXPECT)
+            ops++, n--;
+    }
+    return segidx__host_rc(kv->vt->write(kv->self, ops, n));
+}
