@@ -15,7 +15,9 @@
  * Locking: one reader-writer lock. get and scan hold it shared for their
  * whole run, callbacks included, which is what makes a scan one consistent
  * snapshot; write holds it exclusive while it links nodes it allocated
- * beforehand, so a failed allocation never leaves half a batch behind.
+ * beforehand, so a failed allocation never leaves half a batch behind,
+ * and checks the batch's EXPECTs under that same lock, before linking
+ * anything: the check and the change are one step.
  * Hence a visit callback must not write to the same store: it would wait
  * forever for its own read lock to go. Reading the same store from a
  * callback takes the read lock twice: glibc's default lock lets readers in
@@ -290,11 +292,32 @@ static int mem_scan(void *self, const void *lo, size_t lolen, const void *hi, si
 
 static bool op_valid(const segidx_kv_op *op)
 {
-    if (op->op != SEGIDX_KV_PUT && op->op != SEGIDX_KV_DEL)
+    if (op->op != SEGIDX_KV_PUT && op->op != SEGIDX_KV_DEL && op->op != SEGIDX_KV_EXPECT)
         return false;
     if (op->klen == 0 || !op->key)
         return false;
     return op->op == SEGIDX_KV_DEL || op->val || op->vlen == 0;
+}
+
+/* Whether the tree holds what one EXPECT names: its value, byte for byte,
+ * or no key at all when the EXPECT's val is NULL. */
+static bool expect_holds(mem_node *root, const segidx_kv_op *op)
+{
+    const mem_node *found = avl_find(root, op->key, op->klen);
+    if (!op->val)
+        return found == NULL;
+    return found && found->vlen == op->vlen &&
+           (op->vlen == 0 || memcmp(found->data + found->klen, op->val, op->vlen) == 0);
+}
+
+/* Every EXPECT of the batch, against the tree before any of its changes:
+ * an EXPECT after a PUT of its key still sees the old value. */
+static bool expects_hold(mem_node *root, const segidx_kv_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].op == SEGIDX_KV_EXPECT && !expect_holds(root, &ops[i]))
+            return false;
+    return true;
 }
 
 /* Free a chain of unlinked nodes (linked through child[0]). */
@@ -348,6 +371,11 @@ static int mem_write(void *self, const segidx_kv_op *ops, size_t n)
         chain_free(first);
         return rc;
     }
+    if (!expects_hold(kv->root, ops, n)) {
+        segidx__rwlock_unlock(&kv->lock);
+        chain_free(first);
+        return SEGIDX_ECONFLICT;
+    }
     mem_node *dead = NULL; /* replaced and removed nodes, freed unlocked */
     for (size_t i = 0; i < n; i++) {
         mem_node *gone = NULL;
@@ -355,7 +383,7 @@ static int mem_write(void *self, const segidx_kv_op *ops, size_t n)
             mem_node *nn = first;
             first = nn->child[0];
             kv->root = avl_insert(kv->root, nn, &gone);
-        } else {
+        } else if (ops[i].op == SEGIDX_KV_DEL) {
             kv->root = avl_remove(kv->root, ops[i].key, ops[i].klen, &gone);
         }
         if (gone) {
