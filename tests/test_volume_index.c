@@ -819,6 +819,352 @@ static void test_meta_of_a_later_version(void **state)
     fixture_close(&f);
 }
 
+/* ------------------------------------------------------------ races
+ *
+ * Each race is run on purpose, at every point: the stub runs another
+ * writer's operation just before call k of the operation under test, for
+ * every k, and the outcome must be exact at each. The other writer is
+ * another process for LMDB (a child that opens the same directory, as a
+ * second host would) and another index over the same store otherwise.
+ */
+enum { OTHER_COMMIT, OTHER_PRUNE };
+
+typedef struct other_op {
+    fixture *f;
+    int kind;
+    model_volume *v;
+    const model_commit *c; /* OTHER_COMMIT */
+    segidx_lsn keep_from;  /* OTHER_PRUNE */
+    int rc;                /* its result, once run */
+    bool ran;
+} other_op;
+
+/* No cmocka asserts here: for LMDB this runs in a child process. */
+static int other_apply(segidx_volume_index *vi, other_op *op)
+{
+    if (op->kind == OTHER_COMMIT)
+        return commit_model(vi, op->v, op->c, 77);
+    return segidx_volume_prune(vi, &op->v->vid, op->keep_from);
+}
+
+#ifdef VOLUME_INDEX_OVER_LMDB
+#include <sys/wait.h>
+
+static void other_run(void *ctx)
+{
+    other_op *op = ctx;
+    const struct lmdb_scratch *s = op->f->raw.self;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        segidx_kv kv;
+        segidx_volume_index *vi;
+        segidx_kv_lmdb_options o = { 0 };
+        o.nosync = true;
+        o.map_size = (size_t)64 << 20;
+        if (segidx_kv_lmdb_open(s->dir, &o, &kv) || segidx_volume_index_open(kv, &vi))
+            _exit(100);
+        int rc = other_apply(vi, op);
+        segidx_volume_index_close(vi);
+        _exit(rc <= 0 && rc >= -20 ? -rc : 101);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) <= 20);
+    op->rc = -WEXITSTATUS(status);
+    op->ran = true;
+}
+#else
+/* The same store, borrowed: this index's close must not close it. */
+static int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->get(kv->self, k, kl, fn, ctx);
+}
+
+static int borrow_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
+                       bool rev, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
+}
+
+static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->write(kv->self, ops, n);
+}
+
+static void borrow_close(void *self)
+{
+    (void)self;
+}
+
+static const segidx_kv_vtable borrow_vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
+                                            borrow_write, borrow_close };
+
+static void other_run(void *ctx)
+{
+    other_op *op = ctx;
+    segidx_volume_index *vi;
+    assert_int_equal(segidx_volume_index_open((segidx_kv){ &borrow_vt, &op->f->raw }, &vi), 0);
+    op->rc = other_apply(vi, op);
+    op->ran = true;
+    segidx_volume_index_close(vi);
+}
+#endif
+
+/* A fixture whose volume has `n` random commits: the same ones for the same
+ * seed, so that every point of a race starts from the same catalog. */
+static void race_fixture(fixture *f, model_volume *v, uint64_t seed, size_t n)
+{
+    fixture_open(f, seed);
+    *v = (model_volume){ 0 };
+    v->vid = random_vid(&f->rng);
+    grow_volume(f, v, n);
+}
+
+/* find_segments at `lsn` over every offset the volume can hold agrees
+ * with the model (pruning keeps those reads, so the model is the unpruned
+ * history). */
+static void assert_read_exact(fixture *f, const model_volume *v, segidx_lsn lsn)
+{
+    segidx_offset_set *q = segidx_offset_set_new(), *mq;
+    segidx_offset_set_add_range(q, 0, UNIVERSE + 1000 * (uint32_t)(v->n + 1));
+    for (int e = 0; e < 3; e++)
+        segidx_offset_set_add(q, edge_offsets[e]);
+    mq = segidx_offset_set_copy(q);
+    found_list got = { NULL, 0, 0, -1, 0 }, want = { NULL, 0, 0, -1, 0 };
+    model_find(v, lsn, mq, &want);
+    assert_int_equal(segidx_volume_find_segments(f->vi, &v->vid, lsn, q, collect_found, &got),
+                     SEGIDX_OK);
+    assert_found_equal(&got, &want);
+    assert_true(segidx_offset_set_equals(q, mq));
+    found_list_free(&got);
+    found_list_free(&want);
+    segidx_offset_set_free(q);
+    segidx_offset_set_free(mq);
+}
+
+static void assert_meta(fixture *f, const model_volume *v, segidx_lsn lsn, segidx_lsn keep_from)
+{
+    segidx_volume_meta m;
+    assert_int_equal(segidx_volume_get(f->vi, &v->vid, &m), SEGIDX_OK);
+    assert_int_equal(m.lsn, lsn);
+    assert_int_equal(m.keep_from, keep_from);
+}
+
+/* Issue: a prune between find_segments' meta read and its scan made written
+ * pages read as never written. Now a read is exact or, if the prune point
+ * passed its LSN during the call, SEGIDX_ERANGE with the query as it was. */
+static void test_race_prune_under_read(void **state)
+{
+    (void)state;
+    const size_t n = 24;
+    const segidx_lsn reads[] = { 1, 9, n, n + 3 };
+    for (size_t r = 0; r < sizeof reads / sizeof *reads; r++) {
+        segidx_lsn lsn = reads[r];
+        for (segidx_lsn keep = lsn > 1 ? lsn - 1 : 1; keep <= lsn + 1 && keep <= n; keep++) {
+            for (long at = 1; at <= 4; at++) {
+                fixture f;
+                model_volume v;
+                race_fixture(&f, &v, 900, n);
+                other_op op = { &f, OTHER_PRUNE, &v, NULL, keep, 0, false };
+                stub_hook(f.stub, at, other_run, &op);
+                segidx_offset_set *q = segidx_offset_set_new();
+                segidx_offset_set_add_range(q, 0, UNIVERSE);
+                segidx_offset_set *before = segidx_offset_set_copy(q);
+                found_list got = { NULL, 0, 0, -1, 0 };
+                int rc = segidx_volume_find_segments(f.vi, &v.vid, lsn, q, collect_found, &got);
+                stub_hook(f.stub, 0, NULL, NULL);
+                if (op.ran && keep > lsn) {
+                    assert_int_equal(rc, SEGIDX_ERANGE);
+                    assert_int_equal(got.n, 0);
+                    assert_true(segidx_offset_set_equals(q, before));
+                } else {
+                    assert_int_equal(rc, SEGIDX_OK);
+                    segidx_offset_set *mq = segidx_offset_set_copy(before);
+                    found_list want = { NULL, 0, 0, -1, 0 };
+                    model_find(&v, lsn, mq, &want);
+                    assert_found_equal(&got, &want);
+                    assert_true(segidx_offset_set_equals(q, mq));
+                    found_list_free(&want);
+                    segidx_offset_set_free(mq);
+                }
+                assert_int_equal(op.ran, at <= 3); /* meta, scan, meta again */
+                if (op.ran)
+                    assert_int_equal(op.rc, SEGIDX_OK);
+                found_list_free(&got);
+                segidx_offset_set_free(q);
+                segidx_offset_set_free(before);
+                model_volume_free(&v);
+                fixture_close(&f);
+            }
+        }
+    }
+}
+
+/* Issue: two writers that both read LSN n stored n + 1 twice. Now exactly
+ * one commit holds n + 1, and the other writer gets SEGIDX_ECONFLICT,
+ * wherever the race falls. */
+static void test_race_commit_under_commit(void **state)
+{
+    (void)state;
+    for (long at = 1; at <= 3; at++) {
+        fixture f;
+        model_volume v;
+        race_fixture(&f, &v, 901, 10);
+        model_commit mine, theirs = { v.n + 1, { { { { 0 } }, segidx_offset_set_new() } }, 1 };
+        random_commit(&f.rng, &mine, v.n + 1);
+        memset(theirs.segs[0].sid.bytes, 0xEE, 16); /* a sid of its own: the winner shows */
+        segidx_offset_set_add_range(theirs.segs[0].offsets, 5, 9);
+        other_op op = { &f, OTHER_COMMIT, &v, &theirs, 0, 0, false };
+        stub_hook(f.stub, at, other_run, &op);
+        int rc = commit_model(f.vi, &v, &mine, 5);
+        stub_hook(f.stub, 0, NULL, NULL);
+        assert_int_equal(op.ran, at <= 2); /* meta, write */
+        if (!op.ran)
+            other_run(&op);
+        assert_true((rc == SEGIDX_OK) != (op.rc == SEGIDX_OK));
+        assert_int_equal(rc == SEGIDX_OK ? op.rc : rc, SEGIDX_ECONFLICT);
+        assert_int_equal(rc == SEGIDX_OK, at == 3);
+        const model_commit *won = rc == SEGIDX_OK ? &mine : &theirs;
+        const model_commit *lost = rc == SEGIDX_OK ? &theirs : &mine;
+        model_append(&v, won);
+        for (size_t i = 0; i < lost->n; i++)
+            segidx_offset_set_free(lost->segs[i].offsets);
+        assert_meta(&f, &v, v.n, 0);
+        for (segidx_lsn l = 1; l <= v.n; l++)
+            assert_read_exact(&f, &v, l);
+        model_volume_free(&v);
+        fixture_close(&f);
+    }
+}
+
+/* Issue: a prune in one process moved the volume's LSN back in another.
+ * A prune landing inside a commit, or a commit inside a prune, loses
+ * nothing: both take effect, whatever the order. */
+static void test_race_prune_and_commit(void **state)
+{
+    (void)state;
+    const size_t n = 16;
+    const segidx_lsn keep = 9;
+    for (int prune_first = 0; prune_first < 2; prune_first++) {
+        for (long at = 1; at <= 4; at++) {
+            fixture f;
+            model_volume v;
+            race_fixture(&f, &v, 902, n);
+            model_commit c;
+            random_commit(&f.rng, &c, v.n + 1);
+            int rc;
+            other_op op;
+            if (prune_first) { /* the other prunes inside our commit */
+                op = (other_op){ &f, OTHER_PRUNE, &v, NULL, keep, 0, false };
+                stub_hook(f.stub, at, other_run, &op);
+                rc = commit_model(f.vi, &v, &c, 5);
+            } else {           /* the other commits inside our prune */
+                op = (other_op){ &f, OTHER_COMMIT, &v, &c, 0, 0, false };
+                stub_hook(f.stub, at, other_run, &op);
+                rc = segidx_volume_prune(f.vi, &v.vid, keep);
+            }
+            stub_hook(f.stub, 0, NULL, NULL);
+            assert_int_equal(rc, SEGIDX_OK);
+            if (!op.ran)
+                other_run(&op);
+            assert_int_equal(op.rc, SEGIDX_OK);
+            model_append(&v, &c);
+            assert_meta(&f, &v, n + 1, keep);
+            for (segidx_lsn l = keep; l <= v.n + 1; l++)
+                assert_read_exact(&f, &v, l);
+            model_volume_free(&v);
+            fixture_close(&f);
+        }
+    }
+}
+
+/* Two prunes race: the prune point ends at the higher of the two. */
+static void test_race_prune_under_prune(void **state)
+{
+    (void)state;
+    const size_t n = 16;
+    const segidx_lsn points[][2] = { { 5, 11 }, { 11, 5 } };
+    for (size_t p = 0; p < 2; p++) {
+        for (long at = 1; at <= 4; at++) {
+            fixture f;
+            model_volume v;
+            race_fixture(&f, &v, 903, n);
+            other_op op = { &f, OTHER_PRUNE, &v, NULL, points[p][1], 0, false };
+            stub_hook(f.stub, at, other_run, &op);
+            assert_int_equal(segidx_volume_prune(f.vi, &v.vid, points[p][0]), SEGIDX_OK);
+            stub_hook(f.stub, 0, NULL, NULL);
+            if (!op.ran)
+                other_run(&op);
+            assert_int_equal(op.rc, SEGIDX_OK);
+            segidx_lsn keep = points[p][0] > points[p][1] ? points[p][0] : points[p][1];
+            assert_meta(&f, &v, n, keep);
+            for (segidx_lsn l = keep; l <= n; l++)
+                assert_read_exact(&f, &v, l);
+            model_volume_free(&v);
+            fixture_close(&f);
+        }
+    }
+}
+
+struct commit_count {
+    segidx_lsn last;
+    size_t entries;
+};
+
+static int count_commit(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
+                        const segidx_offset_set *offsets)
+{
+    (void)sid, (void)offsets;
+    struct commit_count *c = ctx;
+    assert_true(lsn >= c->last);
+    c->last = lsn;
+    c->entries++;
+    return 0;
+}
+
+static size_t model_entries_upto(const model_volume *v, segidx_lsn lsn)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v->n && v->commits[i].lsn <= lsn; i++)
+        n += v->commits[i].n;
+    return n;
+}
+
+/* Issue: volume_commits racing a commit said SEGIDX_ECORRUPT on a healthy
+ * index. Now it lists the commits up to the LSN its meta read named. */
+static void test_race_commit_under_listing(void **state)
+{
+    (void)state;
+    for (long at = 1; at <= 3; at++) {
+        fixture f;
+        model_volume v;
+        race_fixture(&f, &v, 904, 12);
+        model_commit c;
+        do { /* a commit with entries (an empty one allocates nothing) */
+            random_commit(&f.rng, &c, v.n + 1);
+        } while (c.n == 0);
+        other_op op = { &f, OTHER_COMMIT, &v, &c, 0, 0, false };
+        stub_hook(f.stub, at, other_run, &op);
+        struct commit_count got = { 0, 0 };
+        assert_int_equal(segidx_volume_commits(f.vi, &v.vid, count_commit, &got), SEGIDX_OK);
+        stub_hook(f.stub, 0, NULL, NULL);
+        assert_int_equal(op.ran, at <= 2); /* meta, scan */
+        if (!op.ran)
+            other_run(&op);
+        assert_int_equal(op.rc, SEGIDX_OK);
+        size_t upto = at == 1 ? v.n + 1 : v.n;
+        model_append(&v, &c);
+        assert_int_equal(got.entries, model_entries_upto(&v, upto));
+        model_volume_free(&v);
+        fixture_close(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -833,6 +1179,11 @@ int main(void)
         cmocka_unit_test(test_failing_store_changes_nothing),
         cmocka_unit_test(test_corrupt_values),
         cmocka_unit_test(test_meta_of_a_later_version),
+        cmocka_unit_test(test_race_prune_under_read),
+        cmocka_unit_test(test_race_commit_under_commit),
+        cmocka_unit_test(test_race_prune_and_commit),
+        cmocka_unit_test(test_race_prune_under_prune),
+        cmocka_unit_test(test_race_commit_under_listing),
     };
 #ifdef VOLUME_INDEX_OVER_LMDB
     return cmocka_run_group_tests_name("volume_index over lmdb", tests, NULL, NULL);

@@ -10,7 +10,10 @@
  *
  * Wraps a real store. Each method can be told to fail on its Nth call from
  * now (1 = the next call) with `fail_rc`; every call and every entry a scan
- * hands out is counted.
+ * hands out is counted. A race is run on purpose by `hook`: it runs just
+ * before the call numbered `hook_at` (counting every method's calls from 1
+ * since it was set), so that another writer's operation lands exactly
+ * between two calls of the one under test.
  */
 typedef struct stub_kv {
     segidx_kv inner;
@@ -18,7 +21,27 @@ typedef struct stub_kv {
     long fail_get_at, fail_scan_at, fail_write_at; /* 0: never */
     long gets, scans, writes;
     long visited;  /* entries scans handed to their callbacks */
+    long calls;    /* every method's, for hook_at */
+    long hook_at;  /* 0: never */
+    void (*hook)(void *ctx);
+    void *hook_ctx;
 } stub_kv;
+
+/* Run the hook if this call is the one it waits for. */
+static void stub_call(stub_kv *s)
+{
+    if (++s->calls == s->hook_at && s->hook)
+        s->hook(s->hook_ctx);
+}
+
+/* Arm the hook to run before the `at`th call from now. */
+static void stub_hook(stub_kv *s, long at, void (*hook)(void *ctx), void *ctx)
+{
+    s->calls = 0;
+    s->hook_at = at;
+    s->hook = hook;
+    s->hook_ctx = ctx;
+}
 
 struct stub_visit {
     stub_kv *stub;
@@ -41,6 +64,7 @@ static bool stub_should_fail(long *at)
 static int stub_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
 {
     stub_kv *s = self;
+    stub_call(s);
     s->gets++;
     if (stub_should_fail(&s->fail_get_at))
         return s->fail_rc;
@@ -51,6 +75,7 @@ static int stub_scan(void *self, const void *lo, size_t lolen, const void *hi, s
                      bool reverse, segidx_kv_visit_fn fn, void *ctx)
 {
     stub_kv *s = self;
+    stub_call(s);
     s->scans++;
     if (stub_should_fail(&s->fail_scan_at))
         return s->fail_rc;
@@ -61,6 +86,7 @@ static int stub_scan(void *self, const void *lo, size_t lolen, const void *hi, s
 static int stub_write(void *self, const segidx_kv_op *ops, size_t n)
 {
     stub_kv *s = self;
+    stub_call(s);
     s->writes++;
     if (stub_should_fail(&s->fail_write_at))
         return s->fail_rc;
