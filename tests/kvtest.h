@@ -8,11 +8,12 @@
  *     static kvtest_store mine = { "mine", open_mine, NULL };
  *     const struct CMUnitTest tests[] = { KVTEST_SUITE(&mine), ... };
  *
- * What it checks is the vtable's contract in segidx.h, plus the argument
- * rules both bundled stores share (an empty key, an unknown op code or NULL
- * with a non-zero length is SEGIDX_EINVAL, and nothing of the batch is
- * applied): a host store that answers differently can skip
- * kvtest_invalid_batches.
+ * What it checks is the vtable's contract in segidx.h, version 2 (the
+ * SEGIDX_KV_EXPECT tests: a version-1 store leaves them out), plus the
+ * argument rules both bundled stores share (an empty key, an unknown op
+ * code or NULL with a non-zero length is SEGIDX_EINVAL, in an EXPECT too,
+ * and nothing of the batch is applied): a host store that answers
+ * differently can skip kvtest_invalid_batches.
  */
 #ifndef SEGIDX_KVTEST_H
 #define SEGIDX_KVTEST_H
@@ -22,6 +23,7 @@
 #if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
 #define KVTEST_THREADS 1
 #include <pthread.h>
+#include <sched.h>
 #else
 #define KVTEST_THREADS 0
 #endif
@@ -134,9 +136,26 @@ static inline void kvm_apply(kvm *m, const segidx_kv_op *ops, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (ops[i].op == SEGIDX_KV_PUT)
             kvm_put(m, ops[i].key, ops[i].klen, ops[i].val, ops[i].vlen);
-        else
+        else if (ops[i].op == SEGIDX_KV_DEL)
             kvm_del(m, ops[i].key, ops[i].klen);
     }
+}
+
+/* Whether every EXPECT of a batch holds in the model as it is before the
+ * batch. */
+static inline bool kvm_expects_hold(const kvm *m, const segidx_kv_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].op != SEGIDX_KV_EXPECT)
+            continue;
+        const kvm_entry *e = kvm_find(m, ops[i].key, ops[i].klen);
+        bool holds = !ops[i].val ? e == NULL
+                                 : e && e->vlen == ops[i].vlen &&
+                                       (e->vlen == 0 || memcmp(e->v, ops[i].val, e->vlen) == 0);
+        if (!holds)
+            return false;
+    }
+    return true;
 }
 
 static inline void kvm_free(kvm *m)
@@ -246,6 +265,20 @@ static inline void kvtest_write_ok(segidx_kv kv, kvm *m, const segidx_kv_op *ops
 
 #define KVTEST_PUT(k, kl, v, vl) ((segidx_kv_op){ SEGIDX_KV_PUT, (k), (kl), (v), (vl) })
 #define KVTEST_DEL(k, kl) ((segidx_kv_op){ SEGIDX_KV_DEL, (k), (kl), NULL, 0 })
+/* `key` holds exactly v/vl; v NULL: `key` is absent. */
+#define KVTEST_EXPECT(k, kl, v, vl) ((segidx_kv_op){ SEGIDX_KV_EXPECT, (k), (kl), (v), (vl) })
+
+/* A batch whose EXPECTs fail: SEGIDX_ECONFLICT, and the store is still
+ * exactly the model, every key and value byte for byte. */
+static inline void kvtest_write_conflicts(segidx_kv kv, const kvm *m, const segidx_kv_op *ops,
+                                          size_t n)
+{
+    assert_false(kvm_expects_hold(m, ops, n));
+    assert_int_equal(kv.vt->write(kv.self, ops, n), SEGIDX_ECONFLICT);
+    kvtest_check_all(kv, m);
+    for (size_t i = 0; i < n; i++)
+        kvtest_check_get(kv, m, ops[i].key, ops[i].klen);
+}
 
 /* ------------------------------------------------------------ generators */
 
@@ -301,11 +334,12 @@ static inline size_t kvtest_gen_bound(test_rng *r, const kvm *m, uint8_t *buf)
     return rng_below(r, 5) == 0 ? 0 : kvtest_gen_key(r, m, buf);
 }
 
-/* A batch of up to 12 operations, with the bytes they point to. */
+/* A batch of up to 12 operations, and room for 4 EXPECTs more, with the
+ * bytes they point to. */
 typedef struct kvtest_batch {
-    segidx_kv_op ops[12];
-    uint8_t keys[12][KVTEST_MAX_KEY + 1];
-    uint8_t vals[12][KVTEST_MAX_VAL];
+    segidx_kv_op ops[16];
+    uint8_t keys[16][KVTEST_MAX_KEY + 1];
+    uint8_t vals[16][KVTEST_MAX_VAL + 1];
     size_t n;
 } kvtest_batch;
 
@@ -484,8 +518,12 @@ static inline void kvtest_invalid_batches(void **state)
     const size_t last = sizeof bad / sizeof *bad - 1;
     const segidx_kv_op wrong[] = {
         { 0, "x", 1, "v", 1 },                      /* unknown op codes */
-        { 3, "x", 1, "v", 1 },
+        { 4, "x", 1, "v", 1 },
         { -1, "x", 1, NULL, 0 },
+        { SEGIDX_KV_EXPECT, "", 0, "v", 1 },        /* EXPECTs: an empty key */
+        { SEGIDX_KV_EXPECT, "", 0, NULL, 0 },
+        { SEGIDX_KV_EXPECT, NULL, 1, NULL, 0 },     /* NULL key, klen > 0 */
+        { SEGIDX_KV_EXPECT, "keep", 4, NULL, 1 },   /* NULL value, vlen > 0 */
         { SEGIDX_KV_PUT, NULL, 1, "v", 1 },         /* NULL key, klen > 0 */
         { SEGIDX_KV_DEL, NULL, 4, NULL, 0 },
         { SEGIDX_KV_PUT, "x", 1, NULL, 3 },         /* NULL value, vlen > 0 */
@@ -524,9 +562,300 @@ static inline void kvtest_invalid_batches(void **state)
     kvtest_close(kv);
 }
 
+/* ------------------------------------------------------------ EXPECT */
+
+/* EXPECT, case by case: what matches, every way of not matching, and that
+ * every EXPECT of a batch sees the store as it was before the batch. */
+static inline void kvtest_expect_rules(void **state)
+{
+    segidx_kv kv = kvtest_open(state);
+    kvm m = { 0 };
+    static const uint8_t vbin[] = { 0x00, 0xFF, 0x00 }, vbin2[] = { 0x00, 0xFF, 0x01 };
+    segidx_kv_op setup[] = { KVTEST_PUT("a", 1, "1", 1), KVTEST_PUT("b", 1, "22", 2),
+                             KVTEST_PUT("e", 1, "", 0), KVTEST_PUT("z", 1, vbin, 3) };
+    kvtest_write_ok(kv, &m, setup, 4);
+
+    /* Matches let the batch in; EXPECTs alone change nothing. */
+    segidx_kv_op match[] = { KVTEST_EXPECT("a", 1, "1", 1), KVTEST_PUT("c", 1, "3", 1) };
+    kvtest_write_ok(kv, &m, match, 2);
+    segidx_kv_op only[] = { KVTEST_EXPECT("b", 1, "22", 2), KVTEST_EXPECT("e", 1, "", 0),
+                            KVTEST_EXPECT("missing", 7, NULL, 0), KVTEST_EXPECT("z", 1, vbin, 3) };
+    kvtest_write_ok(kv, &m, only, 4);
+    kvtest_check_all(kv, &m);
+
+    /* Each mismatch, last in a batch that changes other keys, then first. */
+    const segidx_kv_op wrong[] = {
+        KVTEST_EXPECT("a", 1, "2", 1),      /* another value */
+        KVTEST_EXPECT("b", 1, "2", 1),      /* a prefix of the value */
+        KVTEST_EXPECT("b", 1, "222", 3),    /* the value and a byte more */
+        KVTEST_EXPECT("b", 1, "", 0),       /* empty, where the key holds bytes */
+        KVTEST_EXPECT("z", 1, vbin2, 3),    /* the last byte differs */
+        KVTEST_EXPECT("e", 1, "x", 1),      /* bytes, where the key holds "" */
+        KVTEST_EXPECT("e", 1, NULL, 0),     /* absent, where the key holds "" */
+        KVTEST_EXPECT("a", 1, NULL, 0),     /* absent, where the key is there */
+        KVTEST_EXPECT("missing", 7, "", 0), /* "", where the key is absent */
+        KVTEST_EXPECT("missing", 7, "1", 1),
+        KVTEST_EXPECT("a\0", 2, "1", 1),    /* a key that extends a present one */
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
+        segidx_kv_op last[] = { KVTEST_PUT("a", 1, "new", 3), KVTEST_DEL("b", 1),
+                                KVTEST_PUT("n", 1, "n", 1), KVTEST_DEL("e", 1), wrong[i] };
+        kvtest_write_conflicts(kv, &m, last, 5);
+        segidx_kv_op first[] = { wrong[i], KVTEST_PUT("a", 1, "new", 3), KVTEST_DEL("z", 1) };
+        kvtest_write_conflicts(kv, &m, first, 3);
+    }
+
+    /* Several EXPECTs that hold, then one that does not. */
+    segidx_kv_op last_fails[] = {
+        KVTEST_EXPECT("a", 1, "1", 1), KVTEST_EXPECT("b", 1, "22", 2),
+        KVTEST_EXPECT("missing", 7, NULL, 0), KVTEST_PUT("a", 1, "x", 1), KVTEST_DEL("e", 1),
+        KVTEST_EXPECT("e", 1, "", 0), KVTEST_EXPECT("c", 1, "4", 1),
+    };
+    kvtest_write_conflicts(kv, &m, last_fails, 7);
+
+    /* An EXPECT after a change of its key in the same batch still sees the
+     * value from before the batch. */
+    segidx_kv_op after_put[] = { KVTEST_PUT("a", 1, "9", 1), KVTEST_EXPECT("a", 1, "9", 1) };
+    kvtest_write_conflicts(kv, &m, after_put, 2);
+    segidx_kv_op after_new[] = { KVTEST_PUT("new", 3, "v", 1), KVTEST_EXPECT("new", 3, "v", 1) };
+    kvtest_write_conflicts(kv, &m, after_new, 2);
+    segidx_kv_op after_del[] = { KVTEST_DEL("a", 1), KVTEST_EXPECT("a", 1, NULL, 0) };
+    kvtest_write_conflicts(kv, &m, after_del, 2);
+    segidx_kv_op old_values[] = {
+        KVTEST_PUT("a", 1, "9", 1), KVTEST_DEL("b", 1), KVTEST_EXPECT("a", 1, "1", 1),
+        KVTEST_EXPECT("b", 1, "22", 2), KVTEST_PUT("new", 3, "v", 1),
+        KVTEST_EXPECT("new", 3, NULL, 0),
+    };
+    kvtest_write_ok(kv, &m, old_values, 6);
+    kvtest_check_all(kv, &m);
+
+    /* Compare-and-swap and compare-and-delete. */
+    segidx_kv_op cas[] = { KVTEST_EXPECT("a", 1, "9", 1), KVTEST_PUT("a", 1, "10", 2) };
+    kvtest_write_ok(kv, &m, cas, 2);
+    kvtest_write_conflicts(kv, &m, cas, 2); /* "a" is "10" now */
+    segidx_kv_op cad[] = { KVTEST_EXPECT("new", 3, "v", 1), KVTEST_DEL("new", 3) };
+    kvtest_write_ok(kv, &m, cad, 2);
+    kvtest_write_conflicts(kv, &m, cad, 2);
+
+    /* A long value: one byte off at either end is a mismatch. */
+    uint8_t big[KVTEST_MAX_VAL];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 31 + 7);
+    segidx_kv_op put_big = KVTEST_PUT("big", 3, big, sizeof big);
+    kvtest_write_ok(kv, &m, &put_big, 1);
+    for (int end = 0; end < 2; end++) {
+        size_t at = end ? sizeof big - 1 : 0;
+        big[at] ^= 0x01;
+        segidx_kv_op off[] = { KVTEST_EXPECT("big", 3, big, sizeof big), KVTEST_DEL("big", 3) };
+        kvtest_write_conflicts(kv, &m, off, 2);
+        big[at] ^= 0x01;
+    }
+    segidx_kv_op shorter[] = { KVTEST_EXPECT("big", 3, big, sizeof big - 1), KVTEST_DEL("a", 1) };
+    kvtest_write_conflicts(kv, &m, shorter, 2);
+    segidx_kv_op exact[] = { KVTEST_EXPECT("big", 3, big, sizeof big), KVTEST_DEL("big", 3) };
+    kvtest_write_ok(kv, &m, exact, 2);
+    kvtest_check_all(kv, &m);
+    kvm_free(&m);
+    kvtest_close(kv);
+}
+
+/* An EXPECT on `key`: the model's value (or absence), or, when `wrong`,
+ * something a byte or a presence away from it. Its bytes go to `val`. */
+static inline segidx_kv_op kvtest_gen_expect(test_rng *r, const kvm *m, const uint8_t *key,
+                                             size_t klen, bool wrong, uint8_t *val)
+{
+    const kvm_entry *e = kvm_find(m, key, klen);
+    size_t vlen = e ? e->vlen : 0;
+    if (e && vlen)
+        memcpy(val, e->v, vlen);
+    bool present = e != NULL;
+    if (wrong) {
+        switch (rng_below(r, 4)) {
+        case 0: /* present <-> absent ("" for the value when it appears) */
+            present = !present;
+            vlen = 0;
+            break;
+        case 1: /* a byte more */
+            if (present) {
+                val[vlen++] = (uint8_t)rng_next(r);
+                break;
+            }
+            present = true;
+            break;
+        case 2: /* a byte less */
+            if (present && vlen) {
+                vlen--;
+                break;
+            }
+            present = !present;
+            break;
+        default: /* one bit of one byte */
+            if (present && vlen) {
+                val[rng_below(r, vlen)] ^= (uint8_t)(1u << rng_below(r, 8));
+                break;
+            }
+            present = !present;
+            break;
+        }
+    }
+    return KVTEST_EXPECT(key, klen, present ? (const void *)val : NULL, vlen);
+}
+
+/* Random batches with EXPECTs mixed in, some true and some a little
+ * wrong: the store applies exactly the batches the model says hold and
+ * answers SEGIDX_ECONFLICT, changing nothing, for the others. */
+static inline void kvtest_expect_random(void **state)
+{
+    const kvtest_store *st = *state;
+    test_rng r = { 0x4B56000003ull };
+    segidx_kv kv = kvtest_open(state);
+    kvm m = { 0 };
+    kvtest_batch *b = malloc(sizeof *b);
+    assert_non_null(b);
+    int applied = 0, refused = 0, rounds = (int)test_scaled(300);
+    for (int round = 0; round < rounds; round++) {
+        kvtest_gen_batch(&r, &m, b);
+        size_t expects = 1 + rng_below(&r, 4);
+        bool one_wrong = rng_below(&r, 2);
+        size_t wrong_at = rng_below(&r, expects);
+        for (size_t j = 0; j < expects; j++) {
+            size_t slot = b->n; /* its bytes */
+            size_t klen;
+            if (rng_below(&r, 3) == 0) { /* a key the batch also changes */
+                const segidx_kv_op *other = &b->ops[rng_below(&r, b->n)];
+                klen = other->klen;
+                memcpy(b->keys[slot], other->key, klen);
+            } else {
+                klen = kvtest_gen_key(&r, &m, b->keys[slot]);
+            }
+            segidx_kv_op ex = kvtest_gen_expect(&r, &m, b->keys[slot], klen,
+                                                one_wrong && j == wrong_at, b->vals[slot]);
+            size_t at = rng_below(&r, b->n + 1);
+            memmove(&b->ops[at + 1], &b->ops[at], (b->n - at) * sizeof *b->ops);
+            b->ops[at] = ex;
+            b->n++;
+        }
+        if (kvm_expects_hold(&m, b->ops, b->n)) {
+            kvtest_write_ok(kv, &m, b->ops, b->n);
+            applied++;
+        } else {
+            assert_int_equal(kv.vt->write(kv.self, b->ops, b->n), SEGIDX_ECONFLICT);
+            refused++;
+        }
+        for (size_t i = 0; i < b->n; i++)
+            kvtest_check_get(kv, &m, b->ops[i].key, b->ops[i].klen);
+        if (round % 25 == 24 || round == rounds - 1)
+            kvtest_check_all(kv, &m);
+    }
+    print_message("kvtest[%s]: %d batches with EXPECTs applied, %d refused, %zu keys\n",
+                  st->name, applied, refused, m.n);
+    assert_true(applied > rounds / 4);
+    assert_true(refused > rounds / 4);
+    free(b);
+    kvm_free(&m);
+    kvtest_close(kv);
+}
+
+static inline int kvtest_read_u64(void *ctx, const void *key, size_t klen, const void *val,
+                                  size_t vlen)
+{
+    (void)key;
+    (void)klen;
+    if (vlen != 8)
+        return -1;
+    memcpy(ctx, val, 8);
+    return 0;
+}
+
+/* Add one to the counter under `key` (absent counts as 0) with a
+ * compare-and-swap: read it, then write the next value on the condition
+ * that the key still holds what was read; read again after each
+ * SEGIDX_ECONFLICT, counted in *conflicts. `between` (may be NULL) runs
+ * between the read and the write, to let others in there. 0 or the
+ * store's error. Calls no cmocka assert, so threads and forked processes
+ * can use it. */
+static inline int kvtest_cas_increment(segidx_kv kv, const void *key, size_t klen,
+                                       void (*between)(void), long *conflicts)
+{
+    for (;;) {
+        uint64_t cur = 0, next;
+        int rc = kv.vt->get(kv.self, key, klen, kvtest_read_u64, &cur);
+        if (rc != SEGIDX_OK && rc != SEGIDX_ENOTFOUND)
+            return rc;
+        if (between)
+            between();
+        bool absent = rc == SEGIDX_ENOTFOUND;
+        next = cur + 1;
+        segidx_kv_op ops[2] = { KVTEST_EXPECT(key, klen, absent ? NULL : &cur, absent ? 0 : 8),
+                                KVTEST_PUT(key, klen, &next, 8) };
+        rc = kv.vt->write(kv.self, ops, 2);
+        if (rc != SEGIDX_ECONFLICT)
+            return rc;
+        ++*conflicts;
+    }
+}
+
+/* The counter under `key`, which must be there. */
+static inline uint64_t kvtest_counter(segidx_kv kv, const void *key, size_t klen)
+{
+    uint64_t v = 0;
+    assert_int_equal(kv.vt->get(kv.self, key, klen, kvtest_read_u64, &v), SEGIDX_OK);
+    return v;
+}
+
 #if KVTEST_THREADS
 
 /* ------------------------------------------------------------ threads */
+
+enum { KVTEST_CAS_THREADS = 4 };
+
+typedef struct kvtest_cas_thread {
+    segidx_kv kv;
+    long increments, conflicts;
+    int rc;
+    pthread_t tid;
+} kvtest_cas_thread;
+
+/* Gives up the processor between read and write, so that the others'
+ * increments land there and conflicts happen on every run. */
+static inline void kvtest_yield(void)
+{
+    sched_yield();
+}
+
+static inline void *kvtest_cas_worker(void *arg)
+{
+    kvtest_cas_thread *t = arg;
+    for (long i = 0; i < t->increments && t->rc == SEGIDX_OK; i++)
+        t->rc = kvtest_cas_increment(t->kv, "counter", 7, kvtest_yield, &t->conflicts);
+    return NULL;
+}
+
+/* Threads each add to one counter with compare-and-swap: no increment is
+ * lost and none counted twice, however the writes interleave. */
+static inline void kvtest_cas_counter(void **state)
+{
+    const kvtest_store *st = *state;
+    segidx_kv kv = kvtest_open(state);
+    kvtest_cas_thread th[KVTEST_CAS_THREADS];
+    memset(th, 0, sizeof th);
+    long per_thread = test_scaled(500), conflicts = 0;
+    for (int i = 0; i < KVTEST_CAS_THREADS; i++) {
+        th[i].kv = kv;
+        th[i].increments = per_thread;
+        assert_int_equal(pthread_create(&th[i].tid, NULL, kvtest_cas_worker, &th[i]), 0);
+    }
+    for (int i = 0; i < KVTEST_CAS_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i].tid, NULL), 0);
+        assert_int_equal(th[i].rc, SEGIDX_OK);
+        conflicts += th[i].conflicts;
+    }
+    assert_int_equal(kvtest_counter(kv, "counter", 7),
+                     (uint64_t)(KVTEST_CAS_THREADS * per_thread));
+    print_message("kvtest[%s]: %d x %ld increments, %ld conflicts retried\n", st->name,
+                  KVTEST_CAS_THREADS, per_thread, conflicts);
+    kvtest_close(kv);
+}
 
 /* Writers each own two key ranges: a group of keys that every batch sets
  * to one value (so a scan that is one snapshot sees them all equal) and a
@@ -736,7 +1065,9 @@ static inline void kvtest_threads(void **state)
     kvtest_close(kv);
 }
 
-#define KVTEST_THREAD_TESTS(store) , cmocka_unit_test_prestate(kvtest_threads, (store))
+#define KVTEST_THREAD_TESTS(store)                                                  \
+    , cmocka_unit_test_prestate(kvtest_threads, (store)),                           \
+    cmocka_unit_test_prestate(kvtest_cas_counter, (store))
 #else
 #define KVTEST_THREAD_TESTS(store)
 #endif
@@ -746,7 +1077,9 @@ static inline void kvtest_threads(void **state)
     cmocka_unit_test_prestate(kvtest_exact_bytes, (store)),                         \
     cmocka_unit_test_prestate(kvtest_batch_rules, (store)),                         \
     cmocka_unit_test_prestate(kvtest_invalid_batches, (store)),                     \
-    cmocka_unit_test_prestate(kvtest_random_batches, (store))                       \
+    cmocka_unit_test_prestate(kvtest_random_batches, (store)),                      \
+    cmocka_unit_test_prestate(kvtest_expect_rules, (store)),                        \
+    cmocka_unit_test_prestate(kvtest_expect_random, (store))                        \
     KVTEST_THREAD_TESTS(store)
 
 #endif

@@ -8,7 +8,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* mkdtemp'd by the group setup, removed with everything in it at the end. */
@@ -392,6 +394,64 @@ static void test_lmdb_errors_are_eio(void **state)
     kvm_free(&m);
 }
 
+/* ------------------------------------------------------------ processes */
+
+static void yield_cpu(void)
+{
+    sched_yield();
+}
+
+/* A child's share of the counter test, with a store of its own: its exit
+ * status says how it went (no cmocka in a child). */
+static int cas_child(const char *path, long increments)
+{
+    segidx_kv kv;
+    if (segidx_kv_lmdb_open(path, &nosync_opts, &kv) != SEGIDX_OK)
+        return 2;
+    long conflicts = 0;
+    int rc = SEGIDX_OK;
+    for (long i = 0; i < increments && rc == SEGIDX_OK; i++)
+        rc = kvtest_cas_increment(kv, "counter", 7, yield_cpu, &conflicts);
+    kv.vt->close(kv.self);
+    return rc == SEGIDX_OK ? 0 : 3;
+}
+
+/* Processes, each with its own store on one directory, add to one counter
+ * with compare-and-swap. The EXPECT is read inside the write transaction,
+ * which LMDB gives to one process at a time, so no increment is lost and
+ * none counted twice. */
+static void test_cas_across_processes(void **state)
+{
+    (void)state;
+    enum { CHILDREN = 3 };
+    long per_process = test_scaled(300), conflicts = 0;
+    char path[512];
+    tmp_path(path, sizeof path, "cas-processes");
+    segidx_kv kv = open_at(path, &nosync_opts); /* created before anyone races to */
+    kv.vt->close(kv.self);
+
+    pid_t kids[CHILDREN];
+    for (int i = 0; i < CHILDREN; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0)
+            _exit(cas_child(path, per_process));
+    }
+    kv = open_at(path, &nosync_opts);
+    for (long i = 0; i < per_process; i++)
+        assert_int_equal(kvtest_cas_increment(kv, "counter", 7, yield_cpu, &conflicts), 0);
+    for (int i = 0; i < CHILDREN; i++) {
+        int status;
+        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(kvtest_counter(kv, "counter", 7), (uint64_t)((CHILDREN + 1) * per_process));
+    print_message("%d processes x %ld increments, %ld conflicts retried here\n", CHILDREN + 1,
+                  per_process, conflicts);
+    kv.vt->close(kv.self);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +462,7 @@ int main(void)
         cmocka_unit_test_prestate(kvtest_batch_rules, &durable_store),
         cmocka_unit_test_prestate(kvtest_invalid_batches, &durable_store),
         cmocka_unit_test_prestate(kvtest_random_batches, &durable_store),
+        cmocka_unit_test_prestate(kvtest_expect_rules, &durable_store),
         cmocka_unit_test(test_reopen_sees_data),
         cmocka_unit_test(test_creates_missing_directories),
         cmocka_unit_test(test_path_is_a_file),
@@ -409,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_long_keys_and_bounds),
         cmocka_unit_test(test_map_full),
         cmocka_unit_test(test_lmdb_errors_are_eio),
+        cmocka_unit_test(test_cas_across_processes),
     };
     return cmocka_run_group_tests_name("kv_lmdb", tests, group_setup, group_teardown);
 }

@@ -7,7 +7,10 @@
  * Each method is one LMDB transaction: get and scan a read-only one (a
  * snapshot; with MDB_NOTLS the slot belongs to the transaction, not the
  * thread, so any thread may run any number of them), write one write
- * transaction, committed or aborted as a whole.
+ * transaction, committed or aborted as a whole. A batch's EXPECTs are
+ * read in that write transaction before any change: LMDB lets one write
+ * transaction run at a time over every process that opens the
+ * environment, so nothing can land between the check and the change.
  */
 #include "segidx_lmdb.h"
 
@@ -180,11 +183,44 @@ static int lmdb_scan(void *self, const void *lo, size_t lolen, const void *hi, s
 
 static bool op_valid(const lmdb_kv *kv, const segidx_kv_op *op)
 {
-    if (op->op != SEGIDX_KV_PUT && op->op != SEGIDX_KV_DEL)
+    if (op->op != SEGIDX_KV_PUT && op->op != SEGIDX_KV_DEL && op->op != SEGIDX_KV_EXPECT)
         return false;
     if (!key_valid(kv, op->key, op->klen))
         return false;
     return op->op == SEGIDX_KV_DEL || op->val || op->vlen == 0;
+}
+
+/* Whether every EXPECT of the batch holds in `txn`, read before the batch
+ * changes anything (an EXPECT after a PUT of its key sees the old value):
+ * SEGIDX_OK, SEGIDX_ECONFLICT, or the error of a failed read. */
+static int check_expects(lmdb_kv *kv, MDB_txn *txn, const segidx_kv_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].op != SEGIDX_KV_EXPECT)
+            continue;
+        MDB_val k = { ops[i].klen, (void *)ops[i].key }, v;
+        int rc = mdb_get(txn, kv->dbi, &k, &v);
+        if (rc == MDB_NOTFOUND) {
+            if (ops[i].val)
+                return SEGIDX_ECONFLICT;
+            continue;
+        }
+        if (rc)
+            return fail(kv, rc);
+        if (!ops[i].val || v.mv_size != ops[i].vlen ||
+            (ops[i].vlen && memcmp(v.mv_data, ops[i].val, ops[i].vlen) != 0))
+            return SEGIDX_ECONFLICT;
+    }
+    return SEGIDX_OK;
+}
+
+/* Whether a batch changes anything, or only states conditions. */
+static bool batch_changes(const segidx_kv_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].op != SEGIDX_KV_EXPECT)
+            return true;
+    return false;
 }
 
 static int lmdb_write(void *self, const segidx_kv_op *ops, size_t n)
@@ -202,13 +238,18 @@ static int lmdb_write(void *self, const segidx_kv_op *ops, size_t n)
     int rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
     if (rc)
         return fail(kv, rc);
+    int checked = check_expects(kv, txn, ops, n);
+    if (checked || !batch_changes(ops, n)) {
+        mdb_txn_abort(txn); /* nothing to commit: no sync either */
+        return checked;
+    }
     static const char none[1] = { 0 }; /* an empty value's address: never NULL */
     for (size_t i = 0; i < n && rc == MDB_SUCCESS; i++) {
         MDB_val k = { ops[i].klen, (void *)ops[i].key };
         if (ops[i].op == SEGIDX_KV_PUT) {
             MDB_val v = { ops[i].vlen, (void *)(ops[i].vlen ? ops[i].val : none) };
             rc = mdb_put(txn, kv->dbi, &k, &v, 0);
-        } else {
+        } else if (ops[i].op == SEGIDX_KV_DEL) {
             rc = mdb_del(txn, kv->dbi, &k, NULL);
             if (rc == MDB_NOTFOUND)
                 rc = MDB_SUCCESS; /* removing a missing key is not an error */
