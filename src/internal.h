@@ -70,12 +70,13 @@ static inline bool segidx__id_equal(const uint8_t *a, const uint8_t *b)
 
 /* What a host callback returned, as the library passes it on: 0 and the
  * library's own codes as they are; a positive value or any other negative
- * one (an errno such as -EIO, a host's own code) is SEGIDX_EIO, so that a
- * caller never sees a code segidx_strerror() does not know, nor a positive
- * value where an error was meant. */
+ * one (an errno, a host's own code) is SEGIDX_EIO, so that a caller never
+ * sees a code segidx_strerror() does not know, nor a positive value where
+ * an error was meant. SEGIDX_ERANGE too: no callback has a range to report,
+ * and -5 is -EIO on Linux, the errno a host most likely passes on. */
 static inline int segidx__host_rc(int rc)
 {
-    return rc <= 0 && rc >= SEGIDX_EFULL ? rc : SEGIDX_EIO;
+    return rc <= 0 && rc >= SEGIDX_EFULL && rc != SEGIDX_ERANGE ? rc : SEGIDX_EIO;
 }
 
 /* XXH3-64 of a byte range, the one checksum every format uses (seed 0). */
@@ -91,6 +92,10 @@ bool segidx__offset_set_union(segidx_offset_set *a, const segidx_offset_set *b);
 bool segidx__offset_set_intersects(const segidx_offset_set *a, const segidx_offset_set *b);
 /* The largest offset of a non-empty set. */
 uint32_t segidx__offset_set_max(const segidx_offset_set *s);
+
+/* How many threads wait for an in-memory store's lock, each way: lets a
+ * test know that a thread is blocked before it goes on. */
+void segidx__kv_mem_waiting(const segidx_kv *kv, unsigned *readers, unsigned *writers);
 
 /* The host's allocator, or libc's when `a` is NULL. Sizes travel with every
  * call so that arena allocators need no headers. */

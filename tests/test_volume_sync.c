@@ -98,6 +98,66 @@ static void test_pull_only_when_behind(void **state)
     segidx_volume_index_close(vi);
 }
 
+/* A pull that syncs its own volume again: an error, never a wait for
+ * itself. Another volume's sync from inside a pull is fine. */
+struct reentry {
+    segidx_lsn lsn;
+    segidx_vid other;
+    int inner_rc, other_rc;
+};
+
+static int reentering_pull(void *ctx, segidx_volume_index *vi, const segidx_vid *vid,
+                           segidx_lsn have)
+{
+    struct reentry *e = ctx;
+    struct remote r = { .remote_lsn = e->lsn };
+    e->inner_rc = segidx_volume_sync(vi, vid, e->lsn, pull, &r);
+    struct remote o = { .remote_lsn = 2 };
+    e->other_rc = segidx_volume_sync(vi, &e->other, 2, pull, &o);
+    return pull(&r, vi, vid, have);
+}
+
+static void test_pull_reentering_its_sync(void **state)
+{
+    (void)state;
+    segidx_volume_index *vi = open_index();
+    segidx_vid vid = { { 7 } };
+    struct reentry e = { 4, { { 8 } }, 1, 1 };
+    assert_int_equal(segidx_volume_sync(vi, &vid, 4, reentering_pull, &e), SEGIDX_OK);
+    assert_int_equal(e.inner_rc, SEGIDX_EINVAL);
+    assert_int_equal(e.other_rc, SEGIDX_OK);
+    segidx_volume_meta m;
+    assert_int_equal(segidx_volume_get(vi, &vid, &m), SEGIDX_OK);
+    assert_int_equal(m.lsn, 4);
+    assert_int_equal(segidx_volume_get(vi, &e.other, &m), SEGIDX_OK);
+    assert_int_equal(m.lsn, 2);
+    /* The permit went back: a later sync of the volume pulls as usual. */
+    struct remote r = { .remote_lsn = 6 };
+    assert_int_equal(segidx_volume_sync(vi, &vid, 6, pull, &r), SEGIDX_OK);
+    assert_int_equal(r.pulls, 1);
+    segidx_volume_index_close(vi);
+}
+
+/* What a pull returns that is not a SEGIDX_E* code (a positive value, an
+ * errno) is SEGIDX_EIO; the library's own codes pass as they are. */
+static void test_pull_returns_mapped(void **state)
+{
+    (void)state;
+    segidx_volume_index *vi = open_index();
+    segidx_vid vid = { { 9 } };
+    const int returned[] = { 1, 5, -5 /* -EIO */, -12 /* -ENOMEM */, -1000, SEGIDX_ENOMEM,
+                             SEGIDX_ECONFLICT, SEGIDX_EFULL, SEGIDX_EIO };
+    const int expected[] = { SEGIDX_EIO, SEGIDX_EIO, SEGIDX_EIO, SEGIDX_EIO, SEGIDX_EIO,
+                             SEGIDX_ENOMEM, SEGIDX_ECONFLICT, SEGIDX_EFULL, SEGIDX_EIO };
+    for (size_t i = 0; i < sizeof returned / sizeof *returned; i++) {
+        struct remote r = { .remote_lsn = 3, .fail_with = returned[i] };
+        assert_int_equal(segidx_volume_sync(vi, &vid, 3, pull, &r), expected[i]);
+        assert_int_equal(segidx_volume_get(vi, &vid, &(segidx_volume_meta){ 0 }),
+                         SEGIDX_ENOTFOUND);
+    }
+    segidx_volume_index_close(vi);
+}
+
 #if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
 struct syncer {
     segidx_volume_index *vi;
@@ -187,6 +247,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pull_only_when_behind),
+        cmocka_unit_test(test_pull_reentering_its_sync),
+        cmocka_unit_test(test_pull_returns_mapped),
 #if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
         cmocka_unit_test(test_one_pull_per_volume),
         cmocka_unit_test(test_volumes_sync_in_parallel),
