@@ -206,7 +206,7 @@ static double index_commits(segidx_volume_index *vi, const segidx_vid *vid, uint
 
 struct query_set {
     segidx_offset_set *q[QUERIES];
-    long walk[QUERIES]; /* commits each must walk */
+    long walk[QUERIES]; /* entries each must read */
 };
 
 /* QUERY_OFFSETS distinct offsets written by `top`, and how far back the
@@ -226,7 +226,9 @@ static void make_queries(struct query_set *qs, const uint32_t *last, uint32_t to
             segidx_offset_set_add(qs->q[i], written[k]);
             oldest = last[written[k]] < oldest ? last[written[k]] : oldest;
         }
-        qs->walk[i] = (long)(top - oldest + 1);
+        /* The commits from top down to the oldest, and one key more,
+         * which a walk reads for its order once its query is empty. */
+        qs->walk[i] = (long)(top - oldest + 1) + (oldest > 1);
     }
 }
 
@@ -260,7 +262,7 @@ static void bench_queries(const char *name, segidx_volume_index *vi, struct coun
                                         .unit = "q/s", .better = BENCH_HIGHER_IS_BETTER });
     snprintf(line, sizeof line, "volume.entries_read %s", name);
     bench_print(&(struct bench_figure){ .name = line, .value = (double)visited / QUERIES,
-                                        .unit = "/query", .baseline = "commits walked",
+                                        .unit = "/query", .baseline = "commits walked + 1",
                                         .baseline_value = (double)walked / QUERIES });
     BENCH_CHECK(visited == walked);
 }

@@ -422,6 +422,7 @@ struct find_walk {
     segidx_offset_set *query;
     struct find_hit *hits;
     size_t n_hits, cap_hits;
+    bool answered; /* the query is empty: one more key only, for its order */
     int err;       /* a corrupt entry, no memory */
 };
 
@@ -447,10 +448,18 @@ static int keep_find_hit(struct find_walk *w, const struct entry *e, segidx_offs
 }
 
 /* One commit entry, newest first: cut the query by it and keep the cut.
- * Any non-zero return ends the store's scan; the walk says why. */
+ * Any non-zero return ends the store's scan; the walk says why.
+ *
+ * Once the query is empty the walk asks for one key more and reads only
+ * its key: a store that hands entries out of order (oldest first, say)
+ * would otherwise end the walk on an old version before its order could
+ * be seen to be wrong; the next key shows it (kv_guard.c checks the order
+ * before this is called). */
 static int visit_for_find(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct find_walk *w = ctx;
+    if (w->answered)
+        return 1;
     struct entry e;
     if ((w->err = parse_entry(key, klen, val, vlen, w->vid, w->max_lsn, &e)))
         return 1;
@@ -464,7 +473,8 @@ static int visit_for_find(void *ctx, const void *key, size_t klen, const void *v
         segidx_offset_set_free(cut);
     else if ((w->err = keep_find_hit(w, &e, cut)))
         return segidx_offset_set_free(cut), 1;
-    return segidx_offset_set_is_empty(w->query);
+    w->answered = segidx_offset_set_is_empty(w->query);
+    return 0;
 }
 
 /* After the scan: the read stands only if the prune point has not passed
@@ -521,7 +531,7 @@ int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, 
         return SEGIDX_ERANGE;
     if (lsn == 0 || segidx_offset_set_is_empty(query))
         return SEGIDX_OK;
-    struct find_walk w = { vid, m.pub.lsn, query, NULL, 0, 0, 0 };
+    struct find_walk w = { vid, m.pub.lsn, query, NULL, 0, 0, false, 0 };
     rc = find_walk_run(vi, vid, lsn, &m, &w);
     /* Only now, with the walk known whole, does anything leave the call:
      * and no store lock is held, so fn may call the library again. */
