@@ -1,6 +1,8 @@
 /* The host's KV store, every answer checked (kv_guard.h says what and why). */
 #include "kv_guard.h"
 
+#include <stdlib.h>
+
 /* memcmp order; a key that prefixes another sorts first. */
 static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
@@ -55,7 +57,14 @@ int segidx__kv_get(const segidx_kv *kv, const void *key, size_t klen, segidx_kv_
     return g.fn_rc;
 }
 
-/* ------------------------------------------------------------ scan */
+/* ------------------------------------------------------------ scan
+ *
+ * Keys reach the caller one behind the store: a key is handed on only once
+ * the store's next key (or the end of the scan) has shown that it came in
+ * order. A store that hands out an older entry first would otherwise have
+ * it taken for the answer before anything could show that it was out of
+ * order; the one-key delay costs a copy of each value.
+ */
 
 struct scan_guard {
     const uint8_t *lo, *hi;
@@ -63,9 +72,11 @@ struct scan_guard {
     bool reverse;
     segidx_kv_visit_fn fn;
     void *ctx;
-    uint8_t prev[SEGIDX__KV_MAX_KEY];
-    size_t prevlen;
-    bool any;
+    uint8_t key[SEGIDX__KV_MAX_KEY]; /* the key held back, and its value */
+    size_t klen;
+    uint8_t *val;
+    size_t vlen, vcap;
+    bool held;
     bool bad;
     int stop;  /* fn's non-zero return, once it came */
 };
@@ -76,10 +87,36 @@ static bool key_in_order(const struct scan_guard *g, const void *key, size_t kle
         return false;
     if (key_cmp(key, klen, g->hi, g->hilen) >= 0)
         return false;
-    if (!g->any)
+    if (!g->held)
         return true;
-    int c = key_cmp(key, klen, g->prev, g->prevlen);
+    int c = key_cmp(key, klen, g->key, g->klen);
     return g->reverse ? c < 0 : c > 0;
+}
+
+/* Hand the held key on. */
+static int release_held(struct scan_guard *g)
+{
+    g->held = false;
+    return g->stop = g->fn(g->ctx, g->key, g->klen, g->val, g->vlen);
+}
+
+static int hold(struct scan_guard *g, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    if (vlen > g->vcap) {
+        size_t cap = vlen > 2 * g->vcap ? vlen : 2 * g->vcap;
+        uint8_t *p = realloc(g->val, cap);
+        if (!p)
+            return SEGIDX_ENOMEM;
+        g->val = p;
+        g->vcap = cap;
+    }
+    memcpy(g->key, key, klen);
+    g->klen = klen;
+    if (vlen)
+        memcpy(g->val, val, vlen);
+    g->vlen = vlen;
+    g->held = true;
+    return SEGIDX_OK;
 }
 
 static int guard_scan_visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
@@ -90,27 +127,33 @@ static int guard_scan_visit(void *ctx, const void *key, size_t klen, const void 
         g->bad = true;
         return g->stop ? g->stop : SEGIDX_ECORRUPT;
     }
-    memcpy(g->prev, key, klen);
-    g->prevlen = klen;
-    g->any = true;
-    return g->stop = g->fn(g->ctx, key, klen, val, vlen);
+    if (g->held && release_held(g))
+        return g->stop;
+    if (hold(g, key, klen, val, vlen))
+        return g->stop = SEGIDX_ENOMEM;
+    return 0;
 }
 
 int segidx__kv_scan(const segidx_kv *kv, const void *lo, size_t lolen, const void *hi,
                     size_t hilen, bool reverse, segidx_kv_visit_fn fn, void *ctx)
 {
-    struct scan_guard g = { lo, hi, lolen, hilen, reverse, fn, ctx, { 0 }, 0, false, false, 0 };
+    struct scan_guard g = { lo, hi, lolen, hilen, reverse, fn, ctx, { 0 }, 0, NULL, 0, 0,
+                            false, false, 0 };
     int rc = kv->vt->scan(kv->self, lo, lolen, hi, hilen, reverse, guard_scan_visit, &g);
-    if (g.bad)
-        return SEGIDX_ECORRUPT;
-    if (g.stop) {
-        /* A scan returns fn's stop; an error of the store's own still
+    if (g.bad) {
+        rc = SEGIDX_ECORRUPT;
+    } else if (g.stop) {
+        /* A scan returns the stop; an error of the store's own still
          * counts as one. */
-        if (rc == g.stop)
-            return rc;
-        return rc < 0 && rc != SEGIDX_ECORRUPT ? segidx__host_rc(rc) : SEGIDX_ECORRUPT;
+        if (rc != g.stop)
+            rc = rc < 0 && rc != SEGIDX_ECORRUPT ? segidx__host_rc(rc) : SEGIDX_ECORRUPT;
+    } else if (rc) {
+        rc = segidx__host_rc(rc);
+    } else if (g.held) {
+        rc = release_held(&g); /* the last key: the end of the scan vouches for it */
     }
-    return segidx__host_rc(rc);
+    free(g.val);
+    return rc;
 }
 
 /* ------------------------------------------------------------ write */

@@ -8,7 +8,9 @@
  *   the store says 0; never when it says SEGIDX_ENOTFOUND;
  * - scan: every key lies in [lo, hi), keys come strictly ascending (or
  *   strictly descending when reversed), so none repeats, and once the
- *   visitor has said stop, the store calls it no more;
+ *   visitor has said stop, the store calls it no more; a key reaches the
+ *   visitor only once the key after it (or the scan's end) has shown it
+ *   came in order, so nothing is taken from a store out of order;
  * - a violation of any of these is SEGIDX_ECORRUPT, whatever the store
  *   returned; a return the vtable does not allow (positive, or a negative
  *   code that is not the library's) is SEGIDX_EIO.
@@ -32,7 +34,7 @@ int segidx__kv_get(const segidx_kv *kv, const void *key, size_t klen, segidx_kv_
 
 /* As the vtable's scan, checked as above; `hi` must not be empty. Returns
  * 0 when every key was visited, fn's first non-zero return, SEGIDX_ECORRUPT,
- * or the store's error. */
+ * SEGIDX_ENOMEM (values are copied), or the store's error. */
 int segidx__kv_scan(const segidx_kv *kv, const void *lo, size_t lolen, const void *hi,
                     size_t hilen, bool reverse, segidx_kv_visit_fn fn, void *ctx);
 

@@ -422,7 +422,6 @@ struct find_walk {
     segidx_offset_set *query;
     struct find_hit *hits;
     size_t n_hits, cap_hits;
-    bool answered; /* the query is empty: one more key only, for its order */
     int err;       /* a corrupt entry, no memory */
 };
 
@@ -448,18 +447,12 @@ static int keep_find_hit(struct find_walk *w, const struct entry *e, segidx_offs
 }
 
 /* One commit entry, newest first: cut the query by it and keep the cut.
- * Any non-zero return ends the store's scan; the walk says why.
- *
- * Once the query is empty the walk asks for one key more and reads only
- * its key: a store that hands entries out of order (oldest first, say)
- * would otherwise end the walk on an old version before its order could
- * be seen to be wrong; the next key shows it (kv_guard.c checks the order
- * before this is called). */
+ * Any non-zero return ends the store's scan; the walk says why. (The
+ * store has read one key more by then: kv_guard.c holds each key back
+ * until the next shows that it came in order.) */
 static int visit_for_find(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct find_walk *w = ctx;
-    if (w->answered)
-        return 1;
     struct entry e;
     if ((w->err = parse_entry(key, klen, val, vlen, w->vid, w->max_lsn, &e)))
         return 1;
@@ -473,8 +466,7 @@ static int visit_for_find(void *ctx, const void *key, size_t klen, const void *v
         segidx_offset_set_free(cut);
     else if ((w->err = keep_find_hit(w, &e, cut)))
         return segidx_offset_set_free(cut), 1;
-    w->answered = segidx_offset_set_is_empty(w->query);
-    return 0;
+    return segidx_offset_set_is_empty(w->query);
 }
 
 /* After the scan: the read stands only if the prune point has not passed
@@ -531,7 +523,7 @@ int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, 
         return SEGIDX_ERANGE;
     if (lsn == 0 || segidx_offset_set_is_empty(query))
         return SEGIDX_OK;
-    struct find_walk w = { vid, m.pub.lsn, query, NULL, 0, 0, false, 0 };
+    struct find_walk w = { vid, m.pub.lsn, query, NULL, 0, 0, 0 };
     rc = find_walk_run(vi, vid, lsn, &m, &w);
     /* Only now, with the walk known whole, does anything leave the call:
      * and no store lock is held, so fn may call the library again. */
@@ -576,7 +568,7 @@ int segidx_volume_list(segidx_volume_index *vi,
     struct list_walk w = { fn, ctx, 0, 0 };
     int scan = segidx__kv_scan(&vi->kv, VOLUMES_PREFIX, VOLUMES_PREFIX_LEN, hi, sizeof hi, false,
                                visit_for_list, &w);
-    return w.err ? w.err : w.stop ? w.stop : scan < 0 ? scan : SEGIDX_OK;
+    return w.err ? w.err : scan; /* scan: 0, fn's stop, or an error */
 }
 
 struct commits_walk {
@@ -617,7 +609,7 @@ int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *vid,
     struct commits_walk w = { vid, m.pub.lsn, fn, ctx, 0, 0 };
     int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, false,
                                visit_for_commits, &w);
-    return w.err ? w.err : w.stop ? w.stop : scan < 0 ? scan : SEGIDX_OK;
+    return w.err ? w.err : scan; /* scan: 0, fn's stop, or an error */
 }
 
 /* ------------------------------------------------------------ prune */
@@ -690,7 +682,7 @@ struct prune_plan {
 
 static void prune_plan_free(struct prune_plan *p)
 {
-    for (size_t i = 0; i < p->n_ops; i++)
+    for (size_t i = 0; p->bufs && i < p->n_ops; i++)
         free(p->bufs[i]);
     free(p->bufs);
     free(p->ops);

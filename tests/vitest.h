@@ -35,7 +35,7 @@ static void stub_call(stub_kv *s)
 }
 
 /* Arm the hook to run before the `at`th call from now. */
-static void stub_hook(stub_kv *s, long at, void (*hook)(void *ctx), void *ctx)
+static inline void stub_hook(stub_kv *s, long at, void (*hook)(void *ctx), void *ctx)
 {
     s->calls = 0;
     s->hook_at = at;
@@ -103,7 +103,7 @@ static void stub_close(void *self)
 static const segidx_kv_vtable stub_vtable = { SEGIDX_KV_VTABLE_VERSION, stub_get, stub_scan,
                                               stub_write, stub_close };
 
-static segidx_kv stub_wrap(segidx_kv inner, stub_kv **out)
+static inline segidx_kv stub_wrap(segidx_kv inner, stub_kv **out)
 {
     stub_kv *s = calloc(1, sizeof *s);
     assert_non_null(s);
