@@ -554,10 +554,62 @@ static void test_every_way_every_call(void **state)
     }
 }
 
+/* ------------------------------------------------------------ version 1
+ *
+ * A store of vtable version 1 knows no EXPECT: it never gets one, and the
+ * volume index works over it as before (its writers ordered by the one
+ * handle's mutex).
+ */
+static int v1_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ops[i].op, SEGIDX_KV_EXPECT);
+    return borrow_write(self, ops, n);
+}
+
+static const segidx_kv_vtable v1_vt = { 1, borrow_get, borrow_scan, v1_write, borrow_close };
+
+static void test_version_1_store(void **state)
+{
+    (void)state;
+    segidx_kv raw;
+    assert_int_equal(segidx_kv_mem_open(&raw), SEGIDX_OK);
+    segidx_volume_index *vi;
+    assert_int_equal(segidx_volume_index_open((segidx_kv){ &v1_vt, &raw }, &vi), SEGIDX_OK);
+    model_volume v = { 0 };
+    v.vid.bytes[0] = 0x42;
+    for (segidx_lsn lsn = 1; lsn <= COMMITS; lsn++) {
+        model_commit c;
+        commit_of(&c, &v.vid, lsn);
+        assert_int_equal(commit_model(vi, &v, &c), SEGIDX_OK);
+        assert_int_equal(commit_model(vi, &v, &c), SEGIDX_ECONFLICT); /* taken */
+        model_add(&v, &c);
+    }
+    assert_int_equal(segidx_volume_prune(vi, &v.vid, 4), SEGIDX_OK);
+    for (segidx_lsn lsn = 4; lsn <= COMMITS + 1; lsn++) {
+        segidx_offset_set *q = segidx_offset_set_new(), *mq;
+        segidx_offset_set_add_range(q, 0, COMMITS + 8);
+        mq = segidx_offset_set_copy(q);
+        found_list got = { NULL, 0, 0, -1, 0 }, want = { NULL, 0, 0, -1, 0 };
+        model_find(&v, lsn, mq, &want);
+        assert_int_equal(segidx_volume_find_segments(vi, &v.vid, lsn, q, collect_found, &got), 0);
+        assert_found_equal(&got, &want);
+        assert_true(segidx_offset_set_equals(q, mq));
+        found_list_free(&got);
+        found_list_free(&want);
+        segidx_offset_set_free(q);
+        segidx_offset_set_free(mq);
+    }
+    segidx_volume_index_close(vi);
+    model_volume_free(&v);
+    raw.vt->close(raw.self);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_way_every_call),
+        cmocka_unit_test(test_version_1_store),
     };
     return cmocka_run_group_tests_name("hostile store", tests, NULL, NULL);
 }
