@@ -829,16 +829,24 @@ SEGIDX_API int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *
 /**
  * @brief Where segments come from: the host downloads or maps them.
  *
- * `fetch` fills `*buf`/`*len` with the whole segment (the library only
- * reads it, until it calls `release`) and `*handle` with anything the host
- * needs to give it back. It may block and it may fail (return a negative
- * `SEGIDX_E*`, e.g. #SEGIDX_EIO or #SEGIDX_ENOTFOUND). `release` is called
- * exactly once for every successful fetch: when the segment leaves the
- * cache, when it fails validation, or when the loader is freed. Both may
- * be called from any thread, concurrently; the release of an evicted copy
- * of a sid may even overlap a new fetch of the same sid (each call gets
- * its own buffer and handle back). A source of a newer version is
- * accepted: this build calls only version 1's two methods.
+ * `fetch` fills `*buf`/`*len` with the whole segment and `*handle` with
+ * anything the host needs to give it back. The bytes are borrowed: the
+ * library only reads them, and they must stay valid and unchanged until
+ * `release`. It may block and it may fail: a `SEGIDX_E*` error (e.g.
+ * #SEGIDX_ENOTFOUND) is passed on as it is; a positive return or any other
+ * negative one (an errno such as -EIO) becomes #SEGIDX_EIO. A fetch that
+ * fails hands nothing over. A fetch that returns 0 but leaves `*buf` NULL
+ * is #SEGIDX_ECORRUPT and handed nothing over either; bytes that fail
+ * validation (`*len` 0 among them) are #SEGIDX_ECORRUPT and released at
+ * once. `release` is called exactly once for every fetch that returned 0
+ * with a buffer: when the segment leaves the cache, when it fails
+ * validation, when a page of it failed its checksum and its last pin goes,
+ * or when the loader is freed. Both may be called from any thread,
+ * concurrently; two copies of one sid may be held at once (a dropped one
+ * still pinned beside a new fetch), and the release of one may overlap a
+ * new fetch of the same sid: each call gets its own buffer and handle
+ * back. A source of a newer version is accepted: this build calls only
+ * version 1's two methods.
  */
 typedef struct segidx_segment_source {
     uint32_t version; /**< #SEGIDX_SEGMENT_SOURCE_VERSION */
@@ -877,21 +885,36 @@ SEGIDX_API int segidx_loader_new(const segidx_segment_source *src,
 /**
  * @brief The open segment `sid`, pinned until segidx_loader_put().
  *
+ * Each segidx_loader_put() must match exactly one segidx_loader_get() that
+ * returned that segment to the same caller: a put without its own get
+ * releases someone else's pin, and the segment may then be released to the
+ * host while they still read it.
+ *
  * A cache hit returns at once. On a miss, at most one fetch per sid is in
  * flight: other callers for that sid wait and then find it cached (or, if
  * the fetch failed, one of them retries), and at most max_fetches fetches
  * run at once over all sids. A fetched segment is opened (validated)
  * before it is cached; bytes that fail are released and nothing is cached.
  *
- * @param[out] out the segment; borrowed until the matching put.
- * @return #SEGIDX_OK, the fetch's error, #SEGIDX_ECORRUPT or
- *         #SEGIDX_EVERSION (the bytes failed validation), #SEGIDX_EINVAL,
- *         #SEGIDX_ENOMEM.
+ * @param[out] out the segment; borrowed until the matching put (the
+ *            loader owns it: never close it). Set only on success.
+ * @return #SEGIDX_OK; the fetch's error, a host's own code or a positive
+ *         one as #SEGIDX_EIO; #SEGIDX_ECORRUPT (0 without a buffer, or
+ *         bytes that failed validation) or #SEGIDX_EVERSION;
+ *         #SEGIDX_EINVAL; #SEGIDX_ENOMEM.
  */
 SEGIDX_API int segidx_loader_get(segidx_loader *l, const segidx_sid *sid,
                                  const segidx_segment **out);
 
-/** @brief Unpin a segment segidx_loader_get() returned. Accepts NULL. */
+/**
+ * @brief Unpin a segment segidx_loader_get() returned (see there for the
+ *        one rule of pins). Accepts NULL.
+ *
+ * The loader catches what it can of a broken rule: a put of a segment that
+ * has no pin left, or that this loader does not hold, changes nothing and
+ * is counted in segidx_loader_stats.bad_puts. A put that takes another
+ * holder's pin while pins remain cannot be told from a right one.
+ */
 SEGIDX_API void segidx_loader_put(segidx_loader *l, const segidx_segment *s);
 
 /**
@@ -912,9 +935,15 @@ typedef struct segidx_loader_stats {
     uint64_t fetch_failures; /**< fetches that failed, or whose bytes failed
                                   validation */
     uint64_t evictions;      /**< segments released to make room */
-    size_t cached_bytes;     /**< bytes of every cached segment, pinned or not */
+    size_t cached_bytes;     /**< bytes of every segment held, pinned or not
+                                  (a discarded one until its last put) */
     size_t pinned_bytes;     /**< of those, the ones pinned now */
-    size_t cached_segments;
+    size_t cached_segments;  /**< segments held, counted as cached_bytes */
+    uint64_t discards;       /**< segments dropped because a page failed its
+                                  checksum in segidx_read_pages(); each is
+                                  released at its last put, and the next get
+                                  of its sid fetches afresh */
+    uint64_t bad_puts;       /**< puts refused: no pin left to drop */
 } segidx_loader_stats;
 
 /** @brief A consistent snapshot of the loader's counters. */
@@ -949,21 +978,30 @@ SEGIDX_API int segidx_volume_sync(segidx_volume_index *vi, const segidx_vid *vid
  * @brief Read pages of a volume as of `lsn`.
  *
  * Finds the segments with segidx_volume_find_segments(), loads each one
- * once through the loader and keeps it pinned for the whole call, and looks
- * every offset up in its segment at its commit's LSN. Only then calls `fn`,
- * once per offset, in ascending offset order: with the page (pointing into
- * the segment's buffer, valid during the call only) and its LSN, or with
- * page NULL and lsn 0 for an offset never written up to `lsn` (a zero
- * page).
+ * once through the loader and keeps it pinned for the whole call, looks
+ * every offset up in its segment at its commit's LSN, and checks every page
+ * found against its XXH3 checksum. Only then calls `fn`, once per offset,
+ * in ascending offset order: with the page (pointing into the segment's
+ * buffer, borrowed: valid during that call only, never to be freed or
+ * written) and its LSN, or with page NULL and lsn 0 for an offset never
+ * written up to `lsn` (a zero page).
+ *
+ * A page whose checksum fails makes the whole call #SEGIDX_ECORRUPT, with
+ * no fn call, and the loader drops that segment (segidx_loader_stats.
+ * discards): the next read that needs it fetches it again, so that good
+ * bytes from the host heal it; reads of its other pages succeed as long as
+ * those pages check. A page is hashed the first time a read hands it out
+ * from a fetched copy and trusted for that copy afterwards, which is why
+ * the host must not change a segment's bytes between fetch and release.
  *
  * @param[in] offsets at most #SEGIDX_READ_MAX_PAGES offsets; borrowed.
  * @return #SEGIDX_OK; #SEGIDX_EINVAL (NULL, or too many offsets);
  *         #SEGIDX_ENOTFOUND (unknown volume); #SEGIDX_ERANGE (lsn below the
- *         volume's prune point); #SEGIDX_ECORRUPT (a segment lacks a page
- *         the catalog names, or has it only at an older LSN: the index is
- *         out of sync); the loader's or the store's error; or fn's non-zero
- *         return, which stops the calls. No fn call happens on an error
- *         found before the first one.
+ *         volume's prune point); #SEGIDX_ECORRUPT (a page failed its
+ *         checksum, or a segment lacks a page the catalog names, or has it
+ *         only at an older LSN: the index is out of sync); the loader's or
+ *         the store's error; or fn's non-zero return, which stops the
+ *         calls. No fn call happens on an error found before the first one.
  */
 SEGIDX_API int segidx_read_pages(segidx_volume_index *vi, segidx_loader *l, const segidx_vid *vid,
                                  segidx_lsn lsn, const segidx_offset_set *offsets,

@@ -1,11 +1,11 @@
 /* The segment loader: a cache of open segments over a host's segment
  * source, bounded in bytes, with pins and a request limiter.
  *
- * State: one mutex over two chained hash tables of the same entries (by
- * sid, for get; by segment pointer, for put) and a list of the unpinned
- * entries in the order they were last unpinned. A hit is a lookup, a pin
- * and, when the pin count leaves 0, an unlink: a handful of pointer writes
- * under one lock, no allocation, no call out.
+ * State: one mutex over two chained hash tables of the entries (by sid,
+ * for get; by segment pointer, for put) and a list of the unpinned entries
+ * in the order they were last unpinned. A hit is a lookup, a pin and, when
+ * the pin count leaves 0, an unlink: a handful of pointer writes under one
+ * lock, no allocation, no call out.
  *
  * Eviction is LRU by bytes over unpinned entries only: pinning an entry
  * takes it out of the list and unpinning puts it at the head, so the tail
@@ -17,6 +17,20 @@
  * entries are unlinked under the lock and closed and released to the host
  * after it, by the thread whose call evicted them; an entry is in the
  * tables until then and in no table afterwards, so it is released once.
+ *
+ * Discarded entries (a page failed its checksum: loader.h) leave the sid
+ * table at once, so that the next get fetches afresh, but stay in the
+ * segment table, pinned, until their last put releases them. Until then
+ * two entries may share a sid; only one of them is ever in the sid table.
+ * A put that finds no pin to drop is refused and counted rather than
+ * wrapping the count around, which would hand the segment to eviction
+ * while its holders still read it.
+ *
+ * Each entry has a bit per page, set once the page passed its checksum.
+ * Bits are only ever set, with relaxed atomic ORs: a bit set means that
+ * page of that very buffer was hashed and matched (the host keeps the
+ * buffer unchanged until release), so a read never needs an order between
+ * the bit and anything else.
  *
  * Misses go through the limiter (limiter.h), keyed by the sid: the permit
  * holder looks in the cache again (the previous holder may just have
@@ -34,16 +48,29 @@
 #include "limiter.h"
 #include "sync.h"
 
-typedef struct ld_entry {
+#include "loader.h"
+
+#if SEGIDX__THREADS
+typedef atomic_uint_least32_t ld_word;
+#else
+typedef uint_least32_t ld_word;
+#endif
+
+enum { LD_WORD_BITS = 32 };
+
+typedef struct segidx__copy {
     segidx_sid sid;
     segidx_segment *seg;
     const void *buf;
     size_t len;              /* the bytes counted against the budget */
     void *handle;
     unsigned pins;
-    struct ld_entry *by_sid; /* chain of the sid table */
-    struct ld_entry *by_seg; /* chain of the segment-pointer table */
-    struct ld_entry *prev, *next; /* the unpinned list, when pins == 0 */
+    bool discarded;          /* out of the sid table, released at its last put */
+    struct segidx__copy *by_sid; /* chain of the sid table */
+    struct segidx__copy *by_seg; /* chain of the segment-pointer table */
+    struct segidx__copy *prev, *next; /* the unpinned list, when pins == 0 */
+    uint32_t npages;
+    ld_word verified[];      /* a bit per page that passed its checksum */
 } ld_entry;
 
 struct segidx_loader {
@@ -95,30 +122,42 @@ static ld_entry *find_seg(const segidx_loader *l, const segidx_segment *s)
     return e;
 }
 
+/* A discarded entry goes into the segment table only: nobody may find it
+ * by its sid any more, but its holders' puts must still find it. */
 static void link_tables(ld_entry **sid_b, ld_entry **seg_b, size_t n, ld_entry *e)
 {
-    ld_entry **h = &sid_b[sid_hash(&e->sid) & (n - 1)];
-    e->by_sid = *h;
-    *h = e;
+    ld_entry **h;
+    if (!e->discarded) {
+        h = &sid_b[sid_hash(&e->sid) & (n - 1)];
+        e->by_sid = *h;
+        *h = e;
+    }
     h = &seg_b[seg_hash(e->seg) & (n - 1)];
     e->by_seg = *h;
     *h = e;
 }
 
-static void unlink_tables(segidx_loader *l, ld_entry *e)
+static void unlink_sid(segidx_loader *l, ld_entry *e)
 {
     ld_entry **p = &l->sid_buckets[sid_hash(&e->sid) & (l->nbuckets - 1)];
     while (*p != e)
         p = &(*p)->by_sid;
     *p = e->by_sid;
-    p = &l->seg_buckets[seg_hash(e->seg) & (l->nbuckets - 1)];
+}
+
+static void unlink_tables(segidx_loader *l, ld_entry *e)
+{
+    if (!e->discarded)
+        unlink_sid(l, e);
+    ld_entry **p = &l->seg_buckets[seg_hash(e->seg) & (l->nbuckets - 1)];
     while (*p != e)
         p = &(*p)->by_seg;
     *p = e->by_seg;
 }
 
 /* Double both tables when they hold more entries than buckets. Failing to
- * grow only makes chains longer, so it is not an error. */
+ * grow only makes chains longer, so it is not an error. Every entry is in
+ * the segment table, so that is the one walked. */
 static void tables_grow(segidx_loader *l)
 {
     size_t n = l->nbuckets * 2;
@@ -130,8 +169,8 @@ static void tables_grow(segidx_loader *l)
         return;
     }
     for (size_t i = 0; i < l->nbuckets; i++) {
-        for (ld_entry *e = l->sid_buckets[i], *next; e; e = next) {
-            next = e->by_sid;
+        for (ld_entry *e = l->seg_buckets[i], *next; e; e = next) {
+            next = e->by_seg;
             link_tables(sb, gb, n, e);
         }
     }
@@ -168,21 +207,32 @@ static void lru_push_head(segidx_loader *l, ld_entry *e)
     l->lru_head = e;
 }
 
+/* Take an entry out of the tables and the counts, onto `*victims`
+ * (through `next`) for release after the lock. It must not be pinned. */
+static void forget(segidx_loader *l, ld_entry *e, ld_entry **victims)
+{
+    unlink_tables(l, e);
+    l->stats.cached_bytes -= e->len;
+    l->stats.cached_segments--;
+    e->next = *victims;
+    *victims = e;
+}
+
 /* Take the least recently used unpinned entries out of the cache until it
- * fits its budget (or only pinned bytes remain) and chain them on
- * `*victims` (through `next`) for release after the lock. */
+ * fits its budget (or only pinned bytes remain). */
 static void evict_over_budget(segidx_loader *l, ld_entry **victims)
 {
     while (l->stats.cached_bytes > l->cache_bytes && l->lru_tail) {
         ld_entry *e = l->lru_tail;
         lru_unlink(l, e);
-        unlink_tables(l, e);
-        l->stats.cached_bytes -= e->len;
-        l->stats.cached_segments--;
+        forget(l, e, victims);
         l->stats.evictions++;
-        e->next = *victims;
-        *victims = e;
     }
+}
+
+static size_t entry_size(uint32_t npages)
+{
+    return sizeof(ld_entry) + (npages / LD_WORD_BITS + 1) * sizeof(ld_word);
 }
 
 /* Close each victim and hand its bytes back to the host. No lock held:
@@ -194,7 +244,7 @@ static void release_victims(segidx_loader *l, ld_entry *victims)
         victims = e->next;
         segidx_segment_close(e->seg);
         l->src.release(l->src.ctx, &e->sid, e->buf, e->len, e->handle);
-        segidx__release(NULL, e, sizeof *e);
+        segidx__release(NULL, e, entry_size(e->npages));
     }
 }
 
@@ -237,15 +287,15 @@ fail:
 
 /* Every entry is released, pinned or not: a pinned one is the caller's
  * bug (its pointer dangles from here on), but leaking the host's bytes
- * would be a second one. */
+ * would be a second one. Discarded entries are in the segment table only. */
 void segidx_loader_free(segidx_loader *l)
 {
     if (!l)
         return;
     ld_entry *all = NULL;
     for (size_t i = 0; i < l->nbuckets; i++) {
-        for (ld_entry *e = l->sid_buckets[i], *next; e; e = next) {
-            next = e->by_sid;
+        for (ld_entry *e = l->seg_buckets[i], *next; e; e = next) {
+            next = e->by_seg;
             e->next = all;
             all = e;
         }
@@ -261,48 +311,70 @@ void segidx_loader_free(segidx_loader *l)
 /* ------------------------------------------------------------ get / put */
 
 /* Pin a cached entry. The lock is held. */
-static const segidx_segment *pin(segidx_loader *l, ld_entry *e)
+static void pin(segidx_loader *l, ld_entry *e)
 {
     if (e->pins++ == 0) {
         lru_unlink(l, e);
         l->stats.pinned_bytes += e->len;
     }
-    return e->seg;
+}
+
+/* Open fetched bytes as a new, unlinked entry for `sid`. On failure the
+ * bytes are still the host's to be released. */
+static int entry_open(const segidx_sid *sid, const void *buf, size_t len, ld_entry **out)
+{
+    segidx_segment *seg;
+    int rc = segidx_segment_open(buf, len, &seg);
+    if (rc == SEGIDX_EINVAL)
+        return SEGIDX_ECORRUPT;
+    if (rc != SEGIDX_OK)
+        return rc;
+    /* A segment that names another sid is the wrong object: caching it
+     * would answer reads with another segment's pages. */
+    segidx_segment_stats st;
+    segidx_segment_stats_get(seg, &st);
+    if (!segidx__id_equal(st.sid.bytes, sid->bytes)) {
+        segidx_segment_close(seg);
+        return SEGIDX_ECORRUPT;
+    }
+    ld_entry *e = segidx__alloc(NULL, entry_size(st.page_count));
+    if (!e) {
+        segidx_segment_close(seg);
+        return SEGIDX_ENOMEM;
+    }
+    memset(e, 0, sizeof *e);
+    for (uint32_t i = 0; i <= st.page_count / LD_WORD_BITS; i++) {
+#if SEGIDX__THREADS
+        atomic_init(&e->verified[i], 0);
+#else
+        e->verified[i] = 0;
+#endif
+    }
+    e->sid = *sid;
+    e->seg = seg;
+    e->buf = buf;
+    e->len = len;
+    e->npages = st.page_count;
+    *out = e;
+    return SEGIDX_OK;
 }
 
 /* The miss path, with the sid's permit held: fetch, open, insert pinned.
- * An entry is allocated before the fetch so that, once the host has handed
- * bytes over, nothing but validation can fail. */
-static int fetch_and_insert(segidx_loader *l, const segidx_sid *sid, const segidx_segment **out)
+ * A fetch's error passes through segidx__host_rc(). A fetch that returns
+ * 0 without a buffer handed nothing over: it is SEGIDX_ECORRUPT and
+ * nothing is released; any other bytes that fail are released at once. */
+static int fetch_and_insert(segidx_loader *l, const segidx_sid *sid, ld_entry **out)
 {
-    ld_entry *e = segidx__alloc(NULL, sizeof *e);
-    if (!e)
-        return SEGIDX_ENOMEM;
-    memset(e, 0, sizeof *e);
-    e->sid = *sid;
-
     const void *buf = NULL;
     size_t len = 0;
     void *handle = NULL;
-    int rc = l->src.fetch(l->src.ctx, sid, &buf, &len, &handle);
-    bool fetched = rc == SEGIDX_OK;
-    if (rc > 0)
-        rc = SEGIDX_EIO; /* a host that broke the contract still fails */
-    if (fetched) {
-        rc = buf ? segidx_segment_open(buf, len, &e->seg) : SEGIDX_ECORRUPT;
-        if (rc == SEGIDX_EINVAL)
-            rc = SEGIDX_ECORRUPT;
-    }
-    if (rc == SEGIDX_OK) {
-        /* A segment that names another sid is the wrong object: caching
-         * it would answer reads with another segment's pages. */
-        segidx_segment_stats st;
-        segidx_segment_stats_get(e->seg, &st);
-        if (!segidx__id_equal(st.sid.bytes, sid->bytes)) {
-            segidx_segment_close(e->seg);
-            rc = SEGIDX_ECORRUPT;
-        }
-    }
+    int rc = segidx__host_rc(l->src.fetch(l->src.ctx, sid, &buf, &len, &handle));
+    bool fetched = rc == SEGIDX_OK && buf;
+    ld_entry *e = NULL;
+    if (fetched)
+        rc = entry_open(sid, buf, len, &e);
+    else if (rc == SEGIDX_OK)
+        rc = SEGIDX_ECORRUPT;
 
     segidx__mutex_lock(&l->lock);
     l->stats.fetches++;
@@ -311,11 +383,8 @@ static int fetch_and_insert(segidx_loader *l, const segidx_sid *sid, const segid
         segidx__mutex_unlock(&l->lock);
         if (fetched)
             l->src.release(l->src.ctx, sid, buf, len, handle);
-        segidx__release(NULL, e, sizeof *e);
         return rc;
     }
-    e->buf = buf;
-    e->len = len;
     e->handle = handle;
     e->pins = 1;
     link_tables(l->sid_buckets, l->seg_buckets, l->nbuckets, e);
@@ -325,22 +394,22 @@ static int fetch_and_insert(segidx_loader *l, const segidx_sid *sid, const segid
         tables_grow(l);
     ld_entry *victims = NULL;
     evict_over_budget(l, &victims);
-    *out = e->seg;
+    *out = e;
     segidx__mutex_unlock(&l->lock);
     release_victims(l, victims);
     return SEGIDX_OK;
 }
 
-int segidx_loader_get(segidx_loader *l, const segidx_sid *sid, const segidx_segment **out)
+/* The entry of `sid`, pinned: from the cache, or fetched. */
+static int get_entry(segidx_loader *l, const segidx_sid *sid, ld_entry **out)
 {
-    if (!l || !sid || !out)
-        return SEGIDX_EINVAL;
     segidx__mutex_lock(&l->lock);
     ld_entry *e = find_sid(l, sid);
     if (e) {
         l->stats.hits++;
-        *out = pin(l, e);
+        pin(l, e);
         segidx__mutex_unlock(&l->lock);
+        *out = e;
         return SEGIDX_OK;
     }
     l->stats.misses++;
@@ -352,16 +421,51 @@ int segidx_loader_get(segidx_loader *l, const segidx_sid *sid, const segidx_segm
     /* Whoever held the permit before us may have cached it meanwhile. */
     segidx__mutex_lock(&l->lock);
     e = find_sid(l, sid);
-    if (e) {
-        *out = pin(l, e);
-        segidx__mutex_unlock(&l->lock);
-        segidx__limiter_release(l->limiter, sid->bytes);
-        return SEGIDX_OK;
-    }
+    if (e)
+        pin(l, e);
     segidx__mutex_unlock(&l->lock);
-    rc = fetch_and_insert(l, sid, out);
+    if (!e)
+        rc = fetch_and_insert(l, sid, &e);
     segidx__limiter_release(l->limiter, sid->bytes);
+    if (rc == SEGIDX_OK)
+        *out = e;
     return rc;
+}
+
+int segidx_loader_get(segidx_loader *l, const segidx_sid *sid, const segidx_segment **out)
+{
+    if (!l || !sid || !out)
+        return SEGIDX_EINVAL;
+    ld_entry *e;
+    int rc = get_entry(l, sid, &e);
+    if (rc == SEGIDX_OK)
+        *out = e->seg;
+    return rc;
+}
+
+int segidx__loader_pin(segidx_loader *l, const segidx_sid *sid, const segidx_segment **seg,
+                       segidx__copy **copy)
+{
+    ld_entry *e;
+    int rc = get_entry(l, sid, &e);
+    if (rc == SEGIDX_OK) {
+        *seg = e->seg;
+        *copy = e;
+    }
+    return rc;
+}
+
+/* Its last pin went: back to the cache, or, discarded, to the host. The
+ * lock is held. */
+static void unpinned(segidx_loader *l, ld_entry *e, ld_entry **victims)
+{
+    l->stats.pinned_bytes -= e->len;
+    if (e->discarded) {
+        forget(l, e, victims);
+    } else {
+        lru_push_head(l, e);
+        evict_over_budget(l, victims);
+    }
 }
 
 void segidx_loader_put(segidx_loader *l, const segidx_segment *s)
@@ -371,15 +475,48 @@ void segidx_loader_put(segidx_loader *l, const segidx_segment *s)
     ld_entry *victims = NULL;
     segidx__mutex_lock(&l->lock);
     ld_entry *e = find_seg(l, s);
-    /* A segment this loader did not hand out, or one put more often than
-     * it was got, changes nothing. */
-    if (e && e->pins && --e->pins == 0) {
-        l->stats.pinned_bytes -= e->len;
-        lru_push_head(l, e);
-        evict_over_budget(l, &victims);
-    }
+    /* A segment this loader does not hold, or one put more often than it
+     * was got: dropping a pin here would take someone else's. */
+    if (!e || e->pins == 0)
+        l->stats.bad_puts++;
+    else if (--e->pins == 0)
+        unpinned(l, e, &victims);
     segidx__mutex_unlock(&l->lock);
     release_victims(l, victims);
+}
+
+void segidx__loader_discard(segidx_loader *l, segidx__copy *e)
+{
+    segidx__mutex_lock(&l->lock);
+    if (!e->discarded && e->pins) {
+        unlink_sid(l, e);
+        e->discarded = true;
+        l->stats.discards++;
+    }
+    segidx__mutex_unlock(&l->lock);
+}
+
+int segidx__loader_check_page(segidx__copy *e, uint32_t local, const void *page)
+{
+    if (local >= e->npages)
+        return SEGIDX_ECORRUPT;
+    ld_word *w = &e->verified[local / LD_WORD_BITS];
+    uint_least32_t bit = (uint_least32_t)1 << (local % LD_WORD_BITS);
+#if SEGIDX__THREADS
+    if (atomic_load_explicit(w, memory_order_relaxed) & bit)
+        return SEGIDX_OK;
+#else
+    if (*w & bit)
+        return SEGIDX_OK;
+#endif
+    if (segidx_segment_check_page(e->seg, local, page) != SEGIDX_OK)
+        return SEGIDX_ECORRUPT;
+#if SEGIDX__THREADS
+    atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+#else
+    *w |= bit;
+#endif
+    return SEGIDX_OK;
 }
 
 void segidx_loader_stats_get(segidx_loader *l, segidx_loader_stats *out)

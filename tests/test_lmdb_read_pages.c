@@ -2,13 +2,15 @@
  * index records the commits, a loader mmaps the files (the host in
  * examples/segment_files.h), and random reads at random LSNs must return
  * exactly the model's page bytes. Then the errors: pruned, out of sync,
- * too many offsets, a missing file, a callback that stops. */
+ * too many offsets, a missing file, a callback that stops, a damaged page
+ * in a file and its repair. */
 #include "segtest.h"
 
 #include "../examples/segment_files.h"
 #include "segidx_lmdb.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 
 #define PAGE 512u
@@ -113,7 +115,8 @@ static void world_open(world *w, uint64_t seed, size_t cache_bytes)
     w->model = (workload){ "read", NULL, 0, 0, seed };
     for (int v = 0; v < VOLUMES; v++)
         w->vids[v] = wl_vid(&w->model);
-    segidx_packer_options po = { { PAGE, 24 * 1024, NULL }, next_sid, emit, w };
+    segidx_packer_options po = { .segment = { PAGE, 24 * 1024, NULL }, .next_sid = next_sid,
+                                  .emit = emit, .ctx = w };
     segidx_packer *p;
     assert_int_equal(segidx_packer_new(&po, &p), SEGIDX_OK);
     uint8_t page[PAGE];
@@ -330,11 +333,111 @@ static void test_read_errors(void **state)
     world_close(&w);
 }
 
+struct pages_of {
+    segidx_segment_page p[512];
+    segidx_vid vids[512];
+    uint32_t n;
+};
+
+static int keep_page(void *ctx, const segidx_segment_page *p)
+{
+    struct pages_of *a = ctx;
+    assert_true(a->n < 512);
+    a->vids[a->n] = *p->vid;
+    a->p[a->n] = *p;
+    a->p[a->n].vid = &a->vids[a->n];
+    a->p[a->n++].page = NULL;
+    return 0;
+}
+
+/* Flip one byte of a file in place. */
+static void flip_byte(const char *path, uint64_t at)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, (off_t)at), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)at), 1);
+    assert_int_equal(close(fd), 0);
+}
+
+static int read_one(world *w, const segidx_segment_page *p, uint64_t *calls)
+{
+    segidx_offset_set *one = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add(one, p->offset), SEGIDX_OK);
+    struct expect e = { w, p->vid, p->lsn, one, 0, -1, -1 };
+    int rc = segidx_read_pages(w->vi, w->loader, p->vid, p->lsn, one, check_page, &e);
+    segidx_offset_set_free(one);
+    *calls = e.calls;
+    return rc;
+}
+
+/* A segment file with a damaged page (bit rot, a bad copy): its other
+ * pages read right, the damaged one fails with no callback however often
+ * it is read, each time from a new fetch, and reads right once the file is
+ * repaired. */
+static void test_damaged_file(void **state)
+{
+    (void)state;
+    world w;
+    world_open(&w, 3, 1 << 20);
+    segidx_sid first = { { 0x5E } };
+    first.bytes[8] = 1;
+    char path[1100];
+    segment_files_path(&w.files, &first, path, sizeof path);
+    const void *buf;
+    size_t len;
+    void *handle;
+    assert_int_equal(segment_files_fetch(&w.files, &first, &buf, &len, &handle), SEGIDX_OK);
+    segidx_segment *seg;
+    assert_int_equal(segidx_segment_open(buf, len, &seg), SEGIDX_OK);
+    static struct pages_of pages;
+    pages.n = 0;
+    assert_int_equal(segidx_segment_iterate(seg, NULL, keep_page, &pages), 0);
+    assert_true(pages.n >= 2);
+    const segidx_segment_page *bad = &pages.p[pages.n / 2], *good = &pages.p[0];
+    uint64_t at;
+    uint32_t plen;
+    assert_int_equal(segidx_segment_page_range(seg, bad->local, &at, &plen), SEGIDX_OK);
+    segidx_segment_close(seg);
+    segment_files_release(&w.files, &first, buf, len, handle);
+
+    flip_byte(path, at + plen / 3);
+    uint64_t calls;
+    segidx_loader_stats st0, st;
+    segidx_loader_stats_get(w.loader, &st0);
+    assert_int_equal(read_one(&w, good, &calls), SEGIDX_OK);
+    assert_int_equal(calls, 1);
+    for (int i = 1; i <= 2; i++) {
+        /* Its other pages read right, each time from a new fetch. */
+        assert_int_equal(read_one(&w, good, &calls), SEGIDX_OK);
+        assert_int_equal(calls, 1);
+        assert_int_equal(read_one(&w, bad, &calls), SEGIDX_ECORRUPT);
+        assert_int_equal(calls, 0);
+        segidx_loader_stats_get(w.loader, &st);
+        assert_int_equal(st.discards, st0.discards + (uint64_t)i);
+        assert_int_equal(st.fetches, st0.fetches + (uint64_t)i);
+        assert_int_equal(st.cached_segments, st0.cached_segments); /* unmapped */
+        assert_int_equal(st.pinned_bytes, 0);
+    }
+    /* Repaired while no copy of it is mapped: the next read heals. */
+    flip_byte(path, at + plen / 3);
+    assert_int_equal(read_one(&w, bad, &calls), SEGIDX_OK);
+    assert_int_equal(calls, 1);
+    segidx_loader_stats_get(w.loader, &st);
+    assert_int_equal(st.fetches, st0.fetches + 3);
+    assert_int_equal(st.discards, st0.discards + 2);
+    assert_int_equal(st.bad_puts, 0);
+    world_close(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_reads_match_the_model),
         cmocka_unit_test(test_read_errors),
+        cmocka_unit_test(test_damaged_file),
     };
     return cmocka_run_group_tests_name("read_pages over lmdb and files", tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* The segment loader and its request limiter, over a fake in-memory source
  * built from real segments: hits, misses, LRU by bytes, pins, fetch
  * failures, corrupt bytes, bad arguments, and (threaded builds) many
- * threads over a small cache with a slow source.
+ * threads over a small cache with a slow source. Then read_pages over the
+ * same source and an in-memory volume index: damaged pages, every position
+ * of the damage, the segment dropped and fetched again, against a model.
  *
  * Every fetch hands out a fresh malloc'd copy of the segment behind a
  * 64-byte header holding a token number; release frees the copy (so ASan
@@ -12,11 +14,13 @@
  * main thread asserts the counts are zero. */
 #include "testutil.h"
 
+#include <limits.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "limiter.h"
+#include "loader.h"
 
 #if !(defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED)
 #define TEST_THREADS 1
@@ -35,7 +39,11 @@ enum {
 
 /* ------------------------------------------------------------ fake source */
 
-enum fake_mode { MODE_OK, MODE_CORRUPT, MODE_TRUNCATED, MODE_WRONG_SID };
+enum fake_mode {
+    MODE_OK, MODE_CORRUPT, MODE_TRUNCATED, MODE_WRONG_SID,
+    MODE_NO_BUFFER, /* returns 0 and leaves *buf NULL */
+    MODE_EMPTY,     /* returns 0 with a buffer of length 0 */
+};
 
 struct token {
     atomic_int pins;      /* test threads holding this copy pinned */
@@ -52,6 +60,7 @@ struct fake {
     uint8_t *bytes[MAX_SIDS];
     size_t len[MAX_SIDS];
     enum fake_mode mode[MAX_SIDS];
+    size_t flip_at[MAX_SIDS]; /* a byte flipped in every copy handed out; 0: none */
     long delay_ns;        /* each fetch sleeps this long */
     unsigned fail_nth;    /* the fetch with this serial (1-based) fails; 0: none */
     bool fail_all;
@@ -189,6 +198,8 @@ static int fake_fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t
     int rc = SEGIDX_OK;
     if (f->fail_all || serial == f->fail_nth) {
         rc = f->fail_rc;
+    } else if (f->mode[i] == MODE_NO_BUFFER) {
+        *handle = f; /* a handle without bytes: nothing was handed over */
     } else {
         int from = f->mode[i] == MODE_WRONG_SID ? (i + 1) % (int)f->nsids : i;
         size_t n = f->len[from];
@@ -199,6 +210,10 @@ static int fake_fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t
             p[HDR + n - 80] ^= 0x40; /* in the index, under its checksum */
         if (f->mode[i] == MODE_TRUNCATED)
             n--;
+        if (f->mode[i] == MODE_EMPTY)
+            n = 0;
+        if (f->flip_at[i])
+            p[HDR + f->flip_at[i]] ^= 0x20;
         fake_lock(f);
         unsigned t = f->ntokens < MAX_TOKENS ? f->ntokens++ : MAX_TOKENS;
         fake_unlock(f);
@@ -340,11 +355,13 @@ static void test_bad_args(void **state)
     segidx_loader_stats st;
     segidx_loader_stats_get(l, &st);
     assert_int_equal(st.pinned_bytes, f->len[0]);
+    assert_int_equal(st.bad_puts, 1);
     segidx_loader_put(l, s);
-    segidx_loader_put(l, s); /* one put too many: ignored */
+    segidx_loader_put(l, s); /* one put too many: refused */
     segidx_loader_stats_get(l, &st);
     assert_int_equal(st.pinned_bytes, 0);
     assert_int_equal(st.cached_bytes, f->len[0]);
+    assert_int_equal(st.bad_puts, 2);
     segidx_segment_close(foreign);
 
     segidx_loader_stats_get(NULL, &st);
@@ -624,6 +641,554 @@ static void test_limiter_counts(void **state)
     assert_int_equal(segidx__limiter_held(lim), 0);
     assert_int_equal(segidx__limiter_peak(lim), 200);
     segidx__limiter_free(lim);
+}
+
+/* Puts without their own get: refused once no pin is left, never a
+ * wrap-around that would let the segment be evicted while held. */
+static void test_bad_puts(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(3, pages_same);
+    segidx_loader *l = loader_over(f, 2 * f->len[0], 0);
+    const segidx_segment *a, *b;
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &a), SEGIDX_OK);
+    segidx_loader_put(l, a);
+    for (int i = 0; i < 3; i++)
+        segidx_loader_put(l, a);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.bad_puts, 3);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.cached_bytes, f->len[0]);
+    assert_int_equal(st.cached_segments, 1);
+
+    /* Two holders; one puts twice, taking the other's pin: that much the
+     * loader cannot tell, but the rightful holder's put is then refused,
+     * and the segment was never released while pinned. */
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &a), SEGIDX_OK);
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &b), SEGIDX_OK);
+    assert_ptr_equal(a, b);
+    struct token *tok = check_segment(f, a, 0);
+    assert_non_null(tok);
+    segidx_loader_put(l, b);
+    segidx_loader_put(l, b);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.bad_puts, 3);
+    assert_int_equal(st.pinned_bytes, 0);
+    segidx_loader_put(l, a);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.bad_puts, 4);
+    assert_int_equal(atomic_load(&tok->released), 0);
+
+    /* Evicted, then put again: it is in no table, so the put is refused. */
+    get_put(l, f, 1);
+    get_put(l, f, 2); /* evicts 0 */
+    assert_int_equal(atomic_load(&tok->released), 1);
+    segidx_loader_put(l, a); /* only the pointer is compared, never read */
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.bad_puts, 5);
+    assert_int_equal(st.cached_segments, 2);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.hits + st.misses, 5);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* What the source's fetch returns, as the loader passes it on. */
+static void test_fetch_returns(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(3, pages_same);
+    segidx_loader *l = loader_over(f, 0, 0);
+    static const struct { int rc, want; } cases[] = {
+        { SEGIDX_ENOTFOUND, SEGIDX_ENOTFOUND }, /* the library's own codes pass */
+        { SEGIDX_EIO, SEGIDX_EIO },
+        { SEGIDX_ENOMEM, SEGIDX_ENOMEM },
+        { -5, SEGIDX_EIO },                     /* -EIO from errno */
+        { -1000, SEGIDX_EIO },                  /* a host's own code */
+        { INT_MIN, SEGIDX_EIO },
+        { 1, SEGIDX_EIO },                      /* positive: still a failure */
+        { INT_MAX, SEGIDX_EIO },
+    };
+    f->fail_all = true;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        f->fail_rc = cases[k].rc;
+        const segidx_segment *s = (const segidx_segment *)f;
+        assert_int_equal(segidx_loader_get(l, &f->sids[0], &s), cases[k].want);
+        assert_ptr_equal(s, (const segidx_segment *)f); /* untouched */
+    }
+    f->fail_all = false;
+
+    /* 0 without a buffer: nothing was handed over, nothing is released. */
+    f->mode[1] = MODE_NO_BUFFER;
+    /* 0 with an empty buffer: bytes that fail validation, released. */
+    f->mode[2] = MODE_EMPTY;
+    const segidx_segment *s = NULL;
+    assert_int_equal(segidx_loader_get(l, &f->sids[1], &s), SEGIDX_ECORRUPT);
+    assert_null(s);
+    assert_int_equal(atomic_load(&f->releases), 0);
+    assert_int_equal(segidx_loader_get(l, &f->sids[2], &s), SEGIDX_ECORRUPT);
+    assert_null(s);
+    assert_int_equal(atomic_load(&f->released_sid[2]), 1);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    size_t n = sizeof cases / sizeof cases[0] + 2;
+    assert_int_equal(st.fetches, n);
+    assert_int_equal(st.fetch_failures, n);
+    assert_int_equal(st.cached_segments, 0);
+    assert_int_equal(st.cached_bytes, 0);
+    assert_int_equal(st.pinned_bytes, 0);
+    get_put(l, f, 0); /* and then a good fetch */
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+/* ------------------------------------------------------------ read_pages */
+
+/* One volume of RP_COMMITS commits over RP_OFFSETS offsets, the first half
+ * of the commits in segment 0, the rest in segment 1, served by the fake
+ * source and catalogued in the in-memory store. */
+enum { RP_OFFSETS = 12, RP_COMMITS = 8, RP_SEGS = 2, RP_MAX_VERSIONS = RP_OFFSETS * RP_COMMITS };
+
+struct version {
+    uint32_t off;
+    segidx_lsn lsn;
+    int seg;
+    uint32_t local;
+};
+
+struct rp_world {
+    struct fake *f;
+    segidx_volume_index *vi;
+    struct version v[RP_MAX_VERSIONS];
+    unsigned nv;
+    uint32_t pages[RP_SEGS];
+};
+
+static uint8_t rp_byte(uint32_t off, segidx_lsn lsn, size_t k)
+{
+    return (uint8_t)(off * 31 + lsn * 7 + k * 13 + 3);
+}
+
+static void rp_fill(uint8_t *page, uint32_t off, segidx_lsn lsn)
+{
+    for (size_t k = 0; k < PAGE; k++)
+        page[k] = rp_byte(off, lsn, k);
+}
+
+static int rp_seg_of(segidx_lsn lsn)
+{
+    return lsn <= RP_COMMITS / 2 ? 0 : 1;
+}
+
+static void rp_world_open(struct rp_world *w, uint64_t seed)
+{
+    memset(w, 0, sizeof *w);
+    w->f = fake_new(RP_SEGS, pages_same);
+    test_rng r = { seed };
+    segidx_segment_options o = { PAGE, 0, NULL };
+    segidx_segment_builder *b[RP_SEGS];
+    for (int i = 0; i < RP_SEGS; i++)
+        assert_non_null(b[i] = segidx_segment_builder_new(&o));
+    uint8_t page[PAGE];
+    for (segidx_lsn lsn = 1; lsn <= RP_COMMITS; lsn++) {
+        bool wrote = false;
+        for (uint32_t off = 0; off < RP_OFFSETS; off++) {
+            if (rng_below(&r, 3) != 0 && (wrote || off + 1 < RP_OFFSETS))
+                continue;
+            rp_fill(page, off, lsn);
+            assert_int_equal(segidx_segment_builder_add(b[rp_seg_of(lsn)], &test_vid, off, lsn, page),
+                             SEGIDX_OK);
+            w->v[w->nv++] = (struct version){ off, lsn, rp_seg_of(lsn), 0 };
+            wrote = true;
+        }
+    }
+    for (int i = 0; i < RP_SEGS; i++) {
+        free(w->f->bytes[i]);
+        w->f->len[i] = segidx_segment_builder_size(b[i]);
+        w->f->bytes[i] = malloc(w->f->len[i]);
+        assert_non_null(w->f->bytes[i]);
+        assert_int_equal(segidx_segment_builder_finish(b[i], &w->f->sids[i], w->f->bytes[i],
+                                                       w->f->len[i]),
+                         SEGIDX_OK);
+        w->pages[i] = segidx_segment_builder_pages(b[i]);
+        segidx_segment_builder_free(b[i]);
+    }
+    /* Where each version landed, and the catalog. */
+    segidx_segment *seg[RP_SEGS];
+    for (int i = 0; i < RP_SEGS; i++)
+        assert_int_equal(segidx_segment_open(w->f->bytes[i], w->f->len[i], &seg[i]), SEGIDX_OK);
+    for (unsigned k = 0; k < w->nv; k++) {
+        segidx_page_ref ref;
+        struct version *v = &w->v[k];
+        assert_int_equal(segidx_segment_find(seg[v->seg], &test_vid, v->off, v->lsn, &ref),
+                         SEGIDX_OK);
+        assert_int_equal(ref.lsn, v->lsn);
+        v->local = ref.local;
+    }
+    segidx_kv kv;
+    assert_int_equal(segidx_kv_mem_open(&kv), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open(kv, &w->vi), SEGIDX_OK);
+    for (segidx_lsn lsn = 1; lsn <= RP_COMMITS; lsn++) {
+        int i = rp_seg_of(lsn);
+        segidx_offset_set *offs;
+        assert_int_equal(segidx_segment_offsets(seg[i], &test_vid, lsn, &offs), SEGIDX_OK);
+        segidx_commit_segment cs = { w->f->sids[i], offs };
+        assert_int_equal(segidx_volume_commit(w->vi, &test_vid, lsn, 0, &cs, 1), SEGIDX_OK);
+        segidx_offset_set_free(offs);
+    }
+    for (int i = 0; i < RP_SEGS; i++)
+        segidx_segment_close(seg[i]);
+}
+
+static void rp_world_close(struct rp_world *w)
+{
+    segidx_volume_index_close(w->vi);
+    fake_free(w->f);
+}
+
+/* The model: the version of `off` a read at `lsn` must give, or NULL. */
+static const struct version *rp_model(const struct rp_world *w, uint32_t off, segidx_lsn lsn)
+{
+    const struct version *best = NULL;
+    for (unsigned k = 0; k < w->nv; k++)
+        if (w->v[k].off == off && w->v[k].lsn <= lsn && (!best || w->v[k].lsn > best->lsn))
+            best = &w->v[k];
+    return best;
+}
+
+/* The byte range of page `local` of segment `i` within its bytes. */
+static size_t rp_page_at(const struct rp_world *w, int i, uint32_t local)
+{
+    segidx_segment *seg;
+    assert_int_equal(segidx_segment_open(w->f->bytes[i], w->f->len[i], &seg), SEGIDX_OK);
+    uint64_t at;
+    uint32_t len;
+    assert_int_equal(segidx_segment_page_range(seg, local, &at, &len), SEGIDX_OK);
+    assert_int_equal(len, PAGE);
+    segidx_segment_close(seg);
+    return (size_t)at;
+}
+
+struct rp_read {
+    const struct rp_world *w;
+    segidx_lsn lsn;
+    unsigned calls;
+    bool wrong;
+};
+
+/* Never asserts: worker threads call it too. */
+static int rp_check_page(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
+{
+    struct rp_read *r = ctx;
+    const struct version *v = rp_model(r->w, off, r->lsn);
+    r->calls++;
+    if (!v) {
+        r->wrong |= page != NULL || lsn != 0;
+        return 0;
+    }
+    r->wrong |= !page || lsn != v->lsn;
+    for (size_t k = 0; page && k < PAGE && !r->wrong; k++)
+        r->wrong |= ((const uint8_t *)page)[k] != rp_byte(off, v->lsn, k);
+    return 0;
+}
+
+/* What a read of `asked` at `lsn` must return while page `local` of
+ * segment `seg` is damaged (seg < 0: nothing is). */
+static int rp_expect(const struct rp_world *w, const segidx_offset_set *asked, segidx_lsn lsn,
+                     int seg, uint32_t local)
+{
+    for (uint32_t off = 0; off < RP_OFFSETS; off++) {
+        const struct version *v = rp_model(w, off, lsn);
+        if (v && v->seg == seg && v->local == local && segidx_offset_set_contains(asked, off))
+            return SEGIDX_ECORRUPT;
+    }
+    return SEGIDX_OK;
+}
+
+/* Read and check against the model: OK with every page right, or
+ * ECORRUPT with no callback at all. Returns the read's code; -100 when it
+ * is not what the model says (threads cannot assert). */
+static int rp_read_checked(const struct rp_world *w, segidx_loader *l,
+                           const segidx_offset_set *asked, segidx_lsn lsn, int seg, uint32_t local)
+{
+    struct rp_read r = { w, lsn, 0, false };
+    int rc = segidx_read_pages(w->vi, l, &test_vid, lsn, asked, rp_check_page, &r);
+    int want = rp_expect(w, asked, lsn, seg, local);
+    if (rc != want || r.wrong)
+        return -100;
+    if (rc == SEGIDX_OK ? r.calls != segidx_offset_set_cardinality(asked) : r.calls != 0)
+        return -100;
+    return rc;
+}
+
+static segidx_offset_set *rp_one(uint32_t off)
+{
+    segidx_offset_set *s = segidx_offset_set_new();
+    assert_non_null(s);
+    assert_int_equal(segidx_offset_set_add(s, off), SEGIDX_OK);
+    return s;
+}
+
+static segidx_offset_set *rp_random_offsets(test_rng *r)
+{
+    segidx_offset_set *s = segidx_offset_set_new();
+    assert_non_null(s);
+    for (uint32_t off = 0; off < RP_OFFSETS + 2; off++)
+        if (rng_below(r, 3) == 0)
+            assert_int_equal(segidx_offset_set_add(s, off), SEGIDX_OK);
+    return s;
+}
+
+/* A version held in segment `seg`, and the same offset's newest version. */
+static const struct version *rp_version_in(const struct rp_world *w, int seg)
+{
+    for (unsigned k = 0; k < w->nv; k++)
+        if (w->v[k].seg == seg)
+            return &w->v[k];
+    return NULL;
+}
+
+/* Issue 11, case 5: a byte flipped in a page of a loaded segment. The
+ * read of that page fails with no callback, the segment is dropped and
+ * released once its pin goes, and the next read heals with a new fetch.
+ * Pages of the same copy verified before the damage stay served from it. */
+static void test_damaged_page_heals(void **state)
+{
+    (void)state;
+    struct rp_world w;
+    rp_world_open(&w, 11);
+    struct fake *f = w.f;
+    segidx_loader *l = loader_over(f, 0, 0);
+    const struct version *bad = rp_version_in(&w, 0);
+    assert_non_null(bad);
+
+    /* Every other version of segment 0, verified in the loaded copy. */
+    for (unsigned k = 0; k < w.nv; k++) {
+        if (w.v[k].seg != 0 || &w.v[k] == bad)
+            continue;
+        segidx_offset_set *one = rp_one(w.v[k].off);
+        assert_int_equal(rp_read_checked(&w, l, one, w.v[k].lsn, -1, 0), SEGIDX_OK);
+        segidx_offset_set_free(one);
+    }
+    /* Flip a byte of the bad page in the host's buffer behind the copy. */
+    const segidx_segment *s;
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &s), SEGIDX_OK);
+    segidx_page_ref ref;
+    assert_int_equal(segidx_segment_find(s, &test_vid, bad->off, bad->lsn, &ref), SEGIDX_OK);
+    uint8_t *damage = (uint8_t *)ref.page + PAGE / 2;
+    *damage ^= 0x01;
+    segidx_loader_put(l, s);
+
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 1);
+    /* Other pages of the copy were verified before: they are still served. */
+    for (unsigned k = 0; k < w.nv; k++) {
+        if (w.v[k].seg != 0 || &w.v[k] == bad)
+            continue;
+        segidx_offset_set *one = rp_one(w.v[k].off);
+        assert_int_equal(rp_read_checked(&w, l, one, w.v[k].lsn, -1, 0), SEGIDX_OK);
+        segidx_offset_set_free(one);
+    }
+    segidx_offset_set *one = rp_one(bad->off);
+    assert_int_equal(rp_read_checked(&w, l, one, bad->lsn, 0, bad->local), SEGIDX_ECORRUPT);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.discards, 1);
+    assert_int_equal(st.fetches, 1);
+    assert_int_equal(st.cached_segments, 0); /* its pin went: released */
+    assert_int_equal(st.cached_bytes, 0);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(atomic_load(&f->released_sid[0]), 1);
+
+    /* The host's bytes are good: a new fetch heals it. */
+    assert_int_equal(rp_read_checked(&w, l, one, bad->lsn, -1, 0), SEGIDX_OK);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 2);
+    assert_int_equal(st.discards, 1);
+    assert_int_equal(st.cached_segments, 1);
+    assert_int_equal(st.bad_puts, 0);
+    segidx_offset_set_free(one);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    rp_world_close(&w);
+}
+
+/* The damaged copy is pinned by another holder too: it leaves the table at
+ * once, a new get fetches a fresh copy beside it, and the old one is
+ * released only at the holder's put, its bytes readable until then. */
+static void test_damaged_page_other_holder(void **state)
+{
+    (void)state;
+    struct rp_world w;
+    rp_world_open(&w, 12);
+    struct fake *f = w.f;
+    const struct version *bad = rp_version_in(&w, 1);
+    f->flip_at[1] = rp_page_at(&w, 1, bad->local) + 7;
+    segidx_loader *l = loader_over(f, 0, 0);
+    const segidx_segment *held, *fresh;
+    assert_int_equal(segidx_loader_get(l, &f->sids[1], &held), SEGIDX_OK);
+    segidx_offset_set *one = rp_one(bad->off);
+    assert_int_equal(rp_read_checked(&w, l, one, bad->lsn, 1, bad->local), SEGIDX_ECORRUPT);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.discards, 1);
+    assert_int_equal(st.cached_segments, 1);
+    assert_int_equal(st.pinned_bytes, f->len[1]);
+    assert_int_equal(atomic_load(&f->releases), 0);
+
+    f->flip_at[1] = 0; /* the host serves good bytes from now on */
+    assert_int_equal(segidx_loader_get(l, &f->sids[1], &fresh), SEGIDX_OK);
+    assert_ptr_not_equal(fresh, held);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.fetches, 2);
+    assert_int_equal(st.cached_segments, 2);
+    assert_int_equal(st.pinned_bytes, 2 * f->len[1]);
+    segidx_page_ref ref;
+    assert_int_equal(segidx_segment_find(held, &test_vid, bad->off, bad->lsn, &ref), SEGIDX_OK);
+    assert_int_equal(segidx_segment_check_page(held, ref.local, ref.page), SEGIDX_ECORRUPT);
+    assert_int_equal(rp_read_checked(&w, l, one, bad->lsn, -1, 0), SEGIDX_OK);
+
+    segidx_loader_put(l, held);
+    assert_int_equal(atomic_load(&f->releases), 1);
+    segidx_loader_put(l, fresh);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.cached_segments, 1);
+    assert_int_equal(st.cached_bytes, f->len[1]);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.bad_puts, 0);
+    assert_int_equal(atomic_load(&f->releases), 1);
+
+    /* Discarding twice counts once; a put after the release is refused. */
+    const segidx_segment *s;
+    segidx__copy *c1, *c2;
+    assert_int_equal(segidx__loader_pin(l, &f->sids[1], &s, &c1), SEGIDX_OK);
+    assert_int_equal(segidx__loader_pin(l, &f->sids[1], &s, &c2), SEGIDX_OK);
+    assert_ptr_equal(c1, c2);
+    segidx__loader_discard(l, c1);
+    segidx__loader_discard(l, c2);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.discards, 2);
+    segidx_loader_put(l, s);
+    assert_int_equal(atomic_load(&f->releases), 1);
+    segidx_loader_put(l, s);
+    assert_int_equal(atomic_load(&f->releases), 2);
+    segidx_loader_put(l, s);
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.bad_puts, 1);
+    assert_int_equal(st.cached_segments, 0);
+    segidx_offset_set_free(one);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    rp_world_close(&w);
+}
+
+/* Every page position of both segments damaged in turn, in every copy the
+ * host hands out: each version read alone, then random reads at random
+ * LSNs, all against the model (ECORRUPT exactly when a read needs the
+ * damaged page); then the host's bytes are good again and the damaged
+ * page reads right. */
+static void test_damage_every_position(void **state)
+{
+    (void)state;
+    struct rp_world w;
+    rp_world_open(&w, 13);
+    struct fake *f = w.f;
+    test_rng r = { 0xDA3A6E };
+    unsigned positions = 0;
+    for (int i = 0; i < RP_SEGS; i++) {
+        for (uint32_t local = 0; local < w.pages[i]; local++, positions++) {
+            f->flip_at[i] = rp_page_at(&w, i, local) + (local * 37) % PAGE;
+            /* A cache of one segment: the other comes and goes too. */
+            segidx_loader *l = loader_over(f, f->len[0] > f->len[1] ? f->len[0] : f->len[1], 0);
+            unsigned failed = 0;
+            for (unsigned k = 0; k < w.nv; k++) {
+                segidx_offset_set *one = rp_one(w.v[k].off);
+                int rc = rp_read_checked(&w, l, one, w.v[k].lsn, i, local);
+                assert_int_not_equal(rc, -100);
+                failed += rc == SEGIDX_ECORRUPT;
+                segidx_offset_set_free(one);
+            }
+            assert_int_equal(failed, 1); /* exactly the damaged version */
+            for (int n = 0; n < 12; n++) {
+                segidx_offset_set *asked = rp_random_offsets(&r);
+                segidx_lsn lsn = 1 + rng_below(&r, RP_COMMITS + 1);
+                int rc = rp_read_checked(&w, l, asked, lsn, i, local);
+                assert_int_not_equal(rc, -100);
+                failed += rc == SEGIDX_ECORRUPT;
+                segidx_offset_set_free(asked);
+            }
+            segidx_loader_stats st;
+            segidx_loader_stats_get(l, &st);
+            assert_int_equal(st.discards, failed);
+            assert_int_equal(st.pinned_bytes, 0);
+            assert_int_equal(st.bad_puts, 0);
+
+            /* Good bytes from the host now. A damaged copy still cached
+             * (its last reads did not touch the page) fails once more and
+             * goes; the read after it heals. */
+            f->flip_at[i] = 0;
+            const struct version *v = NULL;
+            for (unsigned k = 0; k < w.nv && !v; k++)
+                if (w.v[k].seg == i && w.v[k].local == local)
+                    v = &w.v[k];
+            assert_non_null(v);
+            const segidx_segment *s;
+            assert_int_equal(segidx_loader_get(l, &f->sids[i], &s), SEGIDX_OK);
+            segidx_loader_stats now;
+            segidx_loader_stats_get(l, &now);
+            segidx_loader_put(l, s);
+            bool was_cached = now.fetches == st.fetches;
+            segidx_offset_set *one = rp_one(v->off);
+            assert_int_equal(rp_read_checked(&w, l, one, v->lsn, was_cached ? i : -1, local),
+                             was_cached ? SEGIDX_ECORRUPT : SEGIDX_OK);
+            assert_int_equal(rp_read_checked(&w, l, one, v->lsn, -1, 0), SEGIDX_OK);
+            segidx_offset_set_free(one);
+            segidx_loader_free(l);
+            assert_all_released_once(f);
+        }
+    }
+    assert_int_equal(positions, w.nv);
+    rp_world_close(&w);
+}
+
+/* A source failing with an errno fails the read as SEGIDX_EIO, before
+ * any callback. */
+static void test_read_source_errors(void **state)
+{
+    (void)state;
+    struct rp_world w;
+    rp_world_open(&w, 14);
+    segidx_loader *l = loader_over(w.f, 0, 0);
+    segidx_offset_set *all = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add_range(all, 0, RP_OFFSETS), SEGIDX_OK);
+    w.f->fail_all = true;
+    static const int rcs[] = { -5, 3, SEGIDX_ENOTFOUND };
+    for (size_t k = 0; k < sizeof rcs / sizeof rcs[0]; k++) {
+        w.f->fail_rc = rcs[k];
+        struct rp_read rd = { &w, RP_COMMITS, 0, false };
+        assert_int_equal(segidx_read_pages(w.vi, l, &test_vid, RP_COMMITS, all, rp_check_page, &rd),
+                         rcs[k] == SEGIDX_ENOTFOUND ? SEGIDX_ENOTFOUND : SEGIDX_EIO);
+        assert_int_equal(rd.calls, 0);
+    }
+    w.f->fail_all = false;
+    w.f->mode[0] = MODE_NO_BUFFER;
+    struct rp_read rd = { &w, RP_COMMITS, 0, false };
+    assert_int_equal(segidx_read_pages(w.vi, l, &test_vid, RP_COMMITS, all, rp_check_page, &rd),
+                     SEGIDX_ECORRUPT);
+    assert_int_equal(rd.calls, 0);
+    w.f->mode[0] = MODE_OK;
+    assert_int_equal(rp_read_checked(&w, l, all, RP_COMMITS, -1, 0), SEGIDX_OK);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.discards, 0);
+    segidx_offset_set_free(all);
+    segidx_loader_free(l);
+    assert_all_released_once(w.f);
+    rp_world_close(&w);
 }
 
 /* ------------------------------------------------------------ threads */
@@ -1012,6 +1577,84 @@ static void test_limiter_keys_independent(void **state)
     segidx__limiter_free(lim);
 }
 
+/* Threads reading random pages at random LSNs while every copy of
+ * segment 1 the host hands out has one damaged page: each read is checked
+ * against the model (ECORRUPT exactly when it needs that page), copies are
+ * discarded while other readers still hold them, and every copy goes back
+ * to the host once. */
+enum { RP_THREADS = 4, RP_READS = 400 };
+
+struct rp_thread {
+    const struct rp_world *w;
+    segidx_loader *l;
+    pthread_barrier_t *start;
+    uint64_t seed;
+    uint32_t local;
+    unsigned corrupt, wrong;
+};
+
+static void *rp_reader(void *p)
+{
+    struct rp_thread *a = p;
+    test_rng r = { a->seed };
+    pthread_barrier_wait(a->start);
+    for (unsigned n = 0; n < RP_READS; n++) {
+        segidx_offset_set *asked = segidx_offset_set_new();
+        if (!asked) {
+            a->wrong++;
+            continue;
+        }
+        for (uint32_t off = 0; off < RP_OFFSETS + 1; off++)
+            if (rng_below(&r, 4) == 0 && segidx_offset_set_add(asked, off) != SEGIDX_OK)
+                a->wrong++;
+        segidx_lsn lsn = 1 + rng_below(&r, RP_COMMITS);
+        int rc = rp_read_checked(a->w, a->l, asked, lsn, 1, a->local);
+        a->wrong += rc == -100;
+        a->corrupt += rc == SEGIDX_ECORRUPT;
+        segidx_offset_set_free(asked);
+    }
+    return NULL;
+}
+
+static void test_damaged_reads_threads(void **state)
+{
+    (void)state;
+    struct rp_world w;
+    rp_world_open(&w, 15);
+    struct fake *f = w.f;
+    const struct version *bad = rp_version_in(&w, 1);
+    f->flip_at[1] = rp_page_at(&w, 1, bad->local) + 100;
+    segidx_loader *l = loader_over(f, f->len[0] + f->len[1], 0);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, RP_THREADS);
+    struct rp_thread a[RP_THREADS];
+    for (int i = 0; i < RP_THREADS; i++)
+        a[i] = (struct rp_thread){ &w, l, &start, 0x5EAD0000u + (uint64_t)i, bad->local, 0, 0 };
+    pthread_t t[RP_THREADS];
+    start_threads(t, RP_THREADS, rp_reader, a, sizeof a[0]);
+    join_threads(t, RP_THREADS);
+    pthread_barrier_destroy(&start);
+    unsigned corrupt = 0;
+    for (int i = 0; i < RP_THREADS; i++) {
+        assert_int_equal(a[i].wrong, 0);
+        corrupt += a[i].corrupt;
+    }
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_true(corrupt > 0);
+    /* Readers sharing a damaged copy each fail; it is discarded once. */
+    assert_true(st.discards >= 1 && st.discards <= corrupt);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.bad_puts, 0);
+    assert_int_equal(atomic_load(&f->releases), st.fetches - st.fetch_failures - st.cached_segments);
+    print_message("damaged reads: %u of %u failed, %llu discards, %llu fetches\n", corrupt,
+                  RP_THREADS * RP_READS, (unsigned long long)st.discards,
+                  (unsigned long long)st.fetches);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    rp_world_close(&w);
+}
+
 #endif /* TEST_THREADS */
 
 int main(void)
@@ -1025,6 +1668,12 @@ int main(void)
         cmocka_unit_test(test_fetch_failure_then_retry),
         cmocka_unit_test(test_corrupt_segments),
         cmocka_unit_test(test_limiter_counts),
+        cmocka_unit_test(test_bad_puts),
+        cmocka_unit_test(test_fetch_returns),
+        cmocka_unit_test(test_damaged_page_heals),
+        cmocka_unit_test(test_damaged_page_other_holder),
+        cmocka_unit_test(test_damage_every_position),
+        cmocka_unit_test(test_read_source_errors),
 #if TEST_THREADS
         cmocka_unit_test(test_storm_small_cache),
         cmocka_unit_test(test_storm_big_cache),
@@ -1034,6 +1683,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_with_waiters),
         cmocka_unit_test(test_global_cap),
         cmocka_unit_test(test_limiter_keys_independent),
+        cmocka_unit_test(test_damaged_reads_threads),
 #endif
     };
     /* A stuck waiter fails the run instead of hanging CI (SIGALRM kills). */
