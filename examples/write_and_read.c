@@ -1,6 +1,7 @@
 /* write_and_read: a whole host on one page. Pages go through the packer
- * into segment files, the commits into an LMDB volume index; reads come
- * back through a loader that mmaps the files, and are checked.
+ * into segment files; each commit goes into an LMDB volume index when the
+ * packer says all its segments are written (commit_ready); reads come back
+ * through a loader that mmaps the files, and are checked.
  *
  * Build against an installed libsegidx:
  *     cc write_and_read.c $(pkg-config --cflags --libs libsegidx_lmdb)
@@ -31,9 +32,6 @@ struct host {
     segment_files files;
     segidx_volume_index *index;
     uint64_t next_sid;
-    /* Commits the packer reported, applied once every segment is written. */
-    segidx_commit_segment segs[VOLUMES][COMMITS + 1][8];
-    size_t n_segs[VOLUMES][COMMITS + 1];
     segidx_vid vids[VOLUMES];
 };
 
@@ -46,19 +44,24 @@ static int next_sid(void *ctx, segidx_sid *sid)
     return SEGIDX_OK;
 }
 
-/* A finished segment: write the file, remember which commits it holds. */
+/* A finished segment: write the file, durably. `commits` are only this
+ * segment's part of each commit: cataloguing them here could publish a
+ * commit whose other pages are not written yet. */
 static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
                 const segidx_packed_commit *commits, size_t n)
 {
+    (void)commits, (void)n;
     struct host *h = ctx;
-    int rc = segment_files_write(&h->files, sid, buf, len);
-    for (size_t i = 0; i < n && !rc; i++) {
-        int v = commits[i].vid.bytes[0];
-        size_t *k = &h->n_segs[v][commits[i].lsn];
-        h->segs[v][commits[i].lsn][(*k)++] =
-            (segidx_commit_segment){ *sid, segidx_offset_set_copy(commits[i].offsets) };
-    }
-    return rc;
+    return segment_files_write(&h->files, sid, buf, len);
+}
+
+/* Every segment holding the commit is written: catalogue it. `segs` is
+ * borrowed, exactly what segidx_volume_commit wants. */
+static int commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                        const segidx_commit_segment *segs, size_t n)
+{
+    struct host *h = ctx;
+    return segidx_volume_commit(h->index, vid, lsn, lsn, segs, n);
 }
 
 static int check_page(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
@@ -95,7 +98,7 @@ int main(int argc, char **argv)
         return fail("open the index", rc);
 
     /* Write: every commit rewrites some pages of its volume. */
-    segidx_packer_options po = { { PAGE, 1 << 20, NULL }, next_sid, emit, &h };
+    segidx_packer_options po = { { PAGE, 1 << 20, NULL }, next_sid, emit, &h, commit_ready };
     segidx_packer *packer;
     if ((rc = segidx_packer_new(&po, &packer)))
         return fail("packer", rc);
@@ -109,18 +112,9 @@ int main(int argc, char **argv)
                 fill(page, v, off, lsn);
                 rc = segidx_packer_add(packer, &h.vids[v], off, lsn, page);
             }
-    if (rc || (rc = segidx_packer_flush(packer)))
+    if (rc || (rc = segidx_packer_flush(packer))) /* flush: the last commits too */
         return fail("pack", rc);
     segidx_packer_free(packer);
-    for (int v = 0; v < VOLUMES; v++)
-        for (segidx_lsn lsn = 1; lsn <= COMMITS; lsn++) {
-            rc = segidx_volume_commit(h.index, &h.vids[v], lsn, lsn, h.segs[v][lsn],
-                                      h.n_segs[v][lsn]);
-            for (size_t i = 0; i < h.n_segs[v][lsn]; i++)
-                segidx_offset_set_free((segidx_offset_set *)h.segs[v][lsn][i].offsets);
-            if (rc)
-                return fail("commit", rc);
-        }
 
     /* Read: every volume at every LSN, pages 0..63, checked byte for byte. */
     segidx_segment_source src = segment_files_source(&h.files);

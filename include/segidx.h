@@ -503,7 +503,8 @@ SEGIDX_API int segidx_segment_offsets(const segidx_segment *s, const segidx_vid 
 
 /* ------------------------------------------------------------ packer */
 
-/** @brief What one finished segment holds of one commit. */
+/** @brief What one finished segment holds of one commit: a share of it,
+ *  not necessarily all of it (see segidx_packer_options.commit_ready). */
 typedef struct segidx_packed_commit {
     segidx_vid vid;
     segidx_lsn lsn;
@@ -512,7 +513,20 @@ typedef struct segidx_packed_commit {
     const segidx_offset_set *offsets;
 } segidx_packed_commit;
 
-/** @brief How a packer names and hands over the segments it cuts. */
+/* Defined with the volume index, below. */
+typedef struct segidx_commit_segment segidx_commit_segment;
+
+/**
+ * @brief How a packer names and hands over the segments it cuts, and when
+ *        it tells the host that a commit can be catalogued.
+ *
+ * Every callback's non-zero return is returned by the packer call that
+ * made it: the library's own codes as they are (but -5, which is -EIO as
+ * well as #SEGIDX_ERANGE), anything else (a positive value, an errno, a
+ * host's own code) as #SEGIDX_EIO. None of them may call back into the
+ * same packer; they may call the rest of the library (commit_ready
+ * typically calls segidx_volume_commit()).
+ */
 typedef struct segidx_packer_options {
     /** Page size, max_bytes and allocator of every segment. */
     segidx_segment_options segment;
@@ -521,15 +535,54 @@ typedef struct segidx_packer_options {
      *  non-zero return is returned by the call that needed it; nothing is
      *  lost. Required. */
     int (*next_sid)(void *ctx, segidx_sid *sid);
-    /** Take one finished segment. `buf` (`len` bytes) and `commits` (one
-     *  per (vid, lsn) it holds, sorted by vid then lsn) are borrowed for the
-     *  call: write the bytes out, record the commits. A non-zero return
-     *  is returned by the call that cut the segment, and the segment's
-     *  pages stay in the packer, so a later flush tries again. Required. */
+    /** Take one finished segment: make `buf` durable where readers will
+     *  fetch it. `buf` (`len` bytes) and `commits` (one per (vid, lsn) it
+     *  holds, sorted by vid then lsn) are borrowed for the call. Each of
+     *  `commits` is only this segment's SHARE of a commit: a commit's pages
+     *  may be spread over several segments, and the later ones do not
+     *  exist yet. Do not catalogue commits from here: a commit catalogued
+     *  before all its segments exist is published half-written, and a read
+     *  at its LSN then gets the older bytes of the pages still to come,
+     *  with #SEGIDX_OK. Catalogue from commit_ready. A non-zero return is
+     *  returned by the call that cut the segment, and the segment's pages
+     *  stay in the packer, so a later add or flush tries again. Required. */
     int (*emit)(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
                 const segidx_packed_commit *commits, size_t n);
-    /** Passed to both callbacks as it is. */
+    /** Passed to every callback as it is. */
     void *ctx;
+    /**
+     * Optional (NULL: not called). A commit is complete: every segment
+     * holding one of its pages has been emitted (emit returned 0). `segs`
+     * (`n` >= 1, one per such segment in the order they were emitted,
+     * offsets disjoint, their union the commit's pages) is exactly what
+     * segidx_volume_commit() wants: this is where a host catalogues the
+     * commit. `segs` and its offset sets are the packer's, borrowed for the
+     * call and freed after it.
+     *
+     * Called once per (vid, lsn), in commit order (the order of the
+     * commits' first pages), from segidx_packer_add() or
+     * segidx_packer_flush(), as soon as the packer knows the commit is
+     * complete: a commit is closed by the first page of another commit, or
+     * by a flush, and it is complete once it is closed and none of its pages
+     * is in the open segment. So a commit's pages must be added one after
+     * another, and a flush must come between commits, not within one; the
+     * newest commit is handed over only when the next commit's first page
+     * comes, or at the next flush.
+     *
+     * A non-zero return is returned by the add or flush that made the call;
+     * that commit and the ones after it stay in the packer, and the next
+     * add or flush calls commit_ready again from that commit (an add does
+     * so before taking its page; after an error the page was not added).
+     * Nothing is lost and no commit is handed over twice.
+     *
+     * Compaction (segidx_compact()) hands each (vid, lsn) it repacked to
+     * commit_ready too, with its new segments. Those commits are already in
+     * the catalog: a compaction host must not commit them again (re-pointing
+     * the catalog at new segments is not part of this API yet); leave
+     * commit_ready NULL on a compaction packer.
+     */
+    int (*commit_ready)(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                        const segidx_commit_segment *segs, size_t n);
 } segidx_packer_options;
 
 /** A streaming packer: committed pages in, segments out. One thread. */
@@ -537,7 +590,8 @@ typedef struct segidx_packer segidx_packer;
 
 /**
  * @brief Create a packer.
- * @param[in] opts copied; its callbacks are required.
+ * @param[in] opts copied; next_sid and emit are required, commit_ready is
+ *            optional.
  * @param[out] out the packer, owned by the caller; set only on success.
  * @return #SEGIDX_OK, #SEGIDX_EINVAL (missing callback, bad segment
  *         options), #SEGIDX_ENOMEM.
@@ -547,29 +601,51 @@ SEGIDX_API int segidx_packer_new(const segidx_packer_options *opts, segidx_packe
 /**
  * @brief Add one committed page, in commit order.
  *
- * When the page does not fit the open segment (max_bytes, 65535 pages, or
- * its volume's LSN span would pass 65535), the open segment is finished and
- * emitted first, and the page starts the next one.
+ * Commit order: all the pages of one commit, one after another, then the
+ * next commit's; within a volume, LSNs ascending. When the page does not
+ * fit the open segment (max_bytes, 65535 pages, or its volume's LSN span
+ * would pass 65535), the open segment is finished and emitted, and the
+ * page starts the next one. Commits complete before the page is taken
+ * (the first page of a commit closes the one before it) are handed to
+ * commit_ready first.
  *
- * Duplicates are caught within the open segment only: the packer keeps no
- * memory of segments it has emitted.
+ * Without commit_ready, duplicates are caught within the open segment
+ * only: the packer keeps no memory of segments it has emitted. With it,
+ * the packer holds every commit until commit_ready has taken it, and also
+ * refuses a page of a commit it has closed, and an offset the commit
+ * already wrote into an emitted segment. It does not remember commits it
+ * has handed over: a page of one would start that commit again, which
+ * segidx_volume_commit() then refuses.
  *
  * @param[in] page page_size bytes; copied.
  * @return #SEGIDX_OK; #SEGIDX_EINVAL (lsn 0, a (vid, off, lsn) already in
- *         the open segment); #SEGIDX_ENOMEM; or what next_sid or emit
- *         returned. After an error the page was not added.
+ *         the open segment, with commit_ready: a page of a closed commit
+ *         or an offset its emitted segments hold); #SEGIDX_ENOMEM; or what
+ *         next_sid, emit or commit_ready returned (see
+ *         segidx_packer_options). After an error the page was not added
+ *         and nothing was lost (commits handed over before the error stay
+ *         handed over): the call may be repeated.
  */
 SEGIDX_API int segidx_packer_add(segidx_packer *p, const segidx_vid *vid, segidx_offset off,
                                  segidx_lsn lsn, const void *page);
 
 /**
- * @brief Finish and emit the open segment, if it holds any page.
- * @return #SEGIDX_OK, #SEGIDX_ENOMEM, or what next_sid or emit returned
- *         (then the pages stay, and flush may be called again).
+ * @brief Finish and emit the open segment, if it holds any page; close the
+ *        newest commit, and hand every complete commit to commit_ready.
+ *
+ * After a flush that returned #SEGIDX_OK, the packer holds nothing: every
+ * page is in an emitted segment and every commit went to commit_ready. A
+ * flush on a packer that holds nothing calls no callback.
+ *
+ * @return #SEGIDX_OK, #SEGIDX_ENOMEM, or what next_sid, emit or
+ *         commit_ready returned: if next_sid or emit failed, the pages
+ *         stay; if commit_ready did, that commit and the ones after it
+ *         stay; either way flush may be called again.
  */
 SEGIDX_API int segidx_packer_flush(segidx_packer *p);
 
-/** @brief Free a packer; pages not yet flushed are dropped. Accepts NULL. */
+/** @brief Free a packer; pages not yet flushed, and commits commit_ready
+ *  has not taken, are dropped. Accepts NULL. */
 SEGIDX_API void segidx_packer_free(segidx_packer *p);
 
 /**
@@ -577,7 +653,10 @@ SEGIDX_API void segidx_packer_free(segidx_packer *p);
  *        packer, in (vid, lsn, offset) order, then flush. Every version is
  *        kept; a (vid, offset, lsn) found in several segments is packed
  *        once, from the first segment that has it.
- * Pages already open in the packer are packed along with them.
+ * Pages already open in the packer are packed along with them (with
+ * commit_ready set, under segidx_packer_add()'s rules: a page of a commit
+ * the packer has closed is #SEGIDX_EINVAL). What commit_ready means here:
+ * see segidx_packer_options.
  *
  * @param[in] segs open segments (not tail-only) of the packer's page size;
  *            borrowed for the call.

@@ -4,20 +4,39 @@
  * pages, or its volume's LSN span); then the open segment is finished,
  * named by next_sid and handed to emit with the OffsetSet of every
  * (vid, lsn) it holds, and the page starts the next segment. The commits
- * are tracked as pages arrive, in a small (vid, lsn) -> OffsetSet map, so
+ * are tracked as pages arrive, in a small (vid, lsn) -> commit map, so
  * that emitting never has to decode the bytes it just wrote.
  *
+ * With commit_ready, a commit stays in the map after its segments leave,
+ * collecting one share (sid, offsets) per emitted segment, until it is
+ * complete: closed (a page of another commit came after it, or a flush)
+ * and with no page left in the open segment. Pages arrive in commit order,
+ * so the commits form a queue in which the complete ones are a prefix, and
+ * commit_ready is called from its head. Calls happen only before a page is
+ * taken (never after), so a failing commit_ready leaves the page out and
+ * the commit at the head, for the next add or flush to call again.
+ *
  * Every failure leaves the packer as it was: the open segment keeps its
- * pages until an emit succeeds, so a later add or flush tries again. */
+ * pages until an emit succeeds, so a later add or flush tries again; all
+ * memory a cut needs is reserved before next_sid is asked, so that nothing
+ * can fail once emit has taken a segment. */
 #include "segment_format.h"
 
 #include <stdlib.h>
 
-/* One (vid, lsn) of the open segment and the offsets it wrote there. */
+/* One emitted segment's part of a commit; the offsets are owned. */
+struct share {
+    segidx_sid sid;
+    segidx_offset_set *offsets;
+};
+
+/* A (vid, lsn) the packer still holds. */
 struct commit {
     segidx_vid vid;
     segidx_lsn lsn;
-    segidx_offset_set *offsets;
+    segidx_offset_set *open;   /* its offsets in the open segment; NULL: none */
+    struct share *shares;      /* with commit_ready: the emitted segments' parts */
+    uint32_t n_shares, shares_cap;
 };
 
 struct segidx_packer {
@@ -26,6 +45,8 @@ struct segidx_packer {
     int (*next_sid)(void *ctx, segidx_sid *sid);
     int (*emit)(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
                 const segidx_packed_commit *commits, size_t n);
+    int (*commit_ready)(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                        const segidx_commit_segment *segs, size_t n);
     void *ctx;
     uint32_t page_size;
 
@@ -33,12 +54,15 @@ struct segidx_packer {
     uint8_t *buf;                   /* finished segment, reused */
     size_t buf_cap;
 
-    struct commit *commits;
-    segidx_packed_commit *packed;   /* emit's sorted view of the commits */
+    struct commit *commits;         /* in commit order */
+    segidx_packed_commit *packed;   /* emit's sorted view of the open segment */
     uint32_t n_commits, commits_cap;
     uint32_t packed_cap;            /* trails commits_cap after a failed growth */
     uint32_t *slots;                /* commit index + 1; 0 = empty */
     uint32_t slots_mask;
+    segidx_commit_segment *view;    /* commit_ready's view of one commit's shares */
+    uint32_t view_cap;              /* >= every commit's shares_cap */
+    bool last_closed;               /* a flush closed the newest commit */
 };
 
 /* ------------------------------------------------------------ commits */
@@ -64,6 +88,23 @@ static uint32_t *commit_slot(const segidx_packer *p, const segidx_vid *vid, segi
     }
 }
 
+/* The commit (vid, lsn), or NULL when the packer holds no page of it. */
+static struct commit *find_commit(const segidx_packer *p, const segidx_vid *vid, segidx_lsn lsn)
+{
+    if (!p->slots)
+        return NULL;
+    uint32_t c = *commit_slot(p, vid, lsn);
+    return c ? &p->commits[c - 1] : NULL;
+}
+
+static void index_commits(segidx_packer *p)
+{
+    if (p->slots)
+        memset(p->slots, 0, (p->slots_mask + 1) * sizeof *p->slots);
+    for (uint32_t c = 0; c < p->n_commits; c++)
+        *commit_slot(p, &p->commits[c].vid, p->commits[c].lsn) = c + 1;
+}
+
 /* Keep the slot table at most half full, so that probes stay short. */
 static int rehash_commits(segidx_packer *p, uint32_t count)
 {
@@ -79,8 +120,7 @@ static int rehash_commits(segidx_packer *p, uint32_t count)
     segidx__release(p->alloc, p->slots, old_size * sizeof *p->slots);
     p->slots = fresh;
     p->slots_mask = size - 1;
-    for (uint32_t c = 0; c < p->n_commits; c++)
-        *commit_slot(p, &p->commits[c].vid, p->commits[c].lsn) = c + 1;
+    index_commits(p);
     return SEGIDX_OK;
 }
 
@@ -109,14 +149,87 @@ static int reserve_commit(segidx_packer *p)
     return rehash_commits(p, p->n_commits + 1);
 }
 
-/* Forget every commit: its pages have left in an emitted segment. */
-static void clear_commits(segidx_packer *p)
+static void free_commit(const segidx_packer *p, struct commit *c)
 {
-    for (uint32_t c = 0; c < p->n_commits; c++)
-        segidx_offset_set_free(p->commits[c].offsets);
-    p->n_commits = 0;
-    if (p->slots)
-        memset(p->slots, 0, (p->slots_mask + 1) * sizeof *p->slots);
+    segidx_offset_set_free(c->open);
+    for (uint32_t i = 0; i < c->n_shares; i++)
+        segidx_offset_set_free(c->shares[i].offsets);
+    segidx__release(p->alloc, c->shares, c->shares_cap * sizeof *c->shares);
+}
+
+/* Forget the first `k` commits, which commit_ready has taken (or, without
+ * it, every commit, once its pages have left in an emitted segment). */
+static void drop_commits(segidx_packer *p, uint32_t k)
+{
+    for (uint32_t c = 0; c < k; c++)
+        free_commit(p, &p->commits[c]);
+    memmove(p->commits, p->commits + k, (p->n_commits - k) * sizeof *p->commits);
+    p->n_commits -= k;
+    index_commits(p);
+}
+
+static bool is_commit(const struct commit *c, const segidx_vid *vid, segidx_lsn lsn)
+{
+    return c->lsn == lsn && segidx__id_equal(c->vid.bytes, vid->bytes);
+}
+
+/* Whether commit `i` can be handed to commit_ready now. The newest commit
+ * is closed by a flush or by `next`, the (vid, lsn) of a page about to be
+ * added (NULL: none). */
+static bool commit_complete(const segidx_packer *p, uint32_t i, const segidx_vid *next_vid,
+                            segidx_lsn next_lsn)
+{
+    const struct commit *c = &p->commits[i];
+    if (c->open)
+        return false;
+    if (i + 1 < p->n_commits || p->last_closed)
+        return true;
+    return next_vid && !is_commit(c, next_vid, next_lsn);
+}
+
+/* Hand every complete commit at the head of the queue to commit_ready, in
+ * order, and forget it. A failure stops the walk: that commit and the
+ * ones after it stay, to be handed over again by the next add or flush. */
+static int hand_over_complete(segidx_packer *p, const segidx_vid *next_vid,
+                              segidx_lsn next_lsn)
+{
+    if (!p->commit_ready)
+        return SEGIDX_OK;
+    uint32_t done = 0;
+    int rc = SEGIDX_OK;
+    while (done < p->n_commits && commit_complete(p, done, next_vid, next_lsn)) {
+        const struct commit *c = &p->commits[done];
+        for (uint32_t i = 0; i < c->n_shares; i++)
+            p->view[i] = (segidx_commit_segment){ c->shares[i].sid, c->shares[i].offsets };
+        rc = segidx__host_rc(p->commit_ready(p->ctx, &c->vid, c->lsn, p->view, c->n_shares));
+        if (rc)
+            break;
+        done++;
+    }
+    if (done)
+        drop_commits(p, done);
+    return rc;
+}
+
+/* With commit_ready, a commit's pages must come together, each once: a
+ * page of a commit already closed, or one of its offsets already in an
+ * emitted segment, would make a commit that volume_commit cannot take.
+ * (Without it, only the open segment's duplicates are caught, by the
+ * builder.) */
+static bool page_refused(const segidx_packer *p, const segidx_vid *vid, segidx_offset off,
+                         segidx_lsn lsn)
+{
+    if (!p->commit_ready)
+        return false;
+    const struct commit *c = find_commit(p, vid, lsn);
+    if (!c)
+        return false;
+    if (c != &p->commits[p->n_commits - 1] || p->last_closed)
+        return true;
+    for (uint32_t i = 0; i < c->n_shares; i++)
+        if (segidx_offset_set_contains(c->shares[i].offsets, off))
+            return true;
+    return false;
 }
 
 static int compare_packed(const void *pa, const void *pb)
@@ -128,14 +241,65 @@ static int compare_packed(const void *pa, const void *pb)
     return (a->lsn > b->lsn) - (a->lsn < b->lsn);
 }
 
-/* emit's view of the commits, sorted by vid then lsn. A copy, so that the
- * slots keep pointing at the right commits if emit fails. */
-static void sort_commits(segidx_packer *p)
+/* emit's view of the open segment's commits, sorted by vid then lsn. A
+ * copy, so that the slots keep pointing at the right commits if emit
+ * fails. */
+static uint32_t sort_open_commits(segidx_packer *p)
 {
+    uint32_t n = 0;
     for (uint32_t c = 0; c < p->n_commits; c++)
-        p->packed[c] = (segidx_packed_commit){ p->commits[c].vid, p->commits[c].lsn,
-                                               p->commits[c].offsets };
-    qsort(p->packed, p->n_commits, sizeof *p->packed, compare_packed);
+        if (p->commits[c].open)
+            p->packed[n++] = (segidx_packed_commit){ p->commits[c].vid, p->commits[c].lsn,
+                                                     p->commits[c].open };
+    qsort(p->packed, n, sizeof *p->packed, compare_packed);
+    return n;
+}
+
+/* Room for one more share in every commit of the open segment, and in the
+ * view commit_ready gets, before the segment is emitted. */
+static int reserve_shares(segidx_packer *p)
+{
+    if (!p->commit_ready)
+        return SEGIDX_OK;
+    for (uint32_t i = 0; i < p->n_commits; i++) {
+        struct commit *c = &p->commits[i];
+        if (!c->open || c->n_shares < c->shares_cap)
+            continue;
+        uint32_t cap = c->shares_cap ? 2 * c->shares_cap : 2;
+        if (cap > p->view_cap) {
+            segidx_commit_segment *v = segidx__resize(p->alloc, p->view,
+                                                      p->view_cap * sizeof *v, cap * sizeof *v);
+            if (!v)
+                return SEGIDX_ENOMEM;
+            p->view = v;
+            p->view_cap = cap;
+        }
+        struct share *s = segidx__resize(p->alloc, c->shares, c->shares_cap * sizeof *s,
+                                         cap * sizeof *s);
+        if (!s)
+            return SEGIDX_ENOMEM;
+        c->shares = s;
+        c->shares_cap = cap;
+    }
+    return SEGIDX_OK;
+}
+
+/* The open segment was emitted as `sid`: its offsets become each commit's
+ * share of it, or, without commit_ready, are done with. */
+static void segment_emitted(segidx_packer *p, const segidx_sid *sid)
+{
+    segidx_segment_builder_reset(p->builder);
+    if (!p->commit_ready) {
+        drop_commits(p, p->n_commits);
+        return;
+    }
+    for (uint32_t i = 0; i < p->n_commits; i++) {
+        struct commit *c = &p->commits[i];
+        if (c->open) {
+            c->shares[c->n_shares++] = (struct share){ *sid, c->open };
+            c->open = NULL;
+        }
+    }
 }
 
 /* ------------------------------------------------------------ segments */
@@ -148,19 +312,24 @@ static int add_page(segidx_packer *p, const segidx_vid *vid, segidx_offset off, 
     if (rc)
         return rc;
     uint32_t *slot = commit_slot(p, vid, lsn);
+    struct commit *c = *slot ? &p->commits[*slot - 1] : NULL;
     segidx_offset_set *fresh = NULL;
-    if (!*slot && !(fresh = segidx_offset_set_new()))
+    if ((!c || !c->open) && !(fresh = segidx_offset_set_new()))
         return SEGIDX_ENOMEM;
     rc = segidx_segment_builder_add(p->builder, vid, off, lsn, page);
     if (rc) {
         segidx_offset_set_free(fresh);
         return rc;
     }
-    if (fresh) {
-        p->commits[p->n_commits] = (struct commit){ *vid, lsn, fresh };
+    if (!c) {
+        c = &p->commits[p->n_commits];
+        *c = (struct commit){ *vid, lsn, NULL, NULL, 0, 0 };
         *slot = ++p->n_commits;
+        p->last_closed = false;
     }
-    return segidx_offset_set_add(p->commits[*slot - 1].offsets, off);
+    if (fresh)
+        c->open = fresh;
+    return segidx_offset_set_add(c->open, off);
 }
 
 static int reserve_buf(segidx_packer *p, size_t len)
@@ -187,22 +356,23 @@ static int emit_open_segment(segidx_packer *p)
     if (len == 0)
         return SEGIDX_ENOMEM; /* planning the index failed */
     int rc = reserve_buf(p, len);
+    if (!rc)
+        rc = reserve_shares(p);
     if (rc)
         return rc;
     segidx_sid sid;
     memset(&sid, 0, sizeof sid);
-    rc = p->next_sid(p->ctx, &sid);
+    rc = segidx__host_rc(p->next_sid(p->ctx, &sid));
     if (rc)
         return rc;
     rc = segidx_segment_builder_finish(p->builder, &sid, p->buf, len);
     if (rc)
         return rc;
-    sort_commits(p);
-    rc = p->emit(p->ctx, &sid, p->buf, len, p->packed, p->n_commits);
+    uint32_t n = sort_open_commits(p);
+    rc = segidx__host_rc(p->emit(p->ctx, &sid, p->buf, len, p->packed, n));
     if (rc)
         return rc;
-    segidx_segment_builder_reset(p->builder);
-    clear_commits(p);
+    segment_emitted(p, &sid);
     return SEGIDX_OK;
 }
 
@@ -226,6 +396,7 @@ int segidx_packer_new(const segidx_packer_options *opts, segidx_packer **out)
     }
     p->next_sid = opts->next_sid;
     p->emit = opts->emit;
+    p->commit_ready = opts->commit_ready;
     p->ctx = opts->ctx;
     p->page_size = opts->segment.page_size ? opts->segment.page_size : SEGIDX_DEFAULT_PAGE_SIZE;
     segidx_segment_options seg = opts->segment;
@@ -243,12 +414,14 @@ void segidx_packer_free(segidx_packer *p)
 {
     if (!p)
         return;
-    clear_commits(p);
+    for (uint32_t c = 0; c < p->n_commits; c++)
+        free_commit(p, &p->commits[c]);
     segidx_segment_builder_free(p->builder);
     const segidx_allocator *a = p->alloc;
     segidx__release(a, p->buf, p->buf_cap);
     segidx__release(a, p->commits, p->commits_cap * sizeof *p->commits);
     segidx__release(a, p->packed, p->packed_cap * sizeof *p->packed);
+    segidx__release(a, p->view, p->view_cap * sizeof *p->view);
     if (p->slots)
         segidx__release(a, p->slots, (p->slots_mask + 1) * sizeof *p->slots);
     segidx_allocator copy = p->alloc_copy; /* `a` points into `p` */
@@ -260,14 +433,20 @@ void segidx_packer_free(segidx_packer *p)
 int segidx_packer_add(segidx_packer *p, const segidx_vid *vid, segidx_offset off, segidx_lsn lsn,
                       const void *page)
 {
-    if (!p || !vid || !page)
+    if (!p || !vid || !page || lsn == 0 || page_refused(p, vid, off, lsn))
         return SEGIDX_EINVAL;
-    int rc = add_page(p, vid, off, lsn, page);
+    /* Complete commits go out before the page is taken, so that an error
+     * from commit_ready means the page was not added. */
+    int rc = hand_over_complete(p, vid, lsn);
+    if (!rc)
+        rc = add_page(p, vid, off, lsn, page);
     /* An empty builder that refuses a page would refuse it again: only a
      * segment with pages is worth cutting. */
     if ((rc == SEGIDX_EFULL || rc == SEGIDX_ERANGE) &&
         segidx_segment_builder_pages(p->builder) > 0) {
         rc = emit_open_segment(p);
+        if (!rc)
+            rc = hand_over_complete(p, vid, lsn);
         if (!rc)
             rc = add_page(p, vid, off, lsn, page);
     }
@@ -276,7 +455,13 @@ int segidx_packer_add(segidx_packer *p, const segidx_vid *vid, segidx_offset off
 
 int segidx_packer_flush(segidx_packer *p)
 {
-    return p ? emit_open_segment(p) : SEGIDX_EINVAL;
+    if (!p)
+        return SEGIDX_EINVAL;
+    int rc = emit_open_segment(p);
+    if (rc)
+        return rc;
+    p->last_closed = true;
+    return hand_over_complete(p, NULL, 0);
 }
 
 /* ------------------------------------------------------------ compaction */

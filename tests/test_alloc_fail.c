@@ -657,10 +657,29 @@ static int pack_emit(void *ctx, const segidx_sid *sid, const void *buf, size_t l
     return SEGIDX_OK;
 }
 
+/* commit_ready: each commit as it is handed over, into the same buffer,
+ * so that a failed run that handed one over shows, and the final
+ * comparison covers them. */
+static int pack_commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                             const segidx_commit_segment *segs, size_t n)
+{
+    struct pack_out *o = ctx;
+    assert_true(o->bytes.len + 32 + n * 24 <= o->bytes.cap);
+    bytes_put(&o->bytes, vid->bytes, 16);
+    bytes_u64(&o->bytes, lsn);
+    bytes_u64(&o->bytes, n);
+    for (size_t i = 0; i < n; i++) {
+        bytes_put(&o->bytes, segs[i].sid.bytes, 16);
+        bytes_u64(&o->bytes, segidx_offset_set_cardinality(segs[i].offsets));
+    }
+    return SEGIDX_OK;
+}
+
 struct pack_ctx {
     segidx_packer_options opts;
     segidx_packer *p;
     struct pack_out out;
+    bool together;         /* each commit's pages one after another */
     segidx_vid vid;
     segidx_offset off;
     segidx_lsn lsn;
@@ -703,21 +722,24 @@ static int packer_flush_call(void *ctx)
     return segidx_packer_flush(c->p);
 }
 
-/* A failed add or flush has emitted nothing: a cut that fails keeps its
- * pages in the packer (the final comparison with a run without failures
- * proves the pages themselves are all there, once). */
+/* A failed add or flush has emitted nothing and handed no commit over: a
+ * cut that fails keeps its pages in the packer (the final comparison with
+ * a run without failures proves the pages themselves are all there, once,
+ * and each commit handed over once). */
 static void packer_unchanged(void *ctx)
 {
     struct pack_ctx *c = ctx;
     assert_int_equal(c->out.bytes.len, c->emitted_before);
 }
 
-/* Add 600 pages of 4 volumes; with `s`, each add is swept. */
+/* Add 600 pages of 4 volumes, 16 commits a volume; with `s`, each add is
+ * swept. The volumes' pages take turns, or, with `together`, come 4 at a
+ * time, a whole commit, as commit_ready wants them. */
 static long pack_pages(struct pack_ctx *c, const sweep *s)
 {
     long points = 0;
     for (unsigned i = 0; i < 600; i++) {
-        c->vid = vid_n(i % 4);
+        c->vid = vid_n(c->together ? i / 4 % 4 : i % 4);
         c->off = (segidx_offset)(i * 7919u % 5000u);
         c->lsn = 1 + i / 16;
         fill(c->page, &c->vid, c->off, c->lsn);
@@ -732,25 +754,32 @@ static long pack_pages(struct pack_ctx *c, const sweep *s)
 
 /* The packer over 600 pages cut into segments of at most 64 KiB, every
  * add and the flush failing at each of their allocations: the segments
- * emitted must be byte for byte those of a run with no failure. */
-static void packer_calls(void **state)
+ * emitted (and, with commit_ready, the commits handed over) must be byte
+ * for byte those of a run with no failure. */
+static void sweep_packer(bool commit_ready)
 {
-    (void)state;
     size_t live = fa.live;
     struct pack_ctx ref, c;
     pack_ctx_init(&ref, 64u << 10);
     pack_ctx_init(&c, 64u << 10);
+    if (commit_ready) {
+        ref.opts.commit_ready = c.opts.commit_ready = pack_commit_ready;
+        ref.together = c.together = true;
+    }
     assert_int_equal(packer_new_call(&ref), SEGIDX_OK);
     pack_pages(&ref, NULL);
     assert_int_equal(packer_flush_call(&ref), SEGIDX_OK);
 
-    sweep mk = SWEEP("segidx_packer_new", packer_new_call, NULL, NULL, &c);
+    sweep mk = SWEEP(commit_ready ? "segidx_packer_new (commit_ready)" : "segidx_packer_new",
+                     packer_new_call, NULL, NULL, &c);
     fail_each(&mk);
-    sweep add = SWEEP("segidx_packer_add", packer_add_call, packer_unchanged, NULL, &c);
+    sweep add = SWEEP(commit_ready ? "segidx_packer_add (commit_ready)" : "segidx_packer_add",
+                      packer_add_call, packer_unchanged, NULL, &c);
     add.keeps = true; /* as the builder's add, and a cut keeps its plan */
     report(add.name, pack_pages(&c, &add), " over 600 adds");
     c.emitted_before = c.out.bytes.len;
-    sweep fl = SWEEP("segidx_packer_flush", packer_flush_call, packer_unchanged, NULL, &c);
+    sweep fl = SWEEP(commit_ready ? "segidx_packer_flush (commit_ready)" : "segidx_packer_flush",
+                     packer_flush_call, packer_unchanged, NULL, &c);
     fl.keeps = true; /* a failed cut keeps its plan */
     fail_each(&fl);
     assert_true(c.out.emitted > 3);
@@ -761,6 +790,13 @@ static void packer_calls(void **state)
     bytes_free(&ref.out.bytes);
     bytes_free(&c.out.bytes);
     assert_int_equal(fa.live, live);
+}
+
+static void packer_calls(void **state)
+{
+    (void)state;
+    sweep_packer(false);
+    sweep_packer(true);
 }
 
 /* Compaction is documented to leave a failed packer half-fed, so each run

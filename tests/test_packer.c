@@ -3,9 +3,19 @@
  * bytes; each segment's commits exactly the model's grouping of its pages;
  * each cut forced by the builder refusing the next page); cuts on the LSN
  * span, on max_bytes and on 65535 pages; failing callbacks and allocations
- * lose nothing; compaction of many small, overlapping segments. */
+ * lose nothing; compaction of many small, overlapping segments.
+ *
+ * commit_ready: each commit handed over once, in commit order, exactly when
+ * its last segment has been emitted, with the segments volume_commit wants;
+ * catalogued from there into an in-memory index, every read at its LSN
+ * gives the model's bytes, where cataloguing from emit reads stale ones. */
 #include "segtest.h"
 
+#include <errno.h>
+#include <limits.h>
+
+/* What the failing callbacks return: a host's own code, which the packer
+ * hands back as SEGIDX_EIO. */
 #define FAIL_CODE (-100)
 
 /* ------------------------------------------------------------ the sink */
@@ -26,21 +36,79 @@ struct emitted {
     size_t n_commits;
 };
 
+struct ready;
+struct catalog;
+
 struct sink {
     struct emitted *segs;
     size_t n, cap;
+    uint64_t pages;                     /* in the segments emitted */
     uint64_t sid_calls, emit_calls;
     uint64_t fail_sid_at, fail_emit_at; /* the call that fails, 1-based; 0: none */
+    int fail_rc;                        /* what it returns; 0: FAIL_CODE */
     unsigned failures;
+    struct ready *ready;                /* commit_ready's checks */
 };
+
+/* A commit of the stream: a run of pages of one (vid, lsn). */
+struct run {
+    uint32_t first, n;
+};
+
+/* What commit_ready must do, and what it saw. */
+struct ready {
+    const wl_page *stream;
+    uint32_t n;
+    struct run *runs;
+    uint32_t n_runs;
+    uint32_t called;          /* runs handed over: always a prefix */
+    uint64_t calls, fail_at;  /* fail_at: the call that fails, 1-based; 0: none */
+    int fail_rc;
+    uint32_t by_segments[6];  /* commits handed over in 1, 2, ... 5, 6+ segments */
+    struct catalog *cat;      /* NULL: commit_ready only checks */
+};
+
+static bool same_commit(const wl_page *a, const wl_page *b)
+{
+    return a->lsn == b->lsn && memcmp(a->vid.bytes, b->vid.bytes, 16) == 0;
+}
+
+static struct ready ready_new(const wl_page *stream, uint32_t n)
+{
+    struct ready r = { stream, n, calloc(n ? n : 1, sizeof(struct run)), 0, 0, 0, 0, 0,
+                       { 0 }, NULL };
+    for (uint32_t i = 0; i < n; i++) {
+        if (i == 0 || !same_commit(&stream[i - 1], &stream[i]))
+            r.runs[r.n_runs++] = (struct run){ i, 0 };
+        r.runs[r.n_runs - 1].n++;
+    }
+    return r;
+}
+
+/* The commits every one of whose pages is in the first `pages` of the
+ * stream: what commit_ready must have taken once those are emitted. */
+static uint32_t complete_runs(const struct ready *r, uint64_t pages)
+{
+    uint32_t c = 0;
+    while (c < r->n_runs && r->runs[c].first + r->runs[c].n <= pages)
+        c++;
+    return c;
+}
+
+static int sink_commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                             const segidx_commit_segment *segs, size_t n);
+
+static int sink_failure(struct sink *k)
+{
+    k->failures++;
+    return k->fail_rc ? k->fail_rc : FAIL_CODE;
+}
 
 static int sink_next_sid(void *ctx, segidx_sid *sid)
 {
     struct sink *k = ctx;
-    if (++k->sid_calls == k->fail_sid_at) {
-        k->failures++;
-        return FAIL_CODE;
-    }
+    if (++k->sid_calls == k->fail_sid_at)
+        return sink_failure(k);
     memset(sid->bytes, 0xA5, 16);
     memcpy(sid->bytes, &k->sid_calls, 8);
     return 0;
@@ -69,10 +137,8 @@ static int sink_emit(void *ctx, const segidx_sid *sid, const void *buf, size_t l
                      const segidx_packed_commit *commits, size_t n)
 {
     struct sink *k = ctx;
-    if (++k->emit_calls == k->fail_emit_at) {
-        k->failures++;
-        return FAIL_CODE;
-    }
+    if (++k->emit_calls == k->fail_emit_at)
+        return sink_failure(k);
     if (k->n == k->cap) {
         k->cap = k->cap ? 2 * k->cap : 16;
         k->segs = realloc(k->segs, k->cap * sizeof *k->segs);
@@ -86,8 +152,10 @@ static int sink_emit(void *ctx, const segidx_sid *sid, const void *buf, size_t l
     memcpy(e->buf, buf, len);
     e->n_commits = n;
     e->commits = calloc(n ? n : 1, sizeof *e->commits);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         copy_commit(&e->commits[i], &commits[i]);
+        k->pages += e->commits[i].n;
+    }
     return 0;
 }
 
@@ -641,7 +709,7 @@ static void stream_with_failure(const wl_page *stream, uint32_t n, struct sink *
         int rc = segidx_packer_add(p, &stream[i].vid, stream[i].off, stream[i].lsn, page);
         if (rc == SEGIDX_OK)
             continue;
-        assert_int_equal(rc, FAIL_CODE);
+        assert_int_equal(rc, SEGIDX_EIO);
         assert_int_equal(k->failures, failures + 1);
         assert_int_equal(k->n, emitted);
         if (how == FLUSH_THEN_ADD)
@@ -651,7 +719,7 @@ static void stream_with_failure(const wl_page *stream, uint32_t n, struct sink *
     }
     int rc = segidx_packer_flush(p);
     if (rc) {
-        assert_int_equal(rc, FAIL_CODE);
+        assert_int_equal(rc, SEGIDX_EIO);
         assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
     }
     assert_int_equal(k->failures, 1);
@@ -753,38 +821,59 @@ static int count_enomem(int rc, struct test_alloc *t, unsigned *seen)
     return rc;
 }
 
+/* A call that failed for want of memory emitted nothing and handed no
+ * commit over. */
+static void assert_nothing_out(const struct sink *k, size_t emitted, uint32_t called)
+{
+    assert_int_equal(k->n, emitted);
+    if (k->ready)
+        assert_int_equal(k->ready->called, called);
+}
+
 /* Run the stream with the fail_at-th allocation failing; return whether
- * a failure was injected. Every ENOMEM is retried and must then succeed. */
+ * a failure was injected. Every ENOMEM is retried and must then succeed.
+ * With `ready`, through commit_ready too. */
 static bool stream_with_failing_allocator(const wl_page *stream, uint32_t n, uint64_t fail_at,
-                                          size_t max_bytes)
+                                          size_t max_bytes, bool ready)
 {
     struct test_alloc t = { 0, fail_at, 0, 0 };
     segidx_allocator a = { ta_alloc, ta_resize, ta_release, &t };
     struct sink k = { 0 };
+    struct ready rd = ready_new(stream, n);
     segidx_packer_options o = packer_options(512, max_bytes, &k);
     o.segment.alloc = &a;
+    if (ready) {
+        k.ready = &rd;
+        o.commit_ready = sink_commit_ready;
+    }
     segidx_packer *p = NULL;
     unsigned seen = 0;
     while (count_enomem(segidx_packer_new(&o, &p), &t, &seen) == SEGIDX_ENOMEM)
         assert_null(p);
     uint8_t page[512];
+    int rc;
     for (uint32_t i = 0; i < n; i++) {
         wl_fill_page(page, 512, &stream[i]);
-        int rc;
+        size_t emitted = k.n;
+        uint32_t called = rd.called;
         while ((rc = count_enomem(segidx_packer_add(p, &stream[i].vid, stream[i].off,
                                                        stream[i].lsn, page),
                                      &t, &seen)) == SEGIDX_ENOMEM)
-            ;
+            assert_nothing_out(&k, emitted, called);
         assert_int_equal(rc, SEGIDX_OK);
     }
-    int rc;
+    size_t emitted = k.n;
+    uint32_t called = rd.called;
     while ((rc = count_enomem(segidx_packer_flush(p), &t, &seen)) == SEGIDX_ENOMEM)
-        ;
+        assert_nothing_out(&k, emitted, called);
     assert_int_equal(rc, SEGIDX_OK);
     segidx_packer_free(p);
     assert_int_equal(t.live, 0);
     assert_int_equal(seen, t.failures); /* every failure surfaced as ENOMEM */
     check_packed(stream, n, NULL, &k, 512, max_bytes);
+    if (ready)
+        assert_int_equal(rd.called, rd.n_runs);
+    free(rd.runs);
     sink_free(&k);
     return t.failures > 0;
 }
@@ -795,12 +884,14 @@ static void test_allocation_failures_lose_nothing(void **state)
     workload w = small_workload();
     uint32_t n = w.n < 200 ? w.n : 200;
     wl_page *stream = sorted_copy(&w, commit_order);
-    uint64_t at = 1;
-    while (stream_with_failing_allocator(stream, n, at, 6 * 1024))
-        at++;
-    assert_true(at > 20); /* the packer's and the builder's memory were both in play */
-    print_message("allocation failures: %llu points, each recovered\n",
-                  (unsigned long long)(at - 1));
+    for (int ready = 0; ready < 2; ready++) {
+        uint64_t at = 1;
+        while (stream_with_failing_allocator(stream, n, at, 6 * 1024, ready))
+            at++;
+        assert_true(at > 20); /* the packer's and the builder's memory were both in play */
+        print_message("allocation failures%s: %llu points, each recovered\n",
+                      ready ? " with commit_ready" : "", (unsigned long long)(at - 1));
+    }
     free(stream);
     wl_free(&w);
 }
@@ -1010,9 +1101,9 @@ static void test_compact_errors(void **state)
     assert_int_equal(k2.emit_calls, 0);
     segidx_packer_free(p2);
 
-    /* A failing emit comes back as it is; the pages stay for a flush. */
+    /* A failing emit comes back as SEGIDX_EIO; the pages stay for a flush. */
     k.fail_emit_at = 1;
-    assert_int_equal(segidx_compact(segs, n, p), FAIL_CODE);
+    assert_int_equal(segidx_compact(segs, n, p), SEGIDX_EIO);
     assert_int_equal(k.n, 0);
     assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
     check_packed(w.pages, w.n, NULL, &k, 512, 64 * 1024);
@@ -1166,6 +1257,678 @@ static void test_offset_extremes(void **state)
     wl_free(&w);
 }
 
+/* ------------------------------------------------------------ commit_ready */
+
+/* An in-memory catalog that commit_ready fills, read back through a
+ * loader over the segments the sink keeps. `latest` is the model: per
+ * volume and offset, the LSN of the version a read at the volume's newest
+ * LSN must return (0: never written). */
+#define UNIVERSE 96u
+
+struct catalog {
+    segidx_volume_index *vi;
+    segidx_loader *loader;
+    const segidx_vid *vids;
+    uint32_t volumes;
+    uint64_t *latest;         /* volumes x UNIVERSE */
+    uint64_t reads, stale;    /* pages read, and of those, wrong ones */
+};
+
+static const struct emitted *emitted_with_sid(const struct sink *k, const segidx_sid *sid)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (memcmp(k->segs[i].sid.bytes, sid->bytes, 16) == 0)
+            return &k->segs[i];
+    return NULL;
+}
+
+/* A segment's share of (vid, lsn) as emit reported it. */
+static const struct emitted_commit *share_in(const struct emitted *e, const segidx_vid *vid,
+                                             segidx_lsn lsn)
+{
+    for (size_t i = 0; i < e->n_commits; i++)
+        if (e->commits[i].lsn == lsn && memcmp(e->commits[i].vid.bytes, vid->bytes, 16) == 0)
+            return &e->commits[i];
+    return NULL;
+}
+
+/* segs name emitted segments, each once, each with exactly the share emit
+ * reported; the shares are disjoint and together the commit's pages. */
+static void check_commit_segments(const struct sink *k, const struct run *run,
+                                  const wl_page *first, const segidx_commit_segment *segs,
+                                  size_t n)
+{
+    assert_true(n >= 1);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct emitted *e = emitted_with_sid(k, &segs[i].sid);
+        if (!e) {
+            print_error("commit_ready named a segment not yet emitted\n");
+            fail();
+        }
+        for (size_t j = 0; j < i; j++)
+            assert_memory_not_equal(segs[j].sid.bytes, segs[i].sid.bytes, 16);
+        const struct emitted_commit *share = share_in(e, &first->vid, first->lsn);
+        assert_non_null(share);
+        assert_int_equal(segidx_offset_set_cardinality(segs[i].offsets), share->n);
+        for (uint32_t o = 0; o < share->n; o++)
+            assert_true(segidx_offset_set_contains(segs[i].offsets, share->offs[o]));
+        total += share->n;
+    }
+    assert_int_equal(total, run->n);
+    for (uint32_t p = 0; p < run->n; p++) {
+        unsigned holders = 0;
+        for (size_t i = 0; i < n; i++)
+            holders += segidx_offset_set_contains(segs[i].offsets, first[p].off);
+        assert_int_equal(holders, 1);
+    }
+}
+
+static uint32_t volume_of(const struct catalog *c, const segidx_vid *vid)
+{
+    for (uint32_t v = 0; v < c->volumes; v++)
+        if (memcmp(c->vids[v].bytes, vid->bytes, 16) == 0)
+            return v;
+    fail_msg("a volume the test does not know");
+    return 0;
+}
+
+struct read_check {
+    struct catalog *cat;
+    const segidx_vid *vid;
+    const uint64_t *latest;   /* the volume's row */
+    uint32_t seen;
+};
+
+static int check_read_page(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
+{
+    struct read_check *rc = ctx;
+    uint8_t want[512];
+    uint64_t want_lsn = rc->latest[off];
+    bool right = want_lsn == 0 ? page == NULL && lsn == 0 : page != NULL && lsn == want_lsn;
+    if (right && page) {
+        wl_page p = { *rc->vid, off, want_lsn };
+        wl_fill_page(want, sizeof want, &p);
+        right = memcmp(page, want, sizeof want) == 0;
+    }
+    rc->cat->reads++;
+    rc->cat->stale += !right;
+    rc->seen++;
+    return 0;
+}
+
+/* Read every offset of volume `v` at `lsn`, its newest; count wrong pages
+ * in cat->stale. */
+static void read_volume(struct catalog *cat, uint32_t v, segidx_lsn lsn)
+{
+    segidx_offset_set *q = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add_range(q, 0, UNIVERSE), SEGIDX_OK);
+    struct read_check rc = { cat, &cat->vids[v], cat->latest + (size_t)v * UNIVERSE, 0 };
+    assert_int_equal(segidx_read_pages(cat->vi, cat->loader, &cat->vids[v], lsn, q,
+                                       check_read_page, &rc),
+                     SEGIDX_OK);
+    assert_int_equal(rc.seen, UNIVERSE);
+    segidx_offset_set_free(q);
+}
+
+/* Catalogue a commit the way a host does, then read its volume back at
+ * that LSN: every page must be the model's. */
+static void catalogue_and_read(struct catalog *cat, const struct run *run, const wl_page *first,
+                               const segidx_commit_segment *segs, size_t n)
+{
+    uint32_t v = volume_of(cat, &first->vid);
+    assert_int_equal(segidx_volume_commit(cat->vi, &first->vid, first->lsn, first->lsn, segs, n),
+                     SEGIDX_OK);
+    for (uint32_t p = 0; p < run->n; p++)
+        cat->latest[(size_t)v * UNIVERSE + first[p].off] = first->lsn;
+    uint64_t stale = cat->stale;
+    read_volume(cat, v, first->lsn);
+    assert_int_equal(cat->stale, stale);
+}
+
+static int sink_commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                             const segidx_commit_segment *segs, size_t n)
+{
+    struct sink *k = ctx;
+    struct ready *r = k->ready;
+    if (++r->calls == r->fail_at) {
+        k->failures++;
+        return r->fail_rc ? r->fail_rc : FAIL_CODE;
+    }
+    if (r->called >= r->n_runs) {
+        print_error("commit_ready called for a commit that is not there\n");
+        fail();
+    }
+    const struct run *run = &r->runs[r->called];
+    const wl_page *first = &r->stream[run->first];
+    assert_memory_equal(vid->bytes, first->vid.bytes, 16); /* in commit order */
+    assert_int_equal(lsn, first->lsn);
+    assert_true(run->first + run->n <= k->pages);         /* every page emitted */
+    check_commit_segments(k, run, first, segs, n);
+    r->by_segments[n < 6 ? n - 1 : 5]++;
+    if (r->cat)
+        catalogue_and_read(r->cat, run, first, segs, n);
+    r->called++;
+    return 0;
+}
+
+static segidx_packer *new_ready_packer(uint32_t page_size, size_t max_bytes, struct sink *k)
+{
+    segidx_packer_options o = packer_options(page_size, max_bytes, k);
+    o.commit_ready = sink_commit_ready;
+    segidx_packer *p = NULL;
+    assert_int_equal(segidx_packer_new(&o, &p), SEGIDX_OK);
+    return p;
+}
+
+/* After every call that returned OK, commit_ready has taken exactly the
+ * commits whose pages are all emitted, and whose end the packer has seen
+ * (a later commit's page, or a flush). */
+static void assert_handed_over(const struct sink *k, bool flushed)
+{
+    const struct ready *r = k->ready;
+    uint32_t want = complete_runs(r, k->pages);
+    if (flushed)
+        want = r->n_runs;
+    if (r->called != want) {
+        print_error("commit_ready took %u commits; %u are complete\n", r->called, want);
+        fail();
+    }
+}
+
+/* A call that may fail once with the sink's injected failure: it must
+ * come back as `want_rc`, and the same call then succeeds. */
+static int retried(int rc, const struct sink *k, unsigned *failures, int want_rc)
+{
+    if (rc == SEGIDX_OK)
+        return rc;
+    assert_int_equal(rc, want_rc);
+    assert_int_equal(k->failures, ++*failures);
+    return rc;
+}
+
+/* Stream every page in order, then flush, retrying each call that fails;
+ * commit_ready checks itself. With `flush_between`, an add that failed on
+ * a commit's first page is followed by a flush, which must hand over every
+ * commit before it, before the add is repeated. */
+static void stream_commits(segidx_packer *p, struct sink *k, int want_rc, bool flush_between)
+{
+    const struct ready *r = k->ready;
+    uint8_t page[512];
+    unsigned failures = k->failures;
+    for (uint32_t i = 0; i < r->n; i++) {
+        const wl_page *pg = &r->stream[i];
+        wl_fill_page(page, sizeof page, pg);
+        while (retried(segidx_packer_add(p, &pg->vid, pg->off, pg->lsn, page), k, &failures,
+                       want_rc))
+            if (flush_between && (i == 0 || !same_commit(&pg[-1], pg))) {
+                assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
+                assert_int_equal(r->called, complete_runs(r, i));
+            }
+        assert_handed_over(k, false);
+    }
+    while (retried(segidx_packer_flush(p), k, &failures, want_rc))
+        ;
+    assert_handed_over(k, true);
+    uint64_t emits = k->emit_calls, calls = r->calls;
+    assert_int_equal(segidx_packer_flush(p), SEGIDX_OK); /* nothing left */
+    assert_int_equal(k->emit_calls, emits);
+    assert_int_equal(r->calls, calls);
+}
+
+/* Commits of volumes 0..volumes-1, LSNs 1, 2, ... per volume, each of 1 to
+ * max_pages distinct offsets below UNIVERSE, the volumes taking turns at
+ * random. */
+static workload commit_workload(uint64_t seed, uint32_t volumes, uint32_t commits,
+                                uint32_t max_pages, segidx_vid *vids)
+{
+    test_rng r = { seed };
+    workload w = { "commits", NULL, 0, 0, seed };
+    uint64_t next[8] = { 0 };
+    for (uint32_t v = 0; v < volumes; v++) {
+        memset(vids[v].bytes, 0, 16);
+        vids[v].bytes[0] = 0xC0;
+        vids[v].bytes[1] = (uint8_t)v;
+        vids[v].bytes[15] = (uint8_t)seed;
+    }
+    for (uint32_t c = 0; c < commits; c++) {
+        uint32_t v = (uint32_t)rng_below(&r, volumes);
+        uint64_t lsn = ++next[v];
+        uint32_t pages = 1 + (uint32_t)rng_below(&r, max_pages);
+        bool taken[UNIVERSE] = { false };
+        for (uint32_t k = 0; k < pages; k++) {
+            uint32_t off;
+            do
+                off = (uint32_t)rng_below(&r, UNIVERSE);
+            while (taken[off]);
+            taken[off] = true;
+            wl_push(&w, &vids[v], off, lsn);
+        }
+    }
+    return w;
+}
+
+static int sink_fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t *len,
+                      void **handle)
+{
+    const struct emitted *e = emitted_with_sid(ctx, sid);
+    if (!e)
+        return SEGIDX_ENOTFOUND;
+    *buf = e->buf;
+    *len = e->len;
+    *handle = NULL;
+    return SEGIDX_OK;
+}
+
+static void sink_release(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                         void *handle)
+{
+    (void)ctx, (void)sid, (void)buf, (void)len, (void)handle;
+}
+
+static struct catalog catalog_open(struct sink *k, const segidx_vid *vids, uint32_t volumes,
+                                   segidx_segment_source *src)
+{
+    struct catalog c = { NULL, NULL, vids, volumes,
+                         calloc((size_t)volumes * UNIVERSE, sizeof(uint64_t)), 0, 0 };
+    segidx_kv kv;
+    assert_int_equal(segidx_kv_mem_open(&kv), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open(kv, &c.vi), SEGIDX_OK);
+    *src = (segidx_segment_source){ SEGIDX_SEGMENT_SOURCE_VERSION, sink_fetch, sink_release, k };
+    assert_int_equal(segidx_loader_new(src, NULL, &c.loader), SEGIDX_OK);
+    return c;
+}
+
+static void catalog_close(struct catalog *c)
+{
+    segidx_loader_free(c->loader);
+    segidx_volume_index_close(c->vi);
+    free(c->latest);
+}
+
+/* Random commits, many spread over 2 to 4 small segments, catalogued from
+ * commit_ready and read back at once. */
+static void test_commit_ready_random_workloads(void **state)
+{
+    (void)state;
+    uint32_t by_segments[6] = { 0 };
+    for (uint64_t seed = 1; seed <= (uint64_t)test_scaled(24); seed++) {
+        test_rng r = { seed * 7717 };
+        segidx_vid vids[4];
+        uint32_t volumes = 1 + (uint32_t)rng_below(&r, 4);
+        workload w = commit_workload(seed, volumes, 40 + (uint32_t)rng_below(&r, 80),
+                                     1 + (uint32_t)rng_below(&r, 30), vids);
+        size_t max_bytes = 4096 + (size_t)rng_below(&r, 4096); /* 5 to 13 pages */
+        struct sink k = { 0 };
+        struct ready rd = ready_new(w.pages, w.n);
+        segidx_segment_source src;
+        struct catalog cat = catalog_open(&k, vids, volumes, &src);
+        rd.cat = &cat;
+        k.ready = &rd;
+        segidx_packer *p = new_ready_packer(512, max_bytes, &k);
+        stream_commits(p, &k, SEGIDX_OK, false);
+        check_packed(w.pages, w.n, NULL, &k, 512, max_bytes);
+        assert_true(cat.reads >= (uint64_t)rd.n_runs * UNIVERSE);
+        assert_int_equal(cat.stale, 0);
+        for (int i = 0; i < 6; i++)
+            by_segments[i] += rd.by_segments[i];
+        segidx_packer_free(p);
+        catalog_close(&cat);
+        free(rd.runs);
+        sink_free(&k);
+        wl_free(&w);
+    }
+    print_message("commits in 1..5, 6+ segments: %u %u %u %u %u %u\n", by_segments[0],
+                  by_segments[1], by_segments[2], by_segments[3], by_segments[4],
+                  by_segments[5]);
+    assert_true(by_segments[1] + by_segments[2] + by_segments[3] >= 200);
+}
+
+/* The reference and random streams of the other tests, in commit order:
+ * commit_ready takes each (vid, lsn) once, and emit's segments are as
+ * they were without it. */
+static void test_commit_ready_other_streams(void **state)
+{
+    (void)state;
+    workload ws[] = { wl_w1(11), wl_w2(12), wl_w3(13), wl_random(14), wl_random(15) };
+    for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
+        wl_page *stream = sorted_copy(&ws[i], commit_order);
+        struct sink k = { 0 };
+        struct ready rd = ready_new(stream, ws[i].n);
+        k.ready = &rd;
+        segidx_packer *p = new_ready_packer(512, 24 * 1024, &k);
+        stream_commits(p, &k, SEGIDX_OK, false);
+        check_packed(stream, ws[i].n, NULL, &k, 512, 24 * 1024);
+        segidx_packer_free(p);
+        free(rd.runs);
+        sink_free(&k);
+        free(stream);
+        wl_free(&ws[i]);
+    }
+}
+
+/* One page; a commit that fills a segment exactly; an empty flush. */
+static void test_commit_ready_edges(void **state)
+{
+    (void)state;
+    segidx_vid vid = { { 0xE1 } };
+    uint8_t page[512] = { 0 };
+
+    /* Empty: no callback at all. */
+    struct sink k = { 0 };
+    workload none = { "none", NULL, 0, 0, 0 };
+    struct ready rd = ready_new(NULL, 0);
+    k.ready = &rd;
+    segidx_packer *p = new_ready_packer(512, 64 * 1024, &k);
+    assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
+    assert_int_equal(k.sid_calls + k.emit_calls + rd.calls, 0);
+    segidx_packer_free(p);
+    free(rd.runs);
+
+    /* One page: handed over at the flush, not before. */
+    workload one = { "one", NULL, 0, 0, 0 };
+    wl_push(&one, &vid, 7, 1);
+    rd = ready_new(one.pages, one.n);
+    k.ready = &rd;
+    p = new_ready_packer(512, 64 * 1024, &k);
+    wl_fill_page(page, 512, &one.pages[0]);
+    assert_int_equal(segidx_packer_add(p, &vid, 7, 1, page), SEGIDX_OK);
+    assert_int_equal(rd.calls, 0);
+    assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
+    assert_int_equal(rd.called, 1);
+    assert_int_equal(rd.by_segments[0], 1);
+    segidx_packer_free(p);
+    free(rd.runs);
+    sink_free(&k);
+
+    /* Commit 1 fills a segment of exactly 4 pages; commit 2's first page
+     * cuts it, and commit 1 is handed over, in one segment, before that
+     * page is taken; commit 2 waits for the flush. */
+    const uint32_t fit = 4;
+    size_t max_bytes = 64 + 64 + (size_t)fit * (512 + 8) + 200;
+    workload w = { "exact", NULL, 0, 0, 0 };
+    for (uint32_t i = 0; i < fit; i++)
+        wl_push(&w, &vid, 100 + i, 1);
+    for (uint32_t i = 0; i < 3; i++)
+        wl_push(&w, &vid, 100 + i, 2);
+    rd = ready_new(w.pages, w.n);
+    k.ready = &rd;
+    p = new_ready_packer(512, max_bytes, &k);
+    for (uint32_t i = 0; i < w.n; i++) {
+        wl_fill_page(page, 512, &w.pages[i]);
+        assert_int_equal(segidx_packer_add(p, &vid, w.pages[i].off, w.pages[i].lsn, page),
+                         SEGIDX_OK);
+        assert_int_equal(k.n, i < fit ? 0 : 1);
+        assert_int_equal(rd.called, i < fit ? 0 : 1);
+    }
+    assert_int_equal(k.segs[0].n_commits, 1);
+    assert_int_equal(k.segs[0].commits[0].n, fit);
+    assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
+    assert_int_equal(rd.called, 2);
+    assert_int_equal(rd.by_segments[0], 2);
+    check_packed(w.pages, w.n, NULL, &k, 512, max_bytes);
+    segidx_packer_free(p);
+    free(rd.runs);
+    sink_free(&k);
+    wl_free(&w);
+    wl_free(&one);
+    wl_free(&none);
+}
+
+/* With commit_ready, a commit's pages come together, each offset once:
+ * a page of a closed commit, or an offset the commit already has in an
+ * emitted segment, is refused and changes nothing. */
+static void test_commit_ready_refuses(void **state)
+{
+    (void)state;
+    segidx_vid a = { { 0xA0 } }, b = { { 0xB0 } };
+    const size_t max_bytes = 64 + 64 + 4 * (512 + 8) + 200; /* 4 pages */
+    workload w = { "refuse", NULL, 0, 0, 0 };
+    for (uint32_t i = 0; i < 6; i++) /* a@1 over two segments */
+        wl_push(&w, &a, i, 1);
+    wl_push(&w, &b, 0, 1);
+    wl_push(&w, &b, 1, 1);
+    struct sink k = { 0 };
+    struct ready rd = ready_new(w.pages, w.n);
+    k.ready = &rd;
+    segidx_packer *p = new_ready_packer(512, max_bytes, &k);
+    uint8_t page[512];
+    for (uint32_t i = 0; i < 6; i++) {
+        wl_fill_page(page, 512, &w.pages[i]);
+        assert_int_equal(segidx_packer_add(p, &a, i, 1, page), SEGIDX_OK);
+    }
+    assert_int_equal(k.n, 1);
+    assert_int_equal(segidx_packer_add(p, &a, 1, 1, page), SEGIDX_EINVAL); /* emitted */
+    assert_int_equal(segidx_packer_add(p, &a, 5, 1, page), SEGIDX_EINVAL); /* open */
+    assert_int_equal(segidx_packer_add(p, &a, 9, 0, page), SEGIDX_EINVAL);
+    for (uint32_t i = 6; i < 8; i++) {
+        wl_fill_page(page, 512, &w.pages[i]);
+        assert_int_equal(segidx_packer_add(p, &b, w.pages[i].off, 1, page), SEGIDX_OK);
+    }
+    assert_int_equal(segidx_packer_add(p, &a, 9, 1, page), SEGIDX_EINVAL); /* closed */
+    assert_int_equal(rd.calls, 0);
+    assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
+    assert_int_equal(rd.called, 2);
+    assert_int_equal(rd.by_segments[1], 1); /* a@1 in two segments */
+    check_packed(w.pages, w.n, NULL, &k, 512, max_bytes);
+    segidx_packer_free(p);
+    free(rd.runs);
+    sink_free(&k);
+    wl_free(&w);
+}
+
+/* next_sid, emit and commit_ready each fail at every call in turn (and
+ * fail with codes of every kind): the call that made it returns the code
+ * the header promises, and repeating that call loses nothing and hands
+ * nothing over twice. */
+static void test_commit_ready_failures(void **state)
+{
+    (void)state;
+    segidx_vid vids[3];
+    workload w = commit_workload(99, 3, 30, 12, vids);
+    const size_t max_bytes = 5 * 1024;
+    struct sink k = { 0 };
+    struct ready rd = ready_new(w.pages, w.n);
+    k.ready = &rd;
+    segidx_packer *p = new_ready_packer(512, max_bytes, &k);
+    stream_commits(p, &k, SEGIDX_OK, false);
+    segidx_packer_free(p);
+    const uint64_t sids = k.sid_calls, emits = k.emit_calls, readies = rd.calls;
+    assert_true(emits >= 8 && readies == rd.n_runs);
+    sink_free(&k);
+
+    static const struct {
+        int rc, want;
+    } codes[] = { { FAIL_CODE, SEGIDX_EIO },  { 5, SEGIDX_EIO },
+                  { -EIO, SEGIDX_EIO },       { -ETIMEDOUT, SEGIDX_EIO },
+                  { INT_MAX, SEGIDX_EIO },    { INT_MIN, SEGIDX_EIO },
+                  { SEGIDX_ENOMEM, SEGIDX_ENOMEM }, { SEGIDX_ECONFLICT, SEGIDX_ECONFLICT } };
+    const size_t n_codes = sizeof codes / sizeof *codes;
+    for (int which = 0; which < 3; which++) {
+        uint64_t calls = which == 0 ? sids : which == 1 ? emits : readies;
+        for (uint64_t at = 1; at <= calls; at++) {
+            size_t code = (size_t)(at + (uint64_t)which) % n_codes;
+            struct sink f = { 0 };
+            struct ready fr = ready_new(w.pages, w.n);
+            f.ready = &fr;
+            f.fail_rc = codes[code].rc;
+            fr.fail_rc = codes[code].rc;
+            if (which == 0)
+                f.fail_sid_at = at;
+            else if (which == 1)
+                f.fail_emit_at = at;
+            else
+                fr.fail_at = at;
+            p = new_ready_packer(512, max_bytes, &f);
+            stream_commits(p, &f, codes[code].want, at % 2 == 0);
+            assert_int_equal(f.failures, 1);
+            assert_int_equal(fr.called, fr.n_runs);
+            assert_int_equal(f.n, emits);
+            check_packed(w.pages, w.n, NULL, &f, 512, max_bytes);
+            segidx_packer_free(p);
+            free(fr.runs);
+            sink_free(&f);
+        }
+    }
+    free(rd.runs);
+    wl_free(&w);
+}
+
+/* A packer freed with commits not yet handed over (some emitted, some
+ * open, one whose commit_ready failed) leaks nothing (ASan, valgrind). */
+static void test_commit_ready_free_pending(void **state)
+{
+    (void)state;
+    segidx_vid vids[2];
+    workload w = commit_workload(5, 2, 20, 10, vids);
+    struct sink k = { 0 };
+    struct ready rd = ready_new(w.pages, w.n);
+    rd.fail_at = 2;
+    k.ready = &rd;
+    segidx_packer *p = new_ready_packer(512, 4096, &k);
+    uint8_t page[512];
+    uint32_t i = 0;
+    int rc = SEGIDX_OK;
+    for (; i < w.n && rc == SEGIDX_OK; i++) {
+        wl_fill_page(page, 512, &w.pages[i]);
+        rc = segidx_packer_add(p, &w.pages[i].vid, w.pages[i].off, w.pages[i].lsn, page);
+    }
+    assert_int_equal(rc, SEGIDX_EIO);
+    assert_int_equal(rd.called, 1);
+    segidx_packer_free(p);
+    free(rd.runs);
+    sink_free(&k);
+    wl_free(&w);
+}
+
+/* ------------------------------------------------------------ partial commits */
+
+/* The old way, a host that catalogues each commit from the first emit
+ * that holds part of it: with a commit spread over two segments, a read
+ * at its LSN between the two emits returns the older bytes of the pages
+ * still in the packer, with SEGIDX_OK. */
+struct eager_host {
+    struct sink k;
+    struct catalog *cat;
+    const struct run *runs;
+    const wl_page *stream;
+    segidx_lsn catalogued;
+    uint64_t stale_reads;      /* reads with at least one wrong page */
+};
+
+static int eager_emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                      const segidx_packed_commit *commits, size_t n)
+{
+    struct eager_host *h = ctx;
+    int rc = sink_emit(&h->k, sid, buf, len, commits, n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (commits[i].lsn != h->catalogued + 1)
+            continue; /* already catalogued from an earlier share */
+        segidx_commit_segment seg = { *sid, commits[i].offsets };
+        assert_int_equal(segidx_volume_commit(h->cat->vi, &commits[i].vid, commits[i].lsn,
+                                              commits[i].lsn, &seg, 1),
+                         SEGIDX_OK);
+        h->catalogued = commits[i].lsn;
+        /* The model: the whole commit is there. */
+        const struct run *run = &h->runs[commits[i].lsn - 1];
+        for (uint32_t p = 0; p < run->n; p++)
+            h->cat->latest[h->stream[run->first + p].off] = commits[i].lsn;
+        uint64_t stale = h->cat->stale;
+        read_volume(h->cat, 0, commits[i].lsn);
+        h->stale_reads += h->cat->stale > stale;
+    }
+    return 0;
+}
+
+static void test_partial_commit_from_emit_reads_stale(void **state)
+{
+    (void)state;
+    segidx_vid vid = { { 0x6E } };
+    /* Commit 1 writes offsets 0..7, commit 2 rewrites 0..9, in segments
+     * of 6 pages: each commit spans two. Catalogued after its first
+     * segment, commit 1 reads 6 and 7 as never written, and commit 2
+     * reads 4..9 as commit 1's. */
+    workload w = { "partial", NULL, 0, 0, 0 };
+    for (uint32_t i = 0; i < 8; i++)
+        wl_push(&w, &vid, i, 1);
+    for (uint32_t i = 0; i < 10; i++)
+        wl_push(&w, &vid, i, 2);
+    wl_push(&w, &vid, 50, 3);
+    const size_t max_bytes = 64 + 64 + 6 * (512 + 8) + 200;
+    uint8_t page[512];
+
+    for (int eager = 1; eager >= 0; eager--) {
+        struct eager_host h = { { 0 }, NULL, NULL, w.pages, 0, 0 };
+        struct ready rd = ready_new(w.pages, w.n);
+        segidx_segment_source src;
+        struct catalog cat = catalog_open(&h.k, &vid, 1, &src);
+        h.cat = &cat;
+        h.runs = rd.runs;
+        segidx_packer_options o = packer_options(512, max_bytes, &h.k);
+        if (eager) {
+            o.emit = eager_emit;
+            o.ctx = &h; /* h.k first: the sink's callbacks see their sink */
+        } else {
+            rd.cat = &cat;
+            h.k.ready = &rd;
+            o.commit_ready = sink_commit_ready;
+        }
+        segidx_packer *p = NULL;
+        assert_int_equal(segidx_packer_new(&o, &p), SEGIDX_OK);
+        for (uint32_t i = 0; i < w.n; i++) {
+            wl_fill_page(page, 512, &w.pages[i]);
+            assert_int_equal(
+                segidx_packer_add(p, &vid, w.pages[i].off, w.pages[i].lsn, page), SEGIDX_OK);
+        }
+        assert_int_equal(segidx_packer_flush(p), SEGIDX_OK);
+        assert_true(h.k.n >= 3);
+        if (eager) {
+            assert_int_equal(h.catalogued, 3);
+            /* Commits 1 and 2, and commit 3 on top of their missing shares. */
+            assert_int_equal(h.stale_reads, 3);
+            assert_true(cat.stale >= 1);
+        } else {
+            assert_int_equal(rd.called, 3);
+            assert_int_equal(rd.by_segments[1], 2); /* commits 1 and 2 */
+            assert_int_equal(cat.stale, 0);
+            assert_true(cat.reads >= 3 * UNIVERSE);
+        }
+        segidx_packer_free(p);
+        catalog_close(&cat);
+        free(rd.runs);
+        sink_free(&h.k);
+    }
+    wl_free(&w);
+}
+
+/* Compaction through a packer with commit_ready: each (vid, lsn) of the
+ * inputs handed over once, in (vid, lsn) order, with its new segments. */
+static void test_compact_commit_ready(void **state)
+{
+    (void)state;
+    workload w = wl_w2(46);
+    struct sink small = { 0 };
+    pack_small(&w, &small, 6 * 1024);
+    const segidx_segment **segs = open_all(&small, 0);
+    wl_page *stream = sorted_copy(&w, compact_order);
+    struct sink k = { 0 };
+    struct ready rd = ready_new(stream, w.n);
+    k.ready = &rd;
+    segidx_packer *p = new_ready_packer(512, 32 * 1024, &k);
+    assert_int_equal(segidx_compact(segs, small.n, p), SEGIDX_OK);
+    assert_int_equal(rd.called, rd.n_runs);
+    check_packed(stream, w.n, NULL, &k, 512, 32 * 1024);
+    segidx_packer_free(p);
+    free(rd.runs);
+    sink_free(&k);
+    free(stream);
+    close_all(segs, small.n);
+    sink_free(&small);
+    wl_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1184,6 +1947,14 @@ int main(void)
         cmocka_unit_test(test_flush_empty_and_free_null),
         cmocka_unit_test(test_invalid_pages),
         cmocka_unit_test(test_offset_extremes),
+        cmocka_unit_test(test_commit_ready_random_workloads),
+        cmocka_unit_test(test_commit_ready_other_streams),
+        cmocka_unit_test(test_commit_ready_edges),
+        cmocka_unit_test(test_commit_ready_refuses),
+        cmocka_unit_test(test_commit_ready_failures),
+        cmocka_unit_test(test_commit_ready_free_pending),
+        cmocka_unit_test(test_partial_commit_from_emit_reads_stale),
+        cmocka_unit_test(test_compact_commit_ready),
     };
     return cmocka_run_group_tests_name("packer", tests, NULL, NULL);
 }

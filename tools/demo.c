@@ -1,8 +1,9 @@
 /* demo.c: `segidx demo`, a whole host in one run. Volumes commit pages at
  * skewed random offsets; the packer cuts them into segment files under
- * DIR/segments; each commit goes into the LMDB volume index under
- * DIR/index once every segment holding its pages is on disk, in LSN order
- * per volume. Then random reads at random LSNs come back through a loader
+ * DIR/segments (each fsynced by emit); each commit goes into the LMDB
+ * volume index under DIR/index from the packer's commit_ready, which comes
+ * only once every segment holding its pages is on disk, in commit order.
+ * Then random reads at random LSNs come back through a loader
  * that mmaps the files, and every page is checked against what was
  * written: a page names its (volume, offset, lsn) and the rest of it is
  * derived from those (demo_page.h).
@@ -35,14 +36,6 @@ static uint64_t below(uint64_t *state, uint64_t n)
 
 /* ------------------------------------------------------------ state */
 
-/* One commit of one volume, until it is in the index. */
-struct pending {
-    uint32_t remaining;            /* its pages not yet in a written segment */
-    bool started;
-    size_t n, cap;
-    segidx_commit_segment *segs;   /* offsets owned here until committed */
-};
-
 /* Every LSN that wrote one offset of one volume, ascending. */
 struct history {
     uint32_t *lsns;
@@ -61,7 +54,6 @@ struct demo {
     uint8_t sid_prefix[8];
     uint64_t segments;
     segidx_sid *sids;
-    struct pending *pend;          /* volumes x (commits + 1) */
     segidx_lsn *committed;         /* per volume: the index's LSN */
     struct history *hist;          /* volumes x space */
     uint64_t total_pages;
@@ -131,45 +123,24 @@ static int next_sid(void *ctx, segidx_sid *sid)
  * at once, because a reader that kills us may only count what reached it:
  * an ack still in our buffer would die with us, and one that reached it
  * must be a promise the index keeps. */
-static void print_ack(const struct demo *d, unsigned v, segidx_lsn lsn, const struct pending *p)
+static void print_ack(const struct demo *d, unsigned v, segidx_lsn lsn,
+                      const segidx_commit_segment *segs, size_t n)
 {
     uint64_t pages = 0;
-    for (size_t i = 0; i < p->n; i++)
-        pages += segidx_offset_set_cardinality(p->segs[i].offsets);
+    for (size_t i = 0; i < n; i++)
+        pages += segidx_offset_set_cardinality(segs[i].offsets);
     char hex[33];
     cli_hex16(d->vids[v].bytes, hex);
     printf("ack %s %llu %llu\n", hex, (unsigned long long)lsn, (unsigned long long)pages);
     fflush(stdout);
 }
 
-/* Commit every commit of volume `v` whose pages are all on disk, in order. */
-static int commit_ready(struct demo *d, unsigned v)
-{
-    for (;;) {
-        segidx_lsn lsn = d->committed[v] + 1;
-        if (lsn > d->commits)
-            return SEGIDX_OK;
-        struct pending *p = &d->pend[(size_t)v * (d->commits + 1) + lsn];
-        if (!p->started || p->remaining)
-            return SEGIDX_OK;
-        int rc = segidx_volume_commit(d->vi, &d->vids[v], lsn, (uint64_t)time(NULL), p->segs,
-                                      p->n);
-        if (rc)
-            return rc;
-        if (d->acks)
-            print_ack(d, v, lsn, p);
-        for (size_t i = 0; i < p->n; i++)
-            segidx_offset_set_free((segidx_offset_set *)p->segs[i].offsets);
-        free(p->segs);
-        p->segs = NULL;
-        p->n = p->cap = 0;
-        d->committed[v] = lsn;
-    }
-}
-
+/* A segment: on disk before emit returns, so that a commit naming it
+ * never points at a file a crash could lose. */
 static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
                 const segidx_packed_commit *commits, size_t n)
 {
+    (void)commits, (void)n; /* shares of commits: commit_ready has them whole */
     struct demo *d = ctx;
     int rc = segment_files_write(&d->files, sid, buf, len);
     if (rc)
@@ -179,26 +150,23 @@ static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
         return SEGIDX_ENOMEM;
     d->sids = sids;
     d->sids[d->segments - 1] = *sid;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v = demo_vid_volume(&commits[i].vid);
-        struct pending *p = &d->pend[(size_t)v * (d->commits + 1) + commits[i].lsn];
-        if (p->n == p->cap) {
-            size_t cap = p->cap ? 2 * p->cap : 2;
-            segidx_commit_segment *s = realloc(p->segs, cap * sizeof *s);
-            if (!s)
-                return SEGIDX_ENOMEM;
-            p->segs = s;
-            p->cap = cap;
-        }
-        segidx_offset_set *copy = segidx_offset_set_copy(commits[i].offsets);
-        if (!copy)
-            return SEGIDX_ENOMEM;
-        p->segs[p->n++] = (segidx_commit_segment){ *sid, copy };
-        p->remaining -= (uint32_t)segidx_offset_set_cardinality(commits[i].offsets);
-    }
-    for (size_t i = 0; i < n; i++)
-        if ((rc = commit_ready(d, demo_vid_volume(&commits[i].vid))))
-            return rc;
+    return SEGIDX_OK;
+}
+
+/* A commit whose segments are all on disk: into the index, then acked. */
+static int commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                        const segidx_commit_segment *segs, size_t n)
+{
+    struct demo *d = ctx;
+    unsigned v = demo_vid_volume(vid);
+    if (v >= d->volumes || lsn != d->committed[v] + 1)
+        return SEGIDX_ECORRUPT; /* the packer broke its order */
+    int rc = segidx_volume_commit(d->vi, vid, lsn, (uint64_t)time(NULL), segs, n);
+    if (rc)
+        return rc;
+    d->committed[v] = lsn;
+    if (d->acks)
+        print_ack(d, v, lsn, segs, n);
     return SEGIDX_OK;
 }
 
@@ -218,7 +186,7 @@ static int history_add(struct history *h, segidx_lsn lsn)
 
 static int write_volumes(struct demo *d)
 {
-    segidx_packer_options po = { { PAGE, 0, NULL }, next_sid, emit, d };
+    segidx_packer_options po = { { PAGE, 0, NULL }, next_sid, emit, d, commit_ready };
     segidx_packer *packer;
     int rc = segidx_packer_new(&po, &packer);
     if (rc)
@@ -241,9 +209,6 @@ static int write_volumes(struct demo *d)
                 m[off] = (uint32_t)lsn;
                 offs[k] = off;
             }
-            struct pending *p = &d->pend[(size_t)v * (d->commits + 1) + lsn];
-            p->started = true;
-            p->remaining = n;
             for (uint32_t k = 0; k < n && !rc; k++) {
                 demo_page_fill(page, v, offs[k], lsn);
                 rc = segidx_packer_add(packer, &d->vids[v], offs[k], lsn, page);
@@ -258,7 +223,7 @@ static int write_volumes(struct demo *d)
         what = "flush";
     for (unsigned v = 0; v < d->volumes && !rc; v++)
         if (d->committed[v] != d->commits)
-            rc = SEGIDX_ECORRUPT; /* a commit never left the packer */
+            rc = SEGIDX_ECORRUPT; /* a commit never reached commit_ready */
     segidx_packer_free(packer);
     free(page);
     free(offs);
@@ -373,16 +338,9 @@ static int parse_count(const cli_flag *f, uint64_t lo, uint64_t hi, uint64_t *ou
 static void demo_free(struct demo *d)
 {
     segidx_volume_index_close(d->vi);
-    if (d->pend)
-        for (size_t i = 0; i < (size_t)d->volumes * (d->commits + 1); i++) {
-            for (size_t k = 0; k < d->pend[i].n; k++)
-                segidx_offset_set_free((segidx_offset_set *)d->pend[i].segs[k].offsets);
-            free(d->pend[i].segs);
-        }
     if (d->hist)
         for (size_t i = 0; i < (size_t)d->volumes * d->space; i++)
             free(d->hist[i].lsns);
-    free(d->pend);
     free(d->hist);
     free(d->committed);
     free(d->vids);
@@ -448,9 +406,8 @@ int cli_demo(int argc, char **argv)
     memcpy(d.sid_prefix, &s, 8);
     d.vids = calloc(d.volumes, sizeof *d.vids);
     d.committed = calloc(d.volumes, sizeof *d.committed);
-    d.pend = calloc((size_t)d.volumes * (d.commits + 1), sizeof *d.pend);
     d.hist = calloc((size_t)d.volumes * d.space, sizeof *d.hist);
-    if (!d.vids || !d.committed || !d.pend || !d.hist) {
+    if (!d.vids || !d.committed || !d.hist) {
         demo_free(&d);
         return cli_fail("demo", SEGIDX_ENOMEM);
     }
