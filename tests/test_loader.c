@@ -542,6 +542,72 @@ static void test_pins_respected(void **state)
     fake_free(f);
 }
 
+/* A fetch that asks its own loader for the sid it is fetching: an error
+ * at once (the permit is its own), never a wait for itself. Another sid
+ * from inside a fetch is fine. */
+struct reentry {
+    segidx_loader *l;
+    segidx_sid sids[2];
+    uint8_t *bytes[2];
+    size_t len[2];
+    int same_rc, other_rc;
+    unsigned releases;
+};
+
+static int reentering_fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t *len,
+                            void **handle)
+{
+    struct reentry *e = ctx;
+    int i = memcmp(sid->bytes, e->sids[0].bytes, 16) == 0 ? 0 : 1;
+    if (i == 0) {
+        const segidx_segment *s = NULL;
+        e->same_rc = segidx_loader_get(e->l, sid, &s);
+        assert_null(s);
+        e->other_rc = segidx_loader_get(e->l, &e->sids[1], &s);
+        segidx_loader_put(e->l, s);
+    }
+    *buf = e->bytes[i];
+    *len = e->len[i];
+    *handle = NULL;
+    return 0;
+}
+
+static void reentry_release(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                            void *handle)
+{
+    (void)sid, (void)buf, (void)len, (void)handle;
+    ((struct reentry *)ctx)->releases++;
+}
+
+static void test_fetch_reentering_its_get(void **state)
+{
+    (void)state;
+    struct reentry e = { 0 };
+    for (int i = 0; i < 2; i++) {
+        e.sids[i] = sid_of(i);
+        e.bytes[i] = make_segment(&e.sids[i], i, 3, &e.len[i]);
+    }
+    segidx_segment_source src = { SEGIDX_SEGMENT_SOURCE_VERSION, reentering_fetch,
+                                  reentry_release, &e };
+    assert_int_equal(segidx_loader_new(&src, NULL, &e.l), SEGIDX_OK);
+    const segidx_segment *s = NULL;
+    assert_int_equal(segidx_loader_get(e.l, &e.sids[0], &s), SEGIDX_OK);
+    assert_non_null(s);
+    assert_int_equal(e.same_rc, SEGIDX_EINVAL);
+    assert_int_equal(e.other_rc, SEGIDX_OK);
+    segidx_loader_put(e.l, s);
+    /* The permit went back: the sid is cached, a get hits. */
+    assert_int_equal(segidx_loader_get(e.l, &e.sids[0], &s), SEGIDX_OK);
+    segidx_loader_put(e.l, s);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(e.l, &st);
+    assert_int_equal(st.fetches, 2);
+    segidx_loader_free(e.l);
+    assert_int_equal(e.releases, 2);
+    free(e.bytes[0]);
+    free(e.bytes[1]);
+}
+
 /* The third fetch fails: its caller gets the error, nothing is cached,
  * the next get retries and succeeds. */
 static void test_fetch_failure_then_retry(void **state)
@@ -1666,6 +1732,7 @@ int main(void)
         cmocka_unit_test(test_lru_varied_sizes),
         cmocka_unit_test(test_pins_respected),
         cmocka_unit_test(test_fetch_failure_then_retry),
+        cmocka_unit_test(test_fetch_reentering_its_get),
         cmocka_unit_test(test_corrupt_segments),
         cmocka_unit_test(test_limiter_counts),
         cmocka_unit_test(test_bad_puts),
