@@ -1581,7 +1581,14 @@ static void test_commit_ready_random_workloads(void **state)
     print_message("commits in 1..5, 6+ segments: %u %u %u %u %u %u\n", by_segments[0],
                   by_segments[1], by_segments[2], by_segments[3], by_segments[4],
                   by_segments[5]);
-    assert_true(by_segments[1] + by_segments[2] + by_segments[3] >= 200);
+    uint32_t total = 0;
+    for (int i = 0; i < 6; i++)
+        total += by_segments[i];
+    /* Most commits that span segments span 2 to 4 of them; a third of all
+     * commits at least span some. */
+    assert_true(3 * (by_segments[1] + by_segments[2] + by_segments[3]) >= total);
+    assert_true(by_segments[1] + by_segments[2] + by_segments[3] >=
+                4 * (by_segments[4] + by_segments[5]));
 }
 
 /* The reference and random streams of the other tests, in commit order:
