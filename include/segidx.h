@@ -14,6 +14,27 @@
  * Threading: an object that nobody mutates may be read from many threads.
  * Handles documented as "safe for concurrent use" lock inside, unless the
  * library was built with `SEGIDX_SINGLE_THREADED=1` (see segidx_threadsafe()).
+ *
+ * Exactness: no call returns #SEGIDX_OK with a wrong answer. Whatever races
+ * it (commits and prunes in this process or another), whatever a host
+ * callback does, a read returns the right page for its LSN or an error:
+ * #SEGIDX_ERANGE when pruned under it, #SEGIDX_ECORRUPT when bytes or a
+ * host store break their contract, #SEGIDX_EIO when the host fails.
+ *
+ * Host callbacks return 0 or a negative `SEGIDX_E*` code. Anything else (a
+ * positive value, an errno such as -EIO, a code of the host's own) reaches
+ * the caller as #SEGIDX_EIO; so does #SEGIDX_ERANGE, which no callback has
+ * cause to report and which is -EIO's value on Linux.
+ *
+ * Callbacks and re-entry: a callback may call back into the library unless
+ * its documentation says otherwise. The exceptions: a KV store's visit
+ * callbacks (the store may hold a lock through them), the callbacks of
+ * segidx_volume_list() and segidx_volume_commits() (they run inside the
+ * store's scan, so they must not call the same volume index), a `pull` that
+ * syncs its own volume again (#SEGIDX_EINVAL, never a wait for itself), and
+ * a segment source's `fetch` asking its own loader for the same sid (the
+ * same). segidx_volume_find_segments() and segidx_read_pages() call their
+ * callbacks after every store and loader call, with nothing held.
  */
 #ifndef SEGIDX_H
 #define SEGIDX_H
@@ -723,9 +744,23 @@ typedef struct segidx_kv_op {
  * method returns 0 or a negative `SEGIDX_E*` code (#SEGIDX_EIO for a
  * storage failure, #SEGIDX_EFULL when the store is full, #SEGIDX_ENOMEM).
  * A store used by a volume index must allow calls from several threads at
- * once, unless the library is single-threaded. A visit callback must not
- * write to the store it is visiting (the in-memory store holds its lock
- * through the callback and would deadlock).
+ * once, unless the library is single-threaded. A visit callback must
+ * neither write to nor read from the store it is visiting (the in-memory
+ * store holds its lock through the callback, and such a call would wait
+ * for it: that store answers #SEGIDX_EINVAL instead).
+ *
+ * What the volume index relies on, and checks on every call (a store that
+ * breaks it makes the call fail with #SEGIDX_ECORRUPT): get calls `fn`
+ * exactly once, with the key asked for, when it returns 0, and never when
+ * it returns #SEGIDX_ENOTFOUND; scan hands out only keys in [lo, hi), in
+ * strictly ascending order (descending when `reverse`), each once, stops
+ * at `fn`'s first non-zero return and returns it; no pointer is NULL with
+ * a non-zero length. What it relies on and cannot check: a scan is one
+ * consistent snapshot, a write is atomic, an EXPECT is checked inside the
+ * write's atomic step, and a store hands back the bytes that were put
+ * (values carry checksums; a value moved under another key of the same
+ * shape is not detected). tests/kvtest.h is the conformance suite the
+ * bundled stores pass; run it against your own.
  */
 typedef struct segidx_kv_vtable {
     uint32_t version; /**< #SEGIDX_KV_VTABLE_VERSION */
@@ -755,8 +790,11 @@ typedef struct segidx_kv {
 /**
  * @brief Open an empty in-memory ordered KV (a balanced tree: O(log n) get,
  *        seek and write per key). For tests, and for embedded hosts with no
- *        disk. Safe for concurrent use (a reader-writer lock inside) unless
- *        single-threaded. Its contents go with `kv.vt->close(kv.self)`.
+ *        disk. Safe for concurrent use (a reader-writer lock inside that
+ *        starves neither writers nor readers) unless single-threaded.
+ *        Implements vtable version 2 (#SEGIDX_KV_EXPECT). A get, scan or
+ *        write called from one of the store's own visit callbacks answers
+ *        #SEGIDX_EINVAL. Its contents go with `kv.vt->close(kv.self)`.
  * @param[out] out the store; set only on success.
  * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM.
  */
@@ -783,6 +821,19 @@ typedef struct segidx_commit_segment {
  *        volume, over a host's ordered KV (docs/FORMAT.md, "Volume index").
  *        Safe for concurrent use: commits and prunes are serialized inside,
  *        reads run in parallel on the store's snapshots.
+ *
+ * Several processes or hosts may write one catalog through a store of
+ * vtable version 2 or later (the bundled in-memory and LMDB stores are):
+ * every write carries a #SEGIDX_KV_EXPECT on the volume's meta as it was
+ * read, so of two writers racing for one LSN exactly one wins, and a prune
+ * elsewhere never moves a volume's LSN back or loses a commit. With a
+ * version-1 store only this handle's own writers are ordered.
+ *
+ * What the store hands back is checked against the vtable's contract
+ * (keys in the range asked for, in order, none repeated, no visit after a
+ * stop, a get that calls back once with its key); a store that breaks it
+ * costs #SEGIDX_ECORRUPT, never a wrong answer, and a prune never writes
+ * back what such a store handed out.
  */
 typedef struct segidx_volume_index segidx_volume_index;
 
@@ -792,8 +843,9 @@ typedef struct segidx_volume_index segidx_volume_index;
  *            segidx_volume_index_close(); on failure the caller still does.
  * @param[out] out the index; set only on success.
  * @return #SEGIDX_OK, #SEGIDX_EINVAL (NULL vt or method, version 0),
- *         #SEGIDX_ENOMEM. A newer vtable version is accepted: this build
- *         calls only the methods of version 1.
+ *         #SEGIDX_ENOMEM. Any version from 1 on is accepted: version 1
+ *         gets no #SEGIDX_KV_EXPECT (see #SEGIDX_KV_VTABLE_VERSION), a
+ *         version above 2 is used as version 2.
  */
 SEGIDX_API int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out);
 
@@ -818,10 +870,12 @@ SEGIDX_API int segidx_volume_get(segidx_volume_index *vi, const segidx_vid *vid,
  *            distinct, non-zero sids; n = 0 is an empty commit, which
  *            advances the LSN.
  * @return #SEGIDX_OK; #SEGIDX_ECONFLICT (lsn is not the next one: another
- *         writer got there first); #SEGIDX_EINVAL (overlapping or empty
- *         offsets, a zero or repeated sid, NULL); #SEGIDX_ECORRUPT;
- *         #SEGIDX_ENOMEM; or the store's error. On failure nothing is
- *         written.
+ *         writer, here or in another process, got there first; or other
+ *         writers kept changing the volume through 16 tries in a row);
+ *         #SEGIDX_EINVAL (overlapping or empty offsets, a zero or repeated
+ *         sid, NULL); #SEGIDX_ECORRUPT; #SEGIDX_ENOMEM; or the store's
+ *         error. On failure nothing is written. A prune that lands between
+ *         this call's read and its write makes it read again and retry.
  */
 SEGIDX_API int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
                                     uint64_t commit_time, const segidx_commit_segment *segs,
@@ -832,19 +886,27 @@ SEGIDX_API int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *v
  *        newest first from min(lsn, the volume's LSN), cutting `query` by
  *        each commit's offsets, until `query` is empty.
  *
- * Reads exactly one store entry per commit segment walked, and stops as soon
- * as the query is empty.
+ * Reads one store entry per commit segment walked, and one key more once
+ * the query is empty (each key is taken only when the next shows that the
+ * store handed them out in order), and the volume's meta twice: before the
+ * walk, and after it, so that a prune that passed `lsn` meanwhile makes
+ * the call #SEGIDX_ERANGE instead of a torn answer.
  *
  * @param[in,out] query the offsets asked for; afterwards exactly those never
  *            written up to `lsn` (read them as zero pages).
  * @param[in] fn called for each commit segment that answers some of the
  *            query, newest first, with the offsets it answers (`cut`: owned
  *            by the call, freed after it returns; the callback may not keep
- *            it). A non-zero return stops the walk and is returned.
+ *            it). The calls come once the walk is complete and checked, with
+ *            no store call under way: `fn` may call the library. A non-zero
+ *            return stops the calls and is returned (`query` is then as
+ *            after the whole walk).
  * @return #SEGIDX_OK; #SEGIDX_ENOTFOUND (unknown volume); #SEGIDX_ERANGE
- *         (lsn below the volume's prune point); #SEGIDX_ECORRUPT;
- *         #SEGIDX_ENOMEM; the store's error; or fn's return. On an error
- *         (not fn's stop) `query` is restored as it was.
+ *         (lsn below the volume's prune point, also when a prune passed it
+ *         during the call); #SEGIDX_ECORRUPT (a bad value, or a store that
+ *         broke its contract); #SEGIDX_ENOMEM; the store's error; or fn's
+ *         return. On an error (not fn's stop) `query` is as it was and `fn`
+ *         was not called.
  */
 SEGIDX_API int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid,
                                            segidx_lsn lsn, segidx_offset_set *query,
@@ -857,7 +919,9 @@ SEGIDX_API int segidx_volume_find_segments(segidx_volume_index *vi, const segidx
  *        offset of which a newer commit at or before keep_from rewrote are
  *        deleted, partly shadowed ones are rewritten smaller. Reads at any
  *        LSN >= keep_from return what they returned before; reads below it
- *        return #SEGIDX_ERANGE. One atomic write.
+ *        return #SEGIDX_ERANGE. One atomic write, conditional on the
+ *        volume's meta as read: a commit or prune that lands in between
+ *        (in any process) makes this call read again and retry.
  * @param[in] keep_from 1..the volume's LSN; at or below an earlier prune
  *            point it changes nothing.
  * @return #SEGIDX_OK, #SEGIDX_ENOTFOUND, #SEGIDX_EINVAL (keep_from above the
@@ -879,7 +943,8 @@ SEGIDX_API int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_
 /**
  * @brief Visit every volume in vid order.
  * @param[in] fn gets borrowed pointers; a non-zero return stops and is
- *            returned.
+ *            returned. It runs inside the store's scan: it must not call
+ *            this volume index (copy what you need, act after the call).
  * @return 0, fn's stop value, #SEGIDX_ECORRUPT, or the store's error.
  */
 SEGIDX_API int segidx_volume_list(segidx_volume_index *vi,
@@ -889,9 +954,11 @@ SEGIDX_API int segidx_volume_list(segidx_volume_index *vi,
 
 /**
  * @brief Visit a volume's commit segments, oldest first (empty commits have
- *        none).
+ *        none), up to the volume's LSN as this call read it first: commits
+ *        that land during the call are not visited.
  * @param[in] fn gets borrowed pointers; a non-zero return stops and is
- *            returned.
+ *            returned. It runs inside the store's scan: it must not call
+ *            this volume index.
  * @return 0, fn's stop value, #SEGIDX_ECORRUPT, #SEGIDX_ENOMEM, or the
  *         store's error.
  */
@@ -1040,10 +1107,13 @@ SEGIDX_API void segidx_loader_stats_get(segidx_loader *l, segidx_loader_stats *o
  * volume thus call `pull` once: the others wait and find the LSN reached.
  *
  * @param[in] pull gets the LSN the index has (0 for an unknown volume);
- *            returns 0 or a negative `SEGIDX_E*`.
- * @return #SEGIDX_OK, #SEGIDX_EINVAL, #SEGIDX_ENOMEM, the store's error,
- *         pull's error, or #SEGIDX_ERANGE if pull succeeded but the volume
- *         is still below `lsn`.
+ *            returns 0 or a negative `SEGIDX_E*`. It may call the library,
+ *            sync other volumes included; syncing its own volume again
+ *            returns #SEGIDX_EINVAL at once.
+ * @return #SEGIDX_OK, #SEGIDX_EINVAL (also: called from this volume's own
+ *         pull), #SEGIDX_ENOMEM, the store's error, pull's error (#SEGIDX_EIO
+ *         for a return that is not a `SEGIDX_E*` code), or #SEGIDX_ERANGE if
+ *         pull succeeded but the volume is still below `lsn`.
  */
 SEGIDX_API int segidx_volume_sync(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
                                   int (*pull)(void *ctx, segidx_volume_index *vi,
