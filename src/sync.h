@@ -6,11 +6,12 @@
  *
  * Errors: only what can fail returns int (SEGIDX_OK or SEGIDX_E*):
  * initialisation (SEGIDX_ENOMEM: pthreads is out of memory or of some other
- * resource) and taking a reader-writer lock (SEGIDX_EFULL when too many
- * readers hold it, SEGIDX_ECONFLICT when this thread already holds it for
- * writing). Locking a mutex the caller does not already hold, unlocking,
- * signalling and destroying cannot fail on an object that was initialised
- * and is used as documented, so those return nothing.
+ * resource) and taking a reader-writer lock for reading (SEGIDX_EFULL when
+ * too many readers hold it). Locking a mutex the caller does not already
+ * hold, taking a reader-writer lock for writing, unlocking, signalling and
+ * destroying cannot fail on an object that was initialised and is used as
+ * documented, so those return nothing (the write lock returns SEGIDX_OK,
+ * so that callers read alike).
  */
 #ifndef SEGIDX_SYNC_H
 #define SEGIDX_SYNC_H
@@ -21,7 +22,7 @@
 #define SEGIDX__THREADS 0
 #else
 #define SEGIDX__THREADS 1
-#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #endif
@@ -29,8 +30,11 @@
 #if SEGIDX__THREADS
 
 typedef struct segidx__mutex { pthread_mutex_t m; } segidx__mutex;
-typedef struct segidx__rwlock { pthread_rwlock_t l; } segidx__rwlock;
 typedef struct segidx__cond { pthread_cond_t c; } segidx__cond;
+/* For a mutex and a condition variable with static storage, which need no
+ * init and are never destroyed. */
+#define SEGIDX__MUTEX_INITIALIZER { PTHREAD_MUTEX_INITIALIZER }
+#define SEGIDX__COND_INITIALIZER { PTHREAD_COND_INITIALIZER }
 /* An int many threads may load and store without a lock. */
 typedef struct segidx__atomic_int { atomic_int v; } segidx__atomic_int;
 
@@ -52,41 +56,6 @@ static inline void segidx__mutex_lock(segidx__mutex *m)
 static inline void segidx__mutex_unlock(segidx__mutex *m)
 {
     pthread_mutex_unlock(&m->m);
-}
-
-static inline int segidx__rwlock_init(segidx__rwlock *l)
-{
-    return pthread_rwlock_init(&l->l, NULL) ? SEGIDX_ENOMEM : SEGIDX_OK;
-}
-
-static inline void segidx__rwlock_destroy(segidx__rwlock *l)
-{
-    pthread_rwlock_destroy(&l->l);
-}
-
-static inline int segidx__rwlock_error(int e)
-{
-    if (e == 0)
-        return SEGIDX_OK;
-    return e == EAGAIN ? SEGIDX_EFULL : SEGIDX_ECONFLICT;
-}
-
-/* Shared: many readers at once. */
-static inline int segidx__rwlock_rdlock(segidx__rwlock *l)
-{
-    return segidx__rwlock_error(pthread_rwlock_rdlock(&l->l));
-}
-
-/* Exclusive. */
-static inline int segidx__rwlock_wrlock(segidx__rwlock *l)
-{
-    return segidx__rwlock_error(pthread_rwlock_wrlock(&l->l));
-}
-
-/* Releases either kind. */
-static inline void segidx__rwlock_unlock(segidx__rwlock *l)
-{
-    pthread_rwlock_unlock(&l->l);
 }
 
 static inline int segidx__cond_init(segidx__cond *c)
@@ -116,6 +85,121 @@ static inline void segidx__cond_broadcast(segidx__cond *c)
     pthread_cond_broadcast(&c->c);
 }
 
+/* A reader-writer lock that neither side can starve, of our own over a
+ * mutex and two condition variables rather than pthread_rwlock_t: glibc's
+ * default rwlock prefers readers, and under a steady read load a writer
+ * waited there for minutes; other C libraries choose otherwise, so no
+ * pthreads attribute gives the same behaviour everywhere.
+ * - Once a writer waits, readers that arrive queue behind it: reads that
+ *   overlap one another cannot keep a writer out.
+ * - When a writer leaves, the readers that were waiting all get in before
+ *   the next writer (they are handed the lock, counted in `readers`, so no
+ *   writer can slip in first): a stream of writers cannot keep readers out.
+ * Consequently a thread holding the lock for reading must not take it
+ * again, not even for reading: a writer may queue in between, and then
+ * both wait for each other. */
+typedef struct segidx__rwlock {
+    pthread_mutex_t m;
+    pthread_cond_t readers_go, writer_go;
+    unsigned readers;         /* holding it shared */
+    unsigned readers_waiting;
+    unsigned writers_waiting;
+    unsigned long read_turn;  /* moves on each time waiting readers are let in */
+    bool writer;              /* held exclusive */
+} segidx__rwlock;
+
+static inline int segidx__rwlock_init(segidx__rwlock *l)
+{
+    if (pthread_mutex_init(&l->m, NULL))
+        return SEGIDX_ENOMEM;
+    if (pthread_cond_init(&l->readers_go, NULL)) {
+        pthread_mutex_destroy(&l->m);
+        return SEGIDX_ENOMEM;
+    }
+    if (pthread_cond_init(&l->writer_go, NULL)) {
+        pthread_cond_destroy(&l->readers_go);
+        pthread_mutex_destroy(&l->m);
+        return SEGIDX_ENOMEM;
+    }
+    l->readers = l->readers_waiting = l->writers_waiting = 0;
+    l->read_turn = 0;
+    l->writer = false;
+    return SEGIDX_OK;
+}
+
+static inline void segidx__rwlock_destroy(segidx__rwlock *l)
+{
+    pthread_cond_destroy(&l->writer_go);
+    pthread_cond_destroy(&l->readers_go);
+    pthread_mutex_destroy(&l->m);
+}
+
+/* Shared: many readers at once, none while a writer holds or waits. */
+static inline int segidx__rwlock_rdlock(segidx__rwlock *l)
+{
+    pthread_mutex_lock(&l->m);
+    if (l->readers + l->readers_waiting >= UINT_MAX - 1) {
+        pthread_mutex_unlock(&l->m);
+        return SEGIDX_EFULL;
+    }
+    if (!l->writer && l->writers_waiting == 0) {
+        l->readers++;
+    } else {
+        /* Wait for a writer's unlock to hand us the lock: it counts us
+         * into `readers` and moves read_turn on. */
+        unsigned long turn = l->read_turn;
+        l->readers_waiting++;
+        while (l->read_turn == turn)
+            pthread_cond_wait(&l->readers_go, &l->m);
+    }
+    pthread_mutex_unlock(&l->m);
+    return SEGIDX_OK;
+}
+
+/* Exclusive. */
+static inline int segidx__rwlock_wrlock(segidx__rwlock *l)
+{
+    pthread_mutex_lock(&l->m);
+    l->writers_waiting++;
+    while (l->writer || l->readers)
+        pthread_cond_wait(&l->writer_go, &l->m);
+    l->writers_waiting--;
+    l->writer = true;
+    pthread_mutex_unlock(&l->m);
+    return SEGIDX_OK;
+}
+
+/* Releases either kind. */
+static inline void segidx__rwlock_unlock(segidx__rwlock *l)
+{
+    pthread_mutex_lock(&l->m);
+    if (l->writer) {
+        l->writer = false;
+        if (l->readers_waiting) {
+            l->readers += l->readers_waiting;
+            l->readers_waiting = 0;
+            l->read_turn++;
+            pthread_cond_broadcast(&l->readers_go);
+        } else if (l->writers_waiting) {
+            pthread_cond_signal(&l->writer_go);
+        }
+    } else if (--l->readers == 0 && l->writers_waiting) {
+        pthread_cond_signal(&l->writer_go);
+    }
+    pthread_mutex_unlock(&l->m);
+}
+
+/* How many threads wait for the lock, each way: for tests that must know
+ * a thread is blocked before they go on. */
+static inline void segidx__rwlock_waiting(segidx__rwlock *l, unsigned *readers,
+                                          unsigned *writers)
+{
+    pthread_mutex_lock(&l->m);
+    *readers = l->readers_waiting;
+    *writers = l->writers_waiting;
+    pthread_mutex_unlock(&l->m);
+}
+
 /* Relaxed: for values read for information (last error codes, counters),
  * never to publish other memory. */
 static inline void segidx__atomic_int_store(segidx__atomic_int *a, int v)
@@ -135,6 +219,8 @@ typedef struct segidx__mutex { char unused; } segidx__mutex;
 typedef struct segidx__rwlock { char unused; } segidx__rwlock;
 typedef struct segidx__cond { char unused; } segidx__cond;
 typedef struct segidx__atomic_int { int v; } segidx__atomic_int;
+#define SEGIDX__MUTEX_INITIALIZER { 0 }
+#define SEGIDX__COND_INITIALIZER { 0 }
 
 static inline int segidx__mutex_init(segidx__mutex *m) { (void)m; return SEGIDX_OK; }
 static inline void segidx__mutex_destroy(segidx__mutex *m) { (void)m; }
@@ -146,6 +232,12 @@ static inline void segidx__rwlock_destroy(segidx__rwlock *l) { (void)l; }
 static inline int segidx__rwlock_rdlock(segidx__rwlock *l) { (void)l; return SEGIDX_OK; }
 static inline int segidx__rwlock_wrlock(segidx__rwlock *l) { (void)l; return SEGIDX_OK; }
 static inline void segidx__rwlock_unlock(segidx__rwlock *l) { (void)l; }
+static inline void segidx__rwlock_waiting(segidx__rwlock *l, unsigned *readers,
+                                          unsigned *writers)
+{
+    (void)l;
+    *readers = *writers = 0;
+}
 
 static inline int segidx__cond_init(segidx__cond *c) { (void)c; return SEGIDX_OK; }
 static inline void segidx__cond_destroy(segidx__cond *c) { (void)c; }
