@@ -15,6 +15,12 @@
  * (`MDB_NOTLS`: read transactions are not tied to threads); LMDB serializes
  * writers. Several processes may open the same directory; one process must
  * not open it twice at once (an LMDB rule: close the first store first).
+ * Each `write` checks its #SEGIDX_KV_EXPECT ops inside its write
+ * transaction, which LMDB gives to one process at a time: the check holds
+ * across processes (vtable version 2).
+ *
+ * Copies: a raw copy of a live `data.mdb` is not a backup; use
+ * segidx_kv_lmdb_backup().
  *
  * Error mapping, for every method:
  * - `MDB_MAP_FULL` (the map_size is used up) and `MDB_TXN_FULL` (one batch
@@ -108,6 +114,48 @@ SEGIDX_API int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_option
  *         not an LMDB store.
  */
 SEGIDX_API const char *segidx_kv_lmdb_last_error(const segidx_kv *kv);
+
+/**
+ * @brief Copy a live store to `dest`, consistently: the copy holds exactly
+ *        the batches committed when it began, whatever writers in this or
+ *        other processes do meanwhile.
+ *
+ * A raw copy of a live `data.mdb` (cp, rsync, a file-level snapshot taken
+ * while a writer runs) is not a backup: it can hold torn pages, and a
+ * reader of it can crash inside liblmdb. This uses LMDB's own copy
+ * (`mdb_env_copyfd2`), which reads in one read transaction. It does not
+ * compact: the copy is a page-for-page image of the pages in use, free
+ * pages included (as large as the live `data.mdb`'s used part).
+ *
+ * The copy is written under a temporary name in `dest`, synced, and only
+ * then named `dest/data.mdb` (the directory synced too), so a crash or a
+ * failure part-way never leaves a `data.mdb` that looks like a backup; no
+ * `lock.mdb` is copied (LMDB makes one when the copy is opened). Open the
+ * copy with segidx_kv_lmdb_open(), or move the directory into place.
+ *
+ * Like any reader, the copy holds its snapshot until it ends, so a store
+ * written to meanwhile grows instead of reusing the pages the copy still
+ * reads. When this process has `path` open as a store, the copy goes
+ * through that store's environment (LMDB forbids opening one twice in a
+ * process), and that store's close waits for it; an LMDB failure is then
+ * recorded for segidx_kv_lmdb_last_error() on that store (there is no
+ * other place to read the message). Otherwise the copy opens `path`
+ * read-only for its duration, and segidx_kv_lmdb_open() calls of this
+ * process wait until it is done. Safe to call from any thread.
+ *
+ * @param[in] path the directory of a store (as given to
+ *            segidx_kv_lmdb_open()); never written to.
+ * @param[in] dest a directory; it and any missing parents are created
+ *            (mode 0777 less the umask), the copy is created in it with
+ *            mode 0664 less the umask.
+ * @return #SEGIDX_OK; #SEGIDX_EINVAL for NULL or empty `path` or `dest`, or
+ *         when `dest` already holds a `data.mdb` (a backup never replaces
+ *         a store); #SEGIDX_ENOMEM; #SEGIDX_EIO when `path` is not a store
+ *         (missing, not a directory, no data.mdb), `dest` cannot be made,
+ *         or LMDB or the file system fail. On failure no `dest/data.mdb`
+ *         is left behind (directories it made stay).
+ */
+SEGIDX_API int segidx_kv_lmdb_backup(const char *path, const char *dest);
 
 /**
  * @brief LMDB's message for an LMDB or errno code (`mdb_strerror`), for

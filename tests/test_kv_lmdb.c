@@ -452,6 +452,309 @@ static void test_cas_across_processes(void **state)
     kv.vt->close(kv.self);
 }
 
+/* ------------------------------------------------------------ backups */
+
+/* Batch i (from 1) puts key 'i' + i (big-endian) and sets "count" to i,
+ * both to i: a consistent copy with "count" c holds exactly keys 1..c. */
+static int write_numbered_batch(segidx_kv kv, uint32_t i)
+{
+    uint8_t k[5] = { 'i', (uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i };
+    uint64_t v = i;
+    segidx_kv_op ops[2] = { KVTEST_PUT(k, 5, &v, 8), KVTEST_PUT("count", 5, &v, 8) };
+    return kv.vt->write(kv.self, ops, 2);
+}
+
+typedef struct numbered_check {
+    uint32_t seen;
+    bool ok;
+} numbered_check;
+
+static int check_numbered(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    numbered_check *c = ctx;
+    uint32_t i = ++c->seen;
+    uint8_t want[5] = { 'i', (uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8),
+                        (uint8_t)i };
+    uint64_t v = 0;
+    if (vlen == 8)
+        memcpy(&v, val, 8);
+    if (klen != 5 || memcmp(key, want, 5) != 0 || vlen != 8 || v != i)
+        c->ok = false;
+    return 0;
+}
+
+/* Opens the store in `dir` and checks that it holds batches 1..c for its
+ * own count c, nothing torn and nothing missing: c. */
+static uint64_t check_numbered_store(const char *dir)
+{
+    segidx_kv kv = open_at(dir, &nosync_opts);
+    uint64_t count = 0;
+    int rc = kv.vt->get(kv.self, "count", 5, kvtest_read_u64, &count);
+    assert_true(rc == SEGIDX_OK || rc == SEGIDX_ENOTFOUND);
+    numbered_check c = { 0, true };
+    assert_int_equal(kv.vt->scan(kv.self, "i", 1, "j", 1, false, check_numbered, &c), 0);
+    assert_true(c.ok);
+    assert_int_equal(c.seen, count);
+    kv.vt->close(kv.self);
+    return count;
+}
+
+enum { BACKUPS = 8, WRITER_MAX_BATCHES = 20000 };
+
+/* Takes BACKUPS backups of `path` into backup-<label>-<k> while a writer
+ * runs, then checks each is a consistent prefix of the writer's batches,
+ * the later ones no shorter. */
+static void backups_during_writes(const char *path, const char *label, uint64_t *first,
+                                  uint64_t *last)
+{
+    char dest[BACKUPS][512];
+    for (int k = 0; k < BACKUPS; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "backup-%s-%d", label, k);
+        tmp_path(dest[k], sizeof dest[k], name);
+        assert_int_equal(segidx_kv_lmdb_backup(path, dest[k]), SEGIDX_OK);
+    }
+    uint64_t prev = 0;
+    for (int k = 0; k < BACKUPS; k++) {
+        uint64_t c = check_numbered_store(dest[k]);
+        assert_true(c >= 1 && c >= prev);
+        prev = c;
+        if (k == 0)
+            *first = c;
+    }
+    *last = prev;
+}
+
+/* A child writes numbered batches until told to stop (or up to a bound);
+ * it reports its first batch on `started`. */
+static int numbered_writer_child(const char *path, int started, int stop)
+{
+    segidx_kv kv;
+    if (segidx_kv_lmdb_open(path, &nosync_opts, &kv) != SEGIDX_OK)
+        return 2;
+    int rc = 0;
+    for (uint32_t i = 1; i <= WRITER_MAX_BATCHES && rc == 0; i++) {
+        if (write_numbered_batch(kv, i) != SEGIDX_OK)
+            rc = 3;
+        else if (i == 1 && write(started, "s", 1) != 1)
+            rc = 4;
+        char b;
+        if (read(stop, &b, 1) == 1)
+            break;
+    }
+    kv.vt->close(kv.self);
+    return rc;
+}
+
+/* Backups taken while another process commits: each one opens and holds
+ * a consistent prefix of the writer's batches. */
+static void test_backup_while_another_process_writes(void **state)
+{
+    (void)state;
+    char path[512];
+    tmp_path(path, sizeof path, "backup-src-process");
+    segidx_kv kv = open_at(path, &nosync_opts);
+    kv.vt->close(kv.self);
+    int started[2], stop[2];
+    assert_int_equal(pipe(started), 0);
+    assert_int_equal(pipe(stop), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(started[0]);
+        close(stop[1]);
+        if (fcntl(stop[0], F_SETFL, O_NONBLOCK) != 0)
+            _exit(5);
+        _exit(numbered_writer_child(path, started[1], stop[0]));
+    }
+    close(started[1]);
+    close(stop[0]);
+    char b;
+    assert_int_equal(read(started[0], &b, 1), 1);
+    uint64_t first, last;
+    backups_during_writes(path, "process", &first, &last);
+    assert_int_equal(write(stop[1], "x", 1), 1);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(started[0]);
+    close(stop[1]);
+    assert_true(check_numbered_store(path) >= last);
+    print_message("backups while another process writes: %llu to %llu batches\n",
+                  (unsigned long long)first, (unsigned long long)last);
+}
+
+/* Whether some other process holds a lock on byte 0 of `lockfile`: LMDB
+ * holds a shared one there in every process that has the environment
+ * open. Asked from a child, as a process never sees its own locks. */
+static bool lmdb_lock_held(const char *lockfile)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(lockfile, O_RDWR);
+        if (fd < 0)
+            _exit(2);
+        struct flock fl;
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        fl.l_start = 0;
+        fl.l_len = 1;
+        if (fcntl(fd, F_GETLK, &fl) != 0)
+            _exit(2);
+        _exit(fl.l_type == F_UNLCK ? 1 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_not_equal(WEXITSTATUS(status), 2);
+    return WEXITSTATUS(status) == 0;
+}
+
+/* The check above sees what it must: closing any descriptor of lock.mdb
+ * in a process drops that process's LMDB locks (which is why a backup of
+ * a store this process has open must not open the environment again). */
+static void test_lock_check_sees_a_dropped_lock(void **state)
+{
+    (void)state;
+    char path[512], lockfile[600];
+    tmp_path(path, sizeof path, "lock-check");
+    snprintf(lockfile, sizeof lockfile, "%s/lock.mdb", path);
+    segidx_kv kv = open_at(path, &nosync_opts);
+    assert_true(lmdb_lock_held(lockfile));
+    int fd = open(lockfile, O_RDONLY);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_false(lmdb_lock_held(lockfile));
+    kv.vt->close(kv.self);
+}
+
+#if KVTEST_THREADS
+typedef struct numbered_writer {
+    segidx_kv kv;
+    int started, stop, rc;
+} numbered_writer;
+
+static void *numbered_writer_thread(void *arg)
+{
+    numbered_writer *w = arg;
+    for (uint32_t i = 1; i <= WRITER_MAX_BATCHES && w->rc == 0; i++) {
+        w->rc = write_numbered_batch(w->kv, i);
+        if (i == 1)
+            __atomic_store_n(&w->started, 1, __ATOMIC_RELEASE);
+        if (__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE))
+            break;
+    }
+    __atomic_store_n(&w->started, 1, __ATOMIC_RELEASE); /* also when it failed */
+    return NULL;
+}
+
+/* Backups of a store this process has open, while a thread commits: they
+ * go through the open environment (opening it again would drop this
+ * process's LMDB locks, which the check after them would see), and each
+ * holds a consistent prefix. */
+static void test_backup_while_a_thread_writes(void **state)
+{
+    (void)state;
+    char path[512], lockfile[600];
+    tmp_path(path, sizeof path, "backup-src-thread");
+    snprintf(lockfile, sizeof lockfile, "%s/lock.mdb", path);
+    numbered_writer w = { open_at(path, &nosync_opts), 0, 0, 0 };
+    assert_true(lmdb_lock_held(lockfile));
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, numbered_writer_thread, &w), 0);
+    while (!__atomic_load_n(&w.started, __ATOMIC_ACQUIRE))
+        sched_yield();
+    uint64_t first, last;
+    backups_during_writes(path, "thread", &first, &last);
+    __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_join(tid, NULL), 0);
+    assert_int_equal(w.rc, SEGIDX_OK);
+    assert_true(lmdb_lock_held(lockfile));
+    w.kv.vt->close(w.kv.self);
+    assert_true(check_numbered_store(path) >= last);
+    print_message("backups while a thread writes: %llu to %llu batches\n",
+                  (unsigned long long)first, (unsigned long long)last);
+}
+#define BACKUP_THREAD_TESTS cmocka_unit_test(test_backup_while_a_thread_writes),
+#else
+#define BACKUP_THREAD_TESTS
+#endif
+
+/* The names in a directory other than . and .., or -1 if it is missing. */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+/* What a backup refuses, leaving what it found as it was; and what it
+ * makes is a store like any other. */
+static void test_backup_refusals_and_edges(void **state)
+{
+    (void)state;
+    char src[512], dest[512], other[512], file[600];
+    tmp_path(src, sizeof src, "backup-edges-src");
+    tmp_path(dest, sizeof dest, "backup-edges/a/b");
+    assert_int_equal(segidx_kv_lmdb_backup(NULL, dest), SEGIDX_EINVAL);
+    assert_int_equal(segidx_kv_lmdb_backup("", dest), SEGIDX_EINVAL);
+    assert_int_equal(segidx_kv_lmdb_backup(src, NULL), SEGIDX_EINVAL);
+    assert_int_equal(segidx_kv_lmdb_backup(src, ""), SEGIDX_EINVAL);
+    /* No source: nothing made. */
+    assert_int_equal(segidx_kv_lmdb_backup(src, dest), SEGIDX_EIO);
+    assert_int_equal(dir_entries(tmp_path(other, sizeof other, "backup-edges")), -1);
+
+    /* An empty store, into directories that do not exist yet. */
+    segidx_kv kv = open_at(src, &nosync_opts);
+    kv.vt->close(kv.self);
+    assert_int_equal(segidx_kv_lmdb_backup(src, dest), SEGIDX_OK);
+    assert_int_equal(dir_entries(dest), 1); /* data.mdb alone */
+    assert_int_equal(check_numbered_store(dest), 0);
+
+    /* Some batches; a dest that holds a store is refused, untouched. */
+    kv = open_at(src, &nosync_opts);
+    for (uint32_t i = 1; i <= 50; i++)
+        assert_int_equal(write_numbered_batch(kv, i), SEGIDX_OK);
+    kv.vt->close(kv.self);
+    assert_int_equal(segidx_kv_lmdb_backup(src, dest), SEGIDX_EINVAL);
+    assert_int_equal(check_numbered_store(dest), 0);
+    assert_int_equal(segidx_kv_lmdb_backup(src, src), SEGIDX_EINVAL);
+
+    /* A copy is a store: it reopens, takes writes, and is backed up in turn. */
+    tmp_path(other, sizeof other, "backup-edges-copy");
+    assert_int_equal(segidx_kv_lmdb_backup(src, other), SEGIDX_OK);
+    kv = open_at(other, &nosync_opts);
+    assert_int_equal(write_numbered_batch(kv, 51), SEGIDX_OK);
+    kv.vt->close(kv.self);
+    assert_int_equal(check_numbered_store(other), 51);
+    assert_int_equal(check_numbered_store(src), 50);
+
+    /* A source that is a file, or a directory with no store: EIO, and no
+     * data.mdb nor a partial copy left in dest. */
+    tmp_path(file, sizeof file, "backup-edges-file");
+    int fd = open(file, O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    tmp_path(dest, sizeof dest, "backup-edges-none");
+    assert_int_equal(segidx_kv_lmdb_backup(file, dest), SEGIDX_EIO);
+    char empty[512];
+    tmp_path(empty, sizeof empty, "backup-edges-empty");
+    assert_int_equal(mkdir(empty, 0777), 0);
+    assert_int_equal(segidx_kv_lmdb_backup(empty, dest), SEGIDX_EIO);
+    assert_int_equal(dir_entries(dest), 0);
+    assert_int_equal(dir_entries(empty), 0); /* the source is never written */
+    /* A dest that is a file. */
+    assert_int_equal(segidx_kv_lmdb_backup(src, file), SEGIDX_EIO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +774,10 @@ int main(void)
         cmocka_unit_test(test_map_full),
         cmocka_unit_test(test_lmdb_errors_are_eio),
         cmocka_unit_test(test_cas_across_processes),
+        cmocka_unit_test(test_lock_check_sees_a_dropped_lock),
+        cmocka_unit_test(test_backup_while_another_process_writes),
+        BACKUP_THREAD_TESTS
+        cmocka_unit_test(test_backup_refusals_and_edges),
     };
     return cmocka_run_group_tests_name("kv_lmdb", tests, group_setup, group_teardown);
 }

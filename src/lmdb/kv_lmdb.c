@@ -11,16 +11,28 @@
  * read in that write transaction before any change: LMDB lets one write
  * transaction run at a time over every process that opens the
  * environment, so nothing can land between the check and the change.
+ *
+ * Backups copy with LMDB's own copy, which reads in one read transaction
+ * (a snapshot) and so never sees a page half written. It needs an open
+ * environment, and LMDB forbids opening one twice in a process: closing
+ * the second would drop the POSIX locks the first holds on lock.mdb (they
+ * belong to the process, not to the descriptor), and then other processes
+ * take its readers for dead. Hence the stores a process has open are
+ * listed here (the only state outside a store), and a backup of one of
+ * them copies through its environment.
  */
 #include "segidx_lmdb.h"
 
 #include "../sync.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -29,7 +41,20 @@ typedef struct lmdb_kv {
     MDB_dbi dbi;
     size_t max_key;             /* longest key LMDB takes */
     segidx__atomic_int last_rc; /* the last LMDB code that was an error */
+    /* Its place in the list of open stores (all under open_stores_lock). */
+    dev_t dev;                  /* the directory's device and inode */
+    ino_t ino;
+    pid_t pid;                  /* the process that opened it */
+    unsigned backups;           /* backups copying through env right now */
+    struct lmdb_kv *next;
 } lmdb_kv;
+
+/* The stores this process has open (see the top of the file). The lock is
+ * also held while a backup opens, uses and closes an environment of its
+ * own, so that no store of this process opens the same one meanwhile. */
+static segidx__mutex open_stores_lock = SEGIDX__MUTEX_INITIALIZER;
+static segidx__cond backup_done = SEGIDX__COND_INITIALIZER;
+static lmdb_kv *open_stores;
 
 static const segidx_kv_vtable lmdb_vtable;
 
@@ -268,6 +293,16 @@ static void lmdb_close(void *self)
     lmdb_kv *kv = self;
     if (!kv)
         return;
+    segidx__mutex_lock(&open_stores_lock);
+    for (lmdb_kv **p = &open_stores; *p; p = &(*p)->next) {
+        if (*p == kv) {
+            *p = kv->next;
+            break;
+        }
+    }
+    while (kv->backups) /* copying through env: wait for them to finish */
+        segidx__cond_wait(&backup_done, &open_stores_lock);
+    segidx__mutex_unlock(&open_stores_lock);
     mdb_env_close(kv->env);
     free(kv);
 }
@@ -368,16 +403,30 @@ int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_options *opts, se
         *lmdb_rc = e;
         return e == ENOMEM ? SEGIDX_ENOMEM : SEGIDX_EIO;
     }
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        *lmdb_rc = errno;
+        return SEGIDX_EIO;
+    }
     lmdb_kv *kv = malloc(sizeof *kv);
     if (!kv) {
         *lmdb_rc = ENOMEM;
         return SEGIDX_ENOMEM;
     }
+    segidx__mutex_lock(&open_stores_lock);
     int rc = env_open(kv, path, opts, lmdb_rc);
     if (rc) {
+        segidx__mutex_unlock(&open_stores_lock);
         free(kv);
         return rc;
     }
+    kv->dev = st.st_dev;
+    kv->ino = st.st_ino;
+    kv->pid = getpid();
+    kv->backups = 0;
+    kv->next = open_stores;
+    open_stores = kv;
+    segidx__mutex_unlock(&open_stores_lock);
     segidx__atomic_int_store(&kv->last_rc, MDB_SUCCESS);
     out->vt = &lmdb_vtable;
     out->self = kv;
@@ -395,4 +444,155 @@ const char *segidx_kv_lmdb_last_error(const segidx_kv *kv)
 const char *segidx_kv_lmdb_strerror(int lmdb_error)
 {
     return mdb_strerror(lmdb_error);
+}
+
+/* ------------------------------------------------------------ backup */
+
+/* "dir/name", malloc'd; NULL when out of memory. */
+static char *path_join(const char *dir, const char *name)
+{
+    size_t d = strlen(dir), n = strlen(name);
+    char *p = malloc(d + 1 + n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, d);
+    p[d] = '/';
+    memcpy(p + d + 1, name, n + 1);
+    return p;
+}
+
+static int errno_error(int e)
+{
+    return e == ENOMEM ? SEGIDX_ENOMEM : SEGIDX_EIO;
+}
+
+/* The copy of `env`, written to `fd`: LMDB's copy without compaction (a
+ * plain page copy, LMDB's simplest and most used path: free pages stay
+ * free in the copy). 0 or an LMDB or errno code. */
+static int copy_env(MDB_env *env, int fd)
+{
+    int rc = mdb_env_copyfd2(env, fd, 0);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = errno;
+    return rc;
+}
+
+/* Copy the environment at `path` to `fd`: through the store of this
+ * process that has it open, or else an environment of its own, read-only
+ * (a backup never creates or changes its source). 0 or an LMDB or errno
+ * code. */
+static int copy_path(const char *path, const struct stat *st, int fd)
+{
+    segidx__mutex_lock(&open_stores_lock);
+    lmdb_kv *kv = open_stores;
+    pid_t me = getpid();
+    while (kv && !(kv->dev == st->st_dev && kv->ino == st->st_ino && kv->pid == me))
+        kv = kv->next;
+    if (kv) {
+        kv->backups++;
+        segidx__mutex_unlock(&open_stores_lock);
+        int rc = copy_env(kv->env, fd);
+        if (rc)
+            segidx__atomic_int_store(&kv->last_rc, rc);
+        segidx__mutex_lock(&open_stores_lock);
+        kv->backups--;
+        segidx__cond_broadcast(&backup_done);
+        segidx__mutex_unlock(&open_stores_lock);
+        return rc;
+    }
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc == 0) {
+        rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOTLS, 0664);
+        if (rc == 0)
+            rc = copy_env(env, fd);
+        mdb_env_close(env); /* also after a failed open */
+    }
+    segidx__mutex_unlock(&open_stores_lock);
+    return rc;
+}
+
+/* Give the finished copy its name, never replacing one that appeared
+ * meanwhile (link fails on an existing name; rename, for file systems
+ * without links, is checked first), and make the name durable. 0, EEXIST
+ * or another errno code. */
+static int publish(const char *tmp, const char *final, const char *dest)
+{
+    if (link(tmp, final) != 0) {
+        int e = errno;
+        if (e == EEXIST)
+            return e;
+        struct stat st;
+        if (e != EPERM && e != ENOTSUP && e != ENOSYS && e != EMLINK)
+            return e;
+        if (lstat(final, &st) == 0)
+            return EEXIST;
+        if (rename(tmp, final) != 0)
+            return errno;
+    } else {
+        unlink(tmp);
+    }
+    int dfd = open(dest, O_RDONLY | O_DIRECTORY);
+    int rc = dfd >= 0 && fsync(dfd) == 0 ? 0 : errno;
+    if (dfd >= 0)
+        close(dfd);
+    if (rc)
+        unlink(final); /* a failed call leaves no backup behind */
+    return rc;
+}
+
+int segidx_kv_lmdb_backup(const char *path, const char *dest)
+{
+    if (!path || !*path || !dest || !*dest)
+        return SEGIDX_EINVAL;
+    struct stat src;
+    if (stat(path, &src) != 0)
+        return errno_error(errno);
+    if (!S_ISDIR(src.st_mode))
+        return SEGIDX_EIO;
+    int e = make_dirs(dest);
+    if (e)
+        return errno_error(e);
+    char *final = path_join(dest, "data.mdb");
+    char *tmp = final ? malloc(strlen(final) + 48) : NULL;
+    if (!tmp) {
+        free(final);
+        return SEGIDX_ENOMEM;
+    }
+    struct stat st;
+    int rc = SEGIDX_OK;
+    if (lstat(final, &st) == 0 || errno != ENOENT) {
+        rc = SEGIDX_EINVAL; /* never over an existing store */
+        goto out;
+    }
+    /* Written under a name of its own, and named data.mdb only once it is
+     * whole and synced: a crash or failure part-way never leaves a
+     * data.mdb that looks like a backup. */
+    int fd = -1;
+    for (unsigned i = 0; fd < 0 && i < 1000; i++) {
+        snprintf(tmp, strlen(final) + 48, "%s.partial-%ld-%u", final, (long)getpid(), i);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0664);
+        if (fd < 0 && errno != EEXIST) {
+            rc = errno_error(errno);
+            goto out;
+        }
+    }
+    if (fd < 0) {
+        rc = SEGIDX_EIO;
+        goto out;
+    }
+    e = copy_path(path, &src, fd);
+    if (close(fd) != 0 && e == 0)
+        e = errno;
+    if (e == 0)
+        e = publish(tmp, final, dest);
+    if (e) {
+        unlink(tmp);
+        rc = e == EEXIST ? SEGIDX_EINVAL : map_error(e) == SEGIDX_ENOMEM ? SEGIDX_ENOMEM
+                                                                           : SEGIDX_EIO;
+    }
+out:
+    free(tmp);
+    free(final);
+    return rc;
 }
