@@ -742,6 +742,7 @@ static int expect_find(const struct world *w, uint64_t keep_from, uint64_t lsn,
     uint64_t at = lsn < w->m.lsn ? lsn : w->m.lsn;
     if (at == 0 || segidx_offset_set_is_empty(query))
         return SEGIDX_OK;
+    /* The whole walk first; the calls only once it is through. */
     for (size_t i = w->n; i-- > 0;) {
         const struct ventry *e = &w->e[i];
         if (e->lsn > at)
@@ -750,18 +751,21 @@ static int expect_find(const struct world *w, uint64_t keep_from, uint64_t lsn,
         if (rc) {
             segidx_offset_set_free(*left);
             *left = copy_set(query);
+            calls_free(out);
             return rc;
         }
         segidx_offset_set *cut = cut_set(*left, e->set);
-        if (segidx_offset_set_is_empty(cut)) {
+        if (segidx_offset_set_is_empty(cut))
             segidx_offset_set_free(cut);
-        } else {
+        else
             out->c[out->n++] = (struct call){ e->lsn, e->sid, cut };
-            if (out->stop_after && out->n == out->stop_after)
-                return STOPPED;
-        }
         if (segidx_offset_set_is_empty(*left))
             break;
+    }
+    if (out->stop_after && out->n >= out->stop_after) {
+        while (out->n > out->stop_after)
+            segidx_offset_set_free(out->c[--out->n].cut);
+        return STOPPED;
     }
     return SEGIDX_OK;
 }
@@ -929,7 +933,8 @@ static void check_commits(const struct world *w, segidx_volume_index *vi)
     if (w->meta_rc) {
         want = META_FAIL;
     } else {
-        while (c.n < w->n && !(want = entry_rc(w, &w->e[c.n])))
+        /* Up to the meta's LSN: entries above it are not walked. */
+        while (c.n < w->n && w->e[c.n].lsn <= w->m.lsn && !(want = entry_rc(w, &w->e[c.n])))
             c.n++;
     }
     int rc = segidx_volume_commits(vi, &w->vid, commits_cb, &c);
@@ -1087,7 +1092,7 @@ static void check_commits_match(const struct world *w, segidx_volume_index *vi,
     CHECK(want != NULL);
     size_t n = 0;
     for (size_t i = 0; i < s->n; i++) {
-        if (!is_entry_of(&s->p[i], &w->vid))
+        if (!is_entry_of(&s->p[i], &w->vid) || get_be64(s->p[i].key + 25) > w->m.lsn)
             continue;
         struct ventry *e = &want[n++];
         e->lsn = get_be64(s->p[i].key + 25);
@@ -1118,7 +1123,8 @@ static void check_prune(const struct world *w, uint64_t keep_from, bool report)
         want = SEGIDX_EINVAL;
     } else if (keep_from > w->m.keep_from) {
         for (size_t i = 0; i < w->n && !want; i++)
-            want = entry_rc(w, &w->e[i]);
+            if (w->e[i].lsn <= w->m.lsn) /* entries above it are not walked */
+                want = entry_rc(w, &w->e[i]);
         writes = !want;
     }
     struct report_ctx rep = { .n = 0 };
