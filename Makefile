@@ -210,8 +210,9 @@ check-long: $(BUILD)/tests/test_lmdb_crash $(DEMO_CRASH) $(CLI)
 	SEGIDX_CRASH_TRIALS=$(CRASH_TRIALS) $(BUILD)/tests/test_lmdb_crash 2>&1
 	$(DEMO_CRASH) $(CLI) $(DEMO_LONG_TRIALS)
 
-# The LMDB run of the volume index tests is the same file, built again.
+# The LMDB runs of the volume index tests are the same files, built again.
 $(BUILD)/tests/test_lmdb_volume_index: tests/test_volume_index.c
+$(BUILD)/tests/test_lmdb_vi_stress: tests/test_vi_stress.c
 
 # The same tests, another build: each variant gets its own build folder.
 asan:

@@ -901,10 +901,15 @@ SEGIDX_API int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *v
  *            no store call under way: `fn` may call the library. A non-zero
  *            return stops the calls and is returned (`query` is then as
  *            after the whole walk).
+ * A read above the volume's LSN reads history as of that LSN; if commits
+ * and a prune past it land during the walk, the walk runs again from the
+ * newer meta (up to 17 times, then #SEGIDX_ECONFLICT).
+ *
  * @return #SEGIDX_OK; #SEGIDX_ENOTFOUND (unknown volume); #SEGIDX_ERANGE
  *         (lsn below the volume's prune point, also when a prune passed it
  *         during the call); #SEGIDX_ECORRUPT (a bad value, or a store that
- *         broke its contract); #SEGIDX_ENOMEM; the store's error; or fn's
+ *         broke its contract); #SEGIDX_ECONFLICT (overtaken by prunes
+ *         again and again); #SEGIDX_ENOMEM; the store's error; or fn's
  *         return. On an error (not fn's stop) `query` is as it was and `fn`
  *         was not called.
  */
@@ -925,7 +930,9 @@ SEGIDX_API int segidx_volume_find_segments(segidx_volume_index *vi, const segidx
  * @param[in] keep_from 1..the volume's LSN; at or below an earlier prune
  *            point it changes nothing.
  * @return #SEGIDX_OK, #SEGIDX_ENOTFOUND, #SEGIDX_EINVAL (keep_from above the
- *         volume's LSN), #SEGIDX_ECORRUPT, #SEGIDX_ENOMEM, the store's error.
+ *         volume's LSN), #SEGIDX_ECORRUPT, #SEGIDX_ECONFLICT (other writers
+ *         changed the volume through 16 tries in a row), #SEGIDX_ENOMEM,
+ *         the store's error.
  */
 SEGIDX_API int segidx_volume_prune(segidx_volume_index *vi, const segidx_vid *vid,
                                    segidx_lsn keep_from);

@@ -469,11 +469,18 @@ static int visit_for_find(void *ctx, const void *key, size_t klen, const void *v
     return segidx_offset_set_is_empty(w->query);
 }
 
+/* A walk that must be run again: internal, never returned. */
+#define WALK_AGAIN 1
+
 /* After the scan: the read stands only if the prune point has not passed
- * `lsn` meanwhile, and the volume is still there with its LSN not gone
- * back (a store that lost it has misbehaved). */
+ * `at`, the LSN the walk read history at, and the volume is still there
+ * with its LSN not gone back (a store that lost it has misbehaved). A
+ * prune point past the query's own LSN makes the read SEGIDX_ERANGE; one
+ * past `at` alone (commits and a prune landed during the walk, and the
+ * query asked for a later LSN) means the history read may have lost pages
+ * that newer commits rewrote: read again, from the newer meta. */
 static int check_not_torn(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
-                          const struct meta *before)
+                          segidx_lsn at, const struct meta *before)
 {
     struct meta now;
     int rc = read_meta(vi, vid, &now);
@@ -481,11 +488,13 @@ static int check_not_torn(segidx_volume_index *vi, const segidx_vid *vid, segidx
         return rc == SEGIDX_ENOTFOUND ? SEGIDX_ECORRUPT : rc;
     if (now.pub.lsn < before->pub.lsn || now.pub.keep_from < before->pub.keep_from)
         return SEGIDX_ECORRUPT;
-    return lsn < now.pub.keep_from ? SEGIDX_ERANGE : SEGIDX_OK;
+    if (lsn < now.pub.keep_from)
+        return SEGIDX_ERANGE;
+    return at < now.pub.keep_from ? WALK_AGAIN : SEGIDX_OK;
 }
 
-/* The walk of find_segments: the query cut, the hits kept. On an error the
- * query is as it was. */
+/* The walk of find_segments: the query cut, the hits kept. On an error, or
+ * WALK_AGAIN, the query is as it was. */
 static int find_walk_run(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
                          const struct meta *m, struct find_walk *w)
 {
@@ -500,11 +509,36 @@ static int find_walk_run(segidx_volume_index *vi, const segidx_vid *vid, segidx_
                                w);
     int rc = w->err ? w->err : scan < 0 ? scan : SEGIDX_OK;
     if (!rc)
-        rc = check_not_torn(vi, vid, lsn, m);
+        rc = check_not_torn(vi, vid, lsn, at, m);
     if (rc)
         segidx__offset_set_swap(w->query, saved);
     segidx_offset_set_free(saved);
     return rc;
+}
+
+/* Read the meta and walk, again while a prune overtakes the walk; at most
+ * WRITE_RETRIES + 1 times, each after a prune that did land. */
+static int find_walk(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                     struct find_walk *w)
+{
+    for (int attempt = 0; attempt <= WRITE_RETRIES; attempt++) {
+        struct meta m;
+        int rc = read_meta(vi, vid, &m);
+        if (rc)
+            return rc;
+        if (lsn < m.pub.keep_from)
+            return SEGIDX_ERANGE;
+        if (lsn == 0 || segidx_offset_set_is_empty(w->query))
+            return SEGIDX_OK;
+        w->max_lsn = m.pub.lsn;
+        rc = find_walk_run(vi, vid, lsn, &m, w);
+        if (rc != WALK_AGAIN)
+            return rc;
+        find_hits_free(w);
+        w->hits = NULL;
+        w->n_hits = w->cap_hits = 0;
+    }
+    return SEGIDX_ECONFLICT;
 }
 
 int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
@@ -515,16 +549,8 @@ int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, 
 {
     if (!vi || !vid || !query || !fn)
         return SEGIDX_EINVAL;
-    struct meta m;
-    int rc = read_meta(vi, vid, &m);
-    if (rc)
-        return rc;
-    if (lsn < m.pub.keep_from)
-        return SEGIDX_ERANGE;
-    if (lsn == 0 || segidx_offset_set_is_empty(query))
-        return SEGIDX_OK;
-    struct find_walk w = { vid, m.pub.lsn, query, NULL, 0, 0, 0 };
-    rc = find_walk_run(vi, vid, lsn, &m, &w);
+    struct find_walk w = { vid, 0, query, NULL, 0, 0, 0 };
+    int rc = find_walk(vi, vid, lsn, &w);
     /* Only now, with the walk known whole, does anything leave the call:
      * and no store lock is held, so fn may call the library again. */
     for (size_t i = 0; i < w.n_hits && !rc; i++)

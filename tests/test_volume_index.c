@@ -830,14 +830,14 @@ static void test_meta_of_a_later_version(void **state)
  * another process for LMDB (a child that opens the same directory, as a
  * second host would) and another index over the same store otherwise.
  */
-enum { OTHER_COMMIT, OTHER_PRUNE };
+enum { OTHER_COMMIT, OTHER_PRUNE, OTHER_COMMIT_PRUNE };
 
 typedef struct other_op {
     fixture *f;
     int kind;
     model_volume *v;
-    const model_commit *c; /* OTHER_COMMIT */
-    segidx_lsn keep_from;  /* OTHER_PRUNE */
+    const model_commit *c; /* OTHER_COMMIT, OTHER_COMMIT_PRUNE */
+    segidx_lsn keep_from;  /* OTHER_PRUNE, OTHER_COMMIT_PRUNE */
     int rc;                /* its result, once run */
     bool ran;
 } other_op;
@@ -845,8 +845,11 @@ typedef struct other_op {
 /* No cmocka asserts here: for LMDB this runs in a child process. */
 static int other_apply(segidx_volume_index *vi, other_op *op)
 {
-    if (op->kind == OTHER_COMMIT)
-        return commit_model(vi, op->v, op->c, 77);
+    if (op->kind != OTHER_PRUNE) {
+        int rc = commit_model(vi, op->v, op->c, 77);
+        if (rc || op->kind == OTHER_COMMIT)
+            return rc;
+    }
     return segidx_volume_prune(vi, &op->v->vid, op->keep_from);
 }
 
@@ -1005,6 +1008,51 @@ static void test_race_prune_under_read(void **state)
                 fixture_close(&f);
             }
         }
+    }
+}
+
+/* Found by the threaded stress: a read above the head reads history as of
+ * the head it saw; commits and a prune to a point above that head, landing
+ * during the walk, rewrite that history. The read must not answer from it
+ * (it walks again, from the newer meta). */
+static void test_race_commit_and_prune_under_read_above_head(void **state)
+{
+    (void)state;
+    for (long at = 1; at <= 4; at++) {
+        fixture f;
+        model_volume v;
+        race_fixture(&f, &v, 905, 12);
+        model_commit c;
+        do { /* a commit that rewrites pages */
+            random_commit(&f.rng, &c, v.n + 1);
+        } while (c.n == 0);
+        other_op op = { &f, OTHER_COMMIT_PRUNE, &v, &c, v.n + 1, 0, false };
+        stub_hook(f.stub, at, other_run, &op);
+        segidx_offset_set *q = segidx_offset_set_new();
+        segidx_offset_set_add_range(q, 0, UNIVERSE);
+        found_list got = { NULL, 0, 0, -1, 0 };
+        int rc = segidx_volume_find_segments(f.vi, &v.vid, UINT64_MAX, q, collect_found, &got);
+        stub_hook(f.stub, 0, NULL, NULL);
+        assert_int_equal(rc, SEGIDX_OK);
+        assert_int_equal(op.ran, at <= 3); /* meta, scan, meta again */
+        /* As of the head before, or, when the other writer got in, after. */
+        if (op.ran)
+            model_append(&v, &c);
+        segidx_offset_set *mq = segidx_offset_set_new();
+        segidx_offset_set_add_range(mq, 0, UNIVERSE);
+        found_list want = { NULL, 0, 0, -1, 0 };
+        model_find(&v, UINT64_MAX, mq, &want);
+        assert_found_equal(&got, &want);
+        assert_true(segidx_offset_set_equals(q, mq));
+        if (!op.ran)
+            for (size_t i = 0; i < c.n; i++)
+                segidx_offset_set_free(c.segs[i].offsets);
+        found_list_free(&got);
+        found_list_free(&want);
+        segidx_offset_set_free(q);
+        segidx_offset_set_free(mq);
+        model_volume_free(&v);
+        fixture_close(&f);
     }
 }
 
@@ -1183,6 +1231,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_values),
         cmocka_unit_test(test_meta_of_a_later_version),
         cmocka_unit_test(test_race_prune_under_read),
+        cmocka_unit_test(test_race_commit_and_prune_under_read_above_head),
         cmocka_unit_test(test_race_commit_under_commit),
         cmocka_unit_test(test_race_prune_and_commit),
         cmocka_unit_test(test_race_prune_under_prune),
