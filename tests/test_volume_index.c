@@ -882,39 +882,11 @@ static void other_run(void *ctx)
     op->ran = true;
 }
 #else
-/* The same store, borrowed: this index's close must not close it. */
-static int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->get(kv->self, k, kl, fn, ctx);
-}
-
-static int borrow_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
-                       bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->write(kv->self, ops, n);
-}
-
-static void borrow_close(void *self)
-{
-    (void)self;
-}
-
-static const segidx_kv_vtable borrow_vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
-                                            borrow_write, borrow_close };
-
 static void other_run(void *ctx)
 {
     other_op *op = ctx;
     segidx_volume_index *vi;
-    assert_int_equal(segidx_volume_index_open((segidx_kv){ &borrow_vt, &op->f->raw }, &vi), 0);
+    assert_int_equal(segidx_volume_index_open(borrowed_kv(&op->f->raw), &vi), 0);
     op->rc = other_apply(vi, op);
     op->ran = true;
     segidx_volume_index_close(vi);
@@ -936,21 +908,12 @@ static void race_fixture(fixture *f, model_volume *v, uint64_t seed, size_t n)
  * history). */
 static void assert_read_exact(fixture *f, const model_volume *v, segidx_lsn lsn)
 {
-    segidx_offset_set *q = segidx_offset_set_new(), *mq;
+    segidx_offset_set *q = segidx_offset_set_new();
     segidx_offset_set_add_range(q, 0, UNIVERSE + 1000 * (uint32_t)(v->n + 1));
     for (int e = 0; e < 3; e++)
         segidx_offset_set_add(q, edge_offsets[e]);
-    mq = segidx_offset_set_copy(q);
-    found_list got = { NULL, 0, 0, -1, 0 }, want = { NULL, 0, 0, -1, 0 };
-    model_find(v, lsn, mq, &want);
-    assert_int_equal(segidx_volume_find_segments(f->vi, &v->vid, lsn, q, collect_found, &got),
-                     SEGIDX_OK);
-    assert_found_equal(&got, &want);
-    assert_true(segidx_offset_set_equals(q, mq));
-    found_list_free(&got);
-    found_list_free(&want);
+    assert_find_exact(f->vi, v, lsn, q);
     segidx_offset_set_free(q);
-    segidx_offset_set_free(mq);
 }
 
 static void assert_meta(fixture *f, const model_volume *v, segidx_lsn lsn, segidx_lsn keep_from)
@@ -990,13 +953,7 @@ static void test_race_prune_under_read(void **state)
                     assert_true(segidx_offset_set_equals(q, before));
                 } else {
                     assert_int_equal(rc, SEGIDX_OK);
-                    segidx_offset_set *mq = segidx_offset_set_copy(before);
-                    found_list want = { NULL, 0, 0, -1, 0 };
-                    model_find(&v, lsn, mq, &want);
-                    assert_found_equal(&got, &want);
-                    assert_true(segidx_offset_set_equals(q, mq));
-                    found_list_free(&want);
-                    segidx_offset_set_free(mq);
+                    assert_find_like_model(&v, lsn, before, &got, q);
                 }
                 assert_int_equal(op.ran, at <= 3); /* meta, scan, meta again */
                 if (op.ran)
@@ -1030,6 +987,7 @@ static void test_race_commit_and_prune_under_read_above_head(void **state)
         stub_hook(f.stub, at, other_run, &op);
         segidx_offset_set *q = segidx_offset_set_new();
         segidx_offset_set_add_range(q, 0, UNIVERSE);
+        segidx_offset_set *asked = segidx_offset_set_copy(q);
         found_list got = { NULL, 0, 0, -1, 0 };
         int rc = segidx_volume_find_segments(f.vi, &v.vid, UINT64_MAX, q, collect_found, &got);
         stub_hook(f.stub, 0, NULL, NULL);
@@ -1038,19 +996,13 @@ static void test_race_commit_and_prune_under_read_above_head(void **state)
         /* As of the head before, or, when the other writer got in, after. */
         if (op.ran)
             model_append(&v, &c);
-        segidx_offset_set *mq = segidx_offset_set_new();
-        segidx_offset_set_add_range(mq, 0, UNIVERSE);
-        found_list want = { NULL, 0, 0, -1, 0 };
-        model_find(&v, UINT64_MAX, mq, &want);
-        assert_found_equal(&got, &want);
-        assert_true(segidx_offset_set_equals(q, mq));
+        assert_find_like_model(&v, UINT64_MAX, asked, &got, q);
         if (!op.ran)
             for (size_t i = 0; i < c.n; i++)
                 segidx_offset_set_free(c.segs[i].offsets);
         found_list_free(&got);
-        found_list_free(&want);
         segidx_offset_set_free(q);
-        segidx_offset_set_free(mq);
+        segidx_offset_set_free(asked);
         model_volume_free(&v);
         fixture_close(&f);
     }

@@ -260,4 +260,70 @@ static void assert_found_equal(const found_list *a, const found_list *b)
     }
 }
 
+/* What a find_segments over `asked` at `lsn` gave (its visits `got`, the
+ * query it left `left`) is what the model gives. */
+static inline void assert_find_like_model(const model_volume *v, segidx_lsn lsn,
+                                          const segidx_offset_set *asked, const found_list *got,
+                                          const segidx_offset_set *left)
+{
+    segidx_offset_set *mq = segidx_offset_set_copy(asked);
+    found_list want = { NULL, 0, 0, -1, 0 };
+    model_find(v, lsn, mq, &want);
+    assert_found_equal(got, &want);
+    assert_true(segidx_offset_set_equals(left, mq));
+    found_list_free(&want);
+    segidx_offset_set_free(mq);
+}
+
+/* find_segments of `vi` at `lsn` over `asked` answers OK, as the model. */
+static inline void assert_find_exact(segidx_volume_index *vi, const model_volume *v,
+                                     segidx_lsn lsn, const segidx_offset_set *asked)
+{
+    segidx_offset_set *q = segidx_offset_set_copy(asked);
+    found_list got = { NULL, 0, 0, -1, 0 };
+    assert_int_equal(segidx_volume_find_segments(vi, &v->vid, lsn, q, collect_found, &got),
+                     SEGIDX_OK);
+    assert_find_like_model(v, lsn, asked, &got, q);
+    found_list_free(&got);
+    segidx_offset_set_free(q);
+}
+
+/* ------------------------------------------------------------ borrowing
+ *
+ * A store several indexes share, as several hosts share one catalog: each
+ * index gets this view of it, whose close leaves the store open.
+ */
+static inline int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn,
+                             void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->get(kv->self, k, kl, fn, ctx);
+}
+
+static inline int borrow_scan(void *self, const void *lo, size_t lol, const void *hi,
+                              size_t hil, bool rev, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
+}
+
+static inline int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->write(kv->self, ops, n);
+}
+
+static inline void borrow_close(void *self)
+{
+    (void)self;
+}
+
+/* `kv` must outlive every index opened on the result. */
+static inline segidx_kv borrowed_kv(segidx_kv *kv)
+{
+    static const segidx_kv_vtable vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
+                                         borrow_write, borrow_close };
+    return (segidx_kv){ &vt, kv };
+}
+
 #endif
