@@ -782,6 +782,8 @@ static int plan_prune(struct prune_plan *p, const segidx_vid *vid, struct entry_
 static void report_unreferenced(struct prune_plan *p,
                                 void (*fn)(void *ctx, const segidx_sid *sid), void *ctx)
 {
+    if (!p->n_dropped) /* also a prune that had nothing to do, and planned nothing */
+        return;
     qsort(p->kept, p->n_kept, sizeof *p->kept, compare_sids);
     qsort(p->dropped, p->n_dropped, sizeof *p->dropped, compare_sids);
     for (size_t i = 0; i < p->n_dropped; i++) {
