@@ -7,7 +7,10 @@
  * the top of fuzz/volume_index_fuzz.c): clean sequences of commits, finds,
  * prunes and reads, and sequences that plant bad bytes in the store (a
  * flipped, a truncated and a version-2 meta, entries whose OffsetSet is
- * broken, keys of the wrong length) and then read and write around them.
+ * broken, keys of the wrong length) and then read and write around them,
+ * and sequences in which the store lies: each way of breaking the KV
+ * contract, on the store call of each operation it can reach. The other
+ * files of the corpus are inputs the fuzzer found, kept for what they reach.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -182,6 +185,43 @@ static void delete_key(int vol, int lsn, int sid)
     b(lsn);
     b(sid);
 }
+
+/* ---- lies: op 7 replaces the store's lie script, one byte per store call
+ * from the next one on (0: the truth). The store calls of each op: get:
+ * get. commit: get, write. find: get, scan, get. prune: get, scan, write
+ * (get alone when there is nothing to prune). commits: get, scan. list:
+ * scan. A byte is kind + KINDS * q; some scan lies take one more byte. */
+
+enum { S_FOREIGN = 1, S_REVERSED, S_SWAP, S_REPEAT, S_IGNORE_STOP, S_RC_END, S_FAIL_MID,
+       S_NULL_BYTES, S_CUT_KEY, S_EMPTY_KEY, S_FLIP, S_KINDS };
+enum { G_SILENT = 1, G_TWICE, G_OTHER_KEY, G_FOUND_NOT, G_RC, G_RC_AFTER, G_NULL_BYTES,
+       G_CUT_KEY, G_FLIP, G_KINDS };
+enum { W_FAIL = 1, W_APPLY_FAIL, W_KINDS };
+
+/* Indexes into the target's table of lying returns. */
+enum { RC_ONE, RC_THREE, RC_INT_MAX, RC_MINUS_5, RC_MINUS_22, RC_MINUS_1000, RC_INT_MIN, RC_EIO,
+       RC_ENOMEM, RC_ECONFLICT, RC_ENOTFOUND, RC_ECORRUPT, RC_EFULL, RC_EINVAL, RC_EVERSION };
+
+static int scan_lie(int kind, int q) { return kind + S_KINDS * q; }
+static int get_lie(int kind, int q) { return kind + G_KINDS * q; }
+static int write_lie(int kind, int rc) { return kind + W_KINDS * rc; }
+
+static void lie(int n, const int *bytes)
+{
+    b(7 | n << 4);
+    for (int i = 0; i < n; i++)
+        b(bytes[i]);
+}
+
+/* The index reopened over the store as the other vtable version (the
+ * store starts as version 2; version 1 gets no EXPECTs). */
+static void other_version(void) { b(7 | 8); }
+
+#define LIE(...)                                                                                  \
+    do {                                                                                          \
+        int l_[] = { __VA_ARGS__ };                                                               \
+        lie((int)(sizeof l_ / sizeof l_[0]), l_);                                                 \
+    } while (0)
 
 /* A clean history of volume `vol`: five commits that overwrite each other. */
 static void history(int vol)
@@ -365,5 +405,195 @@ int main(int argc, char **argv)
     reads(0);
     prune(0, 1, 1);
     emit("plant-delete-meta");
+
+    /* ---- a lying store */
+
+    /* Scans of a find: keys of the other volume at either end or in the
+     * middle, the other direction, swapped and repeated keys, a walk that
+     * ends early and a store that goes on after the stop. */
+    history(0);
+    history(1);
+    LIE(0, scan_lie(S_FOREIGN, 0), 0, 0);          /* the neighbour, first */
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_FOREIGN, 1), 9, 0);          /* at the end */
+    find(1, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_FOREIGN, 3), 2, 0);          /* further away, third */
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_REVERSED, 0), 0);
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_SWAP, 1), 0);
+    find(1, 4, 0, 0, 15);
+    LIE(0, scan_lie(S_REPEAT, 0), 0, 0);           /* the newest, twice in a row */
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_REPEAT, 1), 3, 0);           /* a key again, later */
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_IGNORE_STOP, 0), 0);         /* the walk ends at lsn 5 */
+    find(0, 0xFF, 0, 5, 0);
+    LIE(0, scan_lie(S_IGNORE_STOP, 0), 0);
+    find(1, 0xFF, 1, 0, 15);                       /* and with the callback's stop */
+    reads(0);
+    reads(1);
+    emit("hostile-scan-order");
+
+    /* Scans that return what they must not, or hand out bad bytes. */
+    history(0);
+    history(1);
+    LIE(0, scan_lie(S_RC_END, 1 + RC_ONE), 0);     /* positive after a whole scan */
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_RC_END, 1 + RC_MINUS_5), 0); /* -EIO */
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_RC_END, 0), 0);              /* the stop dropped */
+    find(0, 0xFF, 0, 5, 0);
+    LIE(0, scan_lie(S_RC_END, 1 + RC_ENOMEM), 0);  /* a code of the library's */
+    find(1, 0xFF, 0, 5, 0);
+    LIE(0, scan_lie(S_FAIL_MID, 2), RC_MINUS_22, 0);
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_FAIL_MID, 0), RC_INT_MIN, 0);
+    find(1, 3, 0, 0, 15);
+    LIE(0, scan_lie(S_NULL_BYTES, 1), 0);
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_CUT_KEY, 2), 0);
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_EMPTY_KEY, 0), 0);
+    find(1, 0xFF, 0, 0, 15);
+    LIE(0, scan_lie(S_FLIP, 1), 77, 0);
+    find(0, 0xFF, 0, 0, 15);
+    reads(0);
+    emit("hostile-scan-returns");
+
+    /* Listings: volumes and commits, each lie on its scan. */
+    history(0);
+    history(1);
+    LIE(scan_lie(S_FOREIGN, 0), 0);
+    list();
+    LIE(scan_lie(S_REVERSED, 0));
+    list();
+    LIE(scan_lie(S_FAIL_MID, 1), RC_EIO);
+    list();
+    LIE(scan_lie(S_CUT_KEY, 1));
+    list();
+    LIE(0, scan_lie(S_FOREIGN, 1), 200);
+    commits(0);
+    LIE(0, scan_lie(S_SWAP, 3));
+    commits(1);
+    LIE(0, scan_lie(S_REPEAT, 4), 1);
+    commits(0);
+    LIE(0, scan_lie(S_FAIL_MID, 3), RC_THREE);
+    commits(1);
+    LIE(0, scan_lie(S_RC_END, 1 + RC_MINUS_1000));
+    commits(0);
+    LIE(0, scan_lie(S_FLIP, 4), 3);
+    commits(0);
+    reads(0);
+    reads(1);
+    emit("hostile-scan-listings");
+
+    /* Gets of the meta, on every call that reads it. */
+    history(0);
+    LIE(get_lie(G_SILENT, 0), get_lie(G_TWICE, 0), get_lie(G_OTHER_KEY, 3),
+        get_lie(G_FOUND_NOT, 0), get_lie(G_RC, RC_MINUS_5), get_lie(G_RC, RC_ONE),
+        get_lie(G_RC_AFTER, RC_EIO), get_lie(G_NULL_BYTES, 0), get_lie(G_CUT_KEY, 0),
+        get_lie(G_FLIP, 5));
+    for (int i = 0; i < 10; i++)
+        get(0);
+    get(1);
+    LIE(get_lie(G_SILENT, 0));
+    get(1);                                        /* a volume that is not there */
+    LIE(get_lie(G_TWICE, 0), get_lie(G_OTHER_KEY, 0));
+    get(1);
+    get(1);
+    LIE(get_lie(G_RC, RC_ENOTFOUND));              /* the truth, for once */
+    get(1);
+    LIE(0, 0, get_lie(G_SILENT, 0));               /* the check after the walk */
+    find(0, 0xFF, 0, 0, 15);
+    LIE(0, 0, get_lie(G_RC, RC_MINUS_22));
+    find(0, 2, 0, 0, 15);
+    LIE(get_lie(G_TWICE, 0));
+    find(0, 0xFF, 0, 0, 15);
+    LIE(get_lie(G_RC_AFTER, RC_ECORRUPT));
+    commits(0);
+    LIE(get_lie(G_OTHER_KEY, 7));
+    commit1(0, 20, 2, 0, 3);
+    LIE(get_lie(G_FLIP, 2));
+    prune(0, 3, 1);
+    reads(0);
+    emit("hostile-get");
+
+    /* Writes of commits: refused with every kind of return, or taken and
+     * then reported failed (the model follows the store). */
+    history(0);
+    LIE(0, write_lie(W_FAIL, RC_ONE));
+    commit1(0, 20, 1, 0, 3);
+    LIE(0, write_lie(W_FAIL, RC_MINUS_5));
+    commit1(0, 21, 2, 8, 3);
+    LIE(0, write_lie(W_FAIL, RC_ECONFLICT), 0, 0); /* a retry that succeeds */
+    commit1(0, 22, 3, 0, 3);
+    LIE(0, write_lie(W_APPLY_FAIL, RC_EIO));
+    commit1(0, 23, 1, 16, 3);
+    LIE(0, write_lie(W_APPLY_FAIL, RC_ECONFLICT), 0);
+    commit1(0, 24, 2, 2, 3);                       /* the retry finds its lsn taken */
+    LIE(0, write_lie(W_APPLY_FAIL, RC_INT_MAX));
+    commit_empty(0, 25);
+    LIE(0, write_lie(W_FAIL, RC_ECONFLICT), 0, write_lie(W_FAIL, RC_ENOMEM));
+    commit1(0, 26, 4, 30, 1);
+    reads(0);
+    prune(0, 6, 1);
+    reads(0);
+    emit("hostile-write-commit");
+
+    /* Prunes: a lying scan must never be written back, and a write taken
+     * and then reported failed is followed. */
+    history(0);
+    history(1);
+    LIE(0, scan_lie(S_FOREIGN, 1), 9, 0);
+    prune(0, 4, 1);
+    LIE(0, scan_lie(S_SWAP, 0), 0);
+    prune(0, 4, 1);
+    LIE(0, scan_lie(S_REPEAT, 2), 0, 0);
+    prune(0, 4, 1);
+    LIE(0, scan_lie(S_REVERSED, 0), 0);
+    prune(1, 3, 1);
+    LIE(0, scan_lie(S_FAIL_MID, 2), RC_MINUS_1000, 0);
+    prune(1, 3, 1);
+    LIE(0, 0, write_lie(W_FAIL, RC_MINUS_22));
+    prune(0, 4, 1);
+    LIE(0, 0, write_lie(W_APPLY_FAIL, RC_ECONFLICT), 0);
+    prune(0, 3, 1);                                /* the retry finds it done */
+    LIE(0, 0, write_lie(W_APPLY_FAIL, RC_EFULL));
+    prune(1, 4, 1);
+    LIE(0, 0, write_lie(W_FAIL, RC_ECONFLICT), 0, 0, 0);
+    prune(1, 5, 1);
+    reads(0);
+    reads(1);
+    emit("hostile-write-prune");
+
+    /* A planted volume and a lying store together. */
+    history(0);
+    plant_meta(0, 1, 1, 9, 12, 0, 0, 0, 0, 0);        /* valid: lsn 9 */
+    LIE(0, scan_lie(S_REVERSED, 0), 0, 0, scan_lie(S_FOREIGN, 0), 1);
+    reads(0);
+    LIE(0, 0, write_lie(W_APPLY_FAIL, RC_MINUS_5));
+    prune(0, 4, 1);
+    LIE(0, write_lie(W_FAIL, RC_EIO));
+    commit1(0, 30, 5, 0, 3);
+    reads(0);
+    emit("hostile-planted");
+
+    /* The same store as a version-1 vtable: writes without EXPECTs. */
+    history(0);
+    other_version();
+    LIE(0, write_lie(W_APPLY_FAIL, RC_ECONFLICT), 0);
+    commit1(0, 20, 1, 0, 3);
+    LIE(0, write_lie(W_FAIL, RC_ECONFLICT), 0, 0);
+    commit1(0, 21, 2, 4, 3);
+    LIE(0, 0, write_lie(W_APPLY_FAIL, RC_MINUS_22));
+    prune(0, 3, 1);
+    LIE(0, scan_lie(S_SWAP, 0), 0);
+    prune(0, 5, 1);
+    reads(0);
+    other_version();
+    commit1(0, 22, 3, 0, 1);
+    reads(0);
+    emit("hostile-version1");
     return 0;
 }

@@ -1,5 +1,5 @@
 /* Fuzz target: the volume index (segidx_volume_*) over the in-memory store,
- * driven as a small program.
+ * driven as a small program, through a store that may lie.
  *
  * The input is a sequence of at most MAX_OPS operations. Each starts with
  * one byte `c`: c % 8 picks the operation, bit 3 the volume (two volume
@@ -11,7 +11,11 @@
  *   2, 3  find      [lsn] [stop after] [offsets]
  *   4     prune     [keep_from]                   (c >> 4 odd: prune_report)
  *   5     read      get / list / commits          ((c >> 4) % 3)
- *   6, 7  plant     [key kind] ... [value kind] ...
+ *   6     plant     [key kind] ... [value kind] ...
+ *   7     lie       c >> 4 script bytes           (replace the lie script;
+ *                                                   bit 3: reopen the index
+ *                                                   over the other vtable
+ *                                                   version, 2 or 1)
  *
  * offsets = [count] count * ([a] [b]): a small range [a % 64, + b % 8], or
  * for a >= 0xFD a single UINT32_MAX, an offset above 65535 (a second
@@ -25,12 +29,36 @@
  * OffsetSet's stored form (mutated the same way, its envelope resealed or
  * not) or nothing.
  *
+ * "lie": the volume index calls the store through a wrapping vtable that
+ * takes one byte of the script per store call (get, scan or write) while
+ * the script lasts, and breaks the KV contract as that byte says (0: it
+ * does not). A scan hands out a key outside the range asked for (the
+ * neighbours, another volume's entries) at any place, runs the other way,
+ * swaps two keys, repeats one, goes on after the visitor said stop, stops
+ * half way with an error, returns a positive, errno-like or unknown code,
+ * or hands a key cut short, an empty key, bytes at NULL or a flipped value
+ * byte. A get returns 0 without calling back, calls back twice, with
+ * another key, cut or NULL bytes, a flipped value, or says ENOTFOUND or a
+ * foreign code after calling back. A write fails without writing, or
+ * writes and then fails. Lies a reader cannot tell from the truth (a key
+ * left out, another valid value, a write dropped with 0) are not told.
+ * The store starts as a version-2 vtable; as version 1 the index writes
+ * without EXPECTs.
+ *
  * A model holds the commits made through the API. While nothing was planted
  * for a volume ("clean"), every call on it is checked exactly against the
  * model: commit's result, get's meta, find's callbacks (newest first, each
  * with its cut) and its final query (the offsets never written), prune's
  * result, the unreferenced sids it reports, and the entries it leaves, and
  * that reads at or after the prune point answer as they did before it.
+ * A call during which the store lied gives that exact answer or an error:
+ * SEGIDX_ECORRUPT, SEGIDX_EIO, what the store's own return becomes
+ * (SEGIDX_EVERSION too after a flipped byte); a failed find has not called
+ * back and leaves its query as it was. A write that fails with nothing
+ * applied leaves the store byte for byte as it was (a dump's hash); one
+ * that the store applied and then failed is taken into the model (the
+ * store's meta says so, checked) and the volume's entries are checked
+ * against it through a second index over the honest store.
  * Once planted, a volume only has to give no crash, errors from the
  * expected list, and a find that fails must leave its query as it was.
  * Any broken invariant calls abort().
@@ -42,6 +70,7 @@
 
 #include "fuzz_check.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,6 +160,421 @@ static segidx_sid make_sid(uint8_t b)
     return sid;
 }
 
+/* ------------------------------------------------------------ the store */
+
+#define MAX_SCRIPT 15
+
+/* What a lying store returns instead of the truth: positive values,
+ * errno-like negatives (-5 is -EIO on Linux, -22 -EINVAL), values out of
+ * every range, and the library's own codes. */
+static const int lie_rc[15] = {
+    1, 3, INT_MAX, -5, -22, -1000, INT_MIN, SEGIDX_EIO, SEGIDX_ENOMEM, SEGIDX_ECONFLICT,
+    SEGIDX_ENOTFOUND, SEGIDX_ECORRUPT, SEGIDX_EFULL, SEGIDX_EINVAL, SEGIDX_EVERSION,
+};
+
+/* What the library makes of a store's return: its own codes pass, all
+ * else (positive, unknown, -5 which is also SEGIDX_ERANGE) is SEGIDX_EIO. */
+static int as_library_rc(int rc)
+{
+    return rc <= 0 && rc >= SEGIDX_EFULL && rc != -5 ? rc : SEGIDX_EIO;
+}
+
+enum scan_lie {
+    S_HONEST,
+    S_FOREIGN,     /* a key outside [lo, hi) put in at some place */
+    S_REVERSED,    /* the other direction */
+    S_SWAP,        /* two neighbours swapped */
+    S_REPEAT,      /* a key again, at or after its place */
+    S_IGNORE_STOP, /* visits go on after the visitor said stop */
+    S_RC_END,      /* a whole, honest visit, then a wrong return */
+    S_FAIL_MID,    /* stops after some keys with an error */
+    S_NULL_BYTES,  /* a value at NULL with its length (or a NULL key) */
+    S_CUT_KEY,     /* a key one byte short */
+    S_EMPTY_KEY,   /* a key of length 0 */
+    S_FLIP,        /* one bit of a value flipped */
+    S_KINDS
+};
+
+enum get_lie {
+    G_HONEST,
+    G_SILENT,    /* 0, no callback */
+    G_TWICE,     /* two callbacks */
+    G_OTHER_KEY, /* a callback with another key */
+    G_FOUND_NOT, /* a callback, then ENOTFOUND */
+    G_RC,        /* a wrong return, no callback */
+    G_RC_AFTER,  /* a callback, then a wrong return */
+    G_NULL_BYTES,
+    G_CUT_KEY,
+    G_FLIP,
+    G_KINDS
+};
+
+enum write_lie {
+    W_HONEST,
+    W_FAIL,       /* nothing written, an error returned */
+    W_APPLY_FAIL, /* written, then an error returned */
+    W_KINDS
+};
+
+struct pair {
+    uint8_t *key, *val;
+    size_t klen, vlen;
+};
+
+struct hostile {
+    segidx_kv raw;          /* the in-memory store underneath */
+    uint8_t script[MAX_SCRIPT];
+    size_t n_script, pos;
+    /* What happened since call_begin(): */
+    unsigned lies;          /* store calls that broke the contract */
+    int said[4 * MAX_SCRIPT]; /* what the library may make of the store's returns */
+    size_t n_said;
+    bool flipped;           /* a value's bytes were changed */
+    unsigned writes;        /* write calls */
+    unsigned applied;       /* writes the raw store took */
+    bool unsure;            /* one of them was then reported failed */
+    struct pair *all;       /* the whole store, for a lying scan */
+    size_t n_all, cap_all;
+};
+
+static uint8_t next_lie(struct hostile *h)
+{
+    return h->pos < h->n_script ? h->script[h->pos++] : 0;
+}
+
+static void note_said(struct hostile *h, int rc)
+{
+    if (rc && h->n_said < sizeof h->said / sizeof h->said[0])
+        h->said[h->n_said++] = as_library_rc(rc);
+}
+
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+static void pairs_clear(struct hostile *h)
+{
+    for (size_t i = 0; i < h->n_all; i++) {
+        free(h->all[i].key);
+        free(h->all[i].val);
+    }
+    h->n_all = 0;
+}
+
+static void pair_copy(struct pair *p, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    p->key = malloc(klen ? klen : 1);
+    p->val = malloc(vlen ? vlen : 1);
+    CHECK(p->key != NULL && p->val != NULL);
+    if (klen)
+        memcpy(p->key, key, klen);
+    if (vlen)
+        memcpy(p->val, val, vlen);
+    p->klen = klen;
+    p->vlen = vlen;
+}
+
+static int collect_pair(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct hostile *h = ctx;
+    if (h->n_all == h->cap_all) {
+        h->cap_all = h->cap_all ? 2 * h->cap_all : 64;
+        h->all = realloc(h->all, h->cap_all * sizeof *h->all);
+        CHECK(h->all != NULL);
+    }
+    pair_copy(&h->all[h->n_all++], key, klen, val, vlen);
+    return 0;
+}
+
+/* A value of the honest store, copied out of its callback. */
+struct got {
+    bool found;
+    struct pair p;
+};
+
+static int collect_got(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct got *g = ctx;
+    CHECK(!g->found);
+    g->found = true;
+    pair_copy(&g->p, key, klen, val, vlen);
+    return 0;
+}
+
+static int h_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
+{
+    struct hostile *h = self;
+    uint8_t b = next_lie(h);
+    unsigned kind = b % G_KINDS, q = b / G_KINDS;
+    if (kind == G_HONEST)
+        return h->raw.vt->get(h->raw.self, key, klen, fn, ctx);
+    h->lies++;
+    struct got g = { false, { NULL, NULL, 0, 0 } };
+    int raw = h->raw.vt->get(h->raw.self, key, klen, collect_got, &g);
+    CHECK(raw == (g.found ? SEGIDX_OK : SEGIDX_ENOTFOUND));
+    /* What a callback hands out: the value, or junk for a key not there. */
+    static const uint8_t junk[4] = { 'S', 'X', 'V', 'M' };
+    const uint8_t *val = g.found ? g.p.val : junk;
+    size_t vlen = g.found ? g.p.vlen : sizeof junk;
+    uint8_t other[64], flip[4096];
+    int rc;
+    switch (kind) {
+    case G_SILENT:
+        rc = SEGIDX_OK;
+        break;
+    case G_TWICE:
+        rc = fn(ctx, key, klen, val, vlen);
+        if (!rc)
+            rc = fn(ctx, key, klen, val, vlen);
+        break;
+    case G_OTHER_KEY:
+        CHECK(klen >= 1 && klen <= sizeof other);
+        memcpy(other, key, klen);
+        other[q % klen] ^= (uint8_t)(1u << (q % 8));
+        rc = fn(ctx, other, klen, val, vlen);
+        break;
+    case G_FOUND_NOT:
+        fn(ctx, key, klen, val, vlen);
+        rc = SEGIDX_ENOTFOUND;
+        break;
+    case G_RC:
+        rc = lie_rc[q % 15];
+        if (rc == SEGIDX_ENOTFOUND && g.found)
+            rc = 2; /* hiding a key that is there is not a lie a reader can see */
+        if (rc != SEGIDX_ENOTFOUND)
+            note_said(h, rc);
+        break;
+    case G_RC_AFTER:
+        rc = lie_rc[q % 15];
+        if (g.found)
+            fn(ctx, key, klen, val, vlen);
+        if (rc != SEGIDX_ENOTFOUND) /* after a callback: the library's ECORRUPT */
+            note_said(h, rc);
+        break;
+    case G_NULL_BYTES:
+        rc = vlen ? fn(ctx, key, klen, NULL, vlen) : fn(ctx, NULL, klen, val, vlen);
+        break;
+    case G_CUT_KEY:
+        rc = fn(ctx, key, klen - 1, val, vlen);
+        break;
+    default: /* G_FLIP */
+        if (vlen > sizeof flip)
+            vlen = sizeof flip;
+        memcpy(flip, val, vlen);
+        if (vlen)
+            flip[(q * 13u) % vlen] ^= (uint8_t)(1u << (q % 8));
+        h->flipped = true;
+        rc = fn(ctx, key, klen, flip, vlen);
+        break;
+    }
+    if (g.found) {
+        free(g.p.key);
+        free(g.p.val);
+    }
+    return rc;
+}
+
+static int h_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+                  bool reverse, segidx_kv_visit_fn fn, void *ctx)
+{
+    struct hostile *h = self;
+    uint8_t b = next_lie(h);
+    unsigned kind = b % S_KINDS, q = b / S_KINDS;
+    if (kind == S_HONEST)
+        return h->raw.vt->scan(h->raw.self, lo, lolen, hi, hilen, reverse, fn, ctx);
+    h->lies++;
+    uint8_t p2 = kind == S_FOREIGN || kind == S_REPEAT || kind == S_FAIL_MID || kind == S_FLIP
+                     ? next_lie(h)
+                     : 0;
+    pairs_clear(h);
+    CHECK(h->raw.vt->scan(h->raw.self, "", 0, "", 0, false, collect_pair, h) == SEGIDX_OK);
+    /* [first, end): the range asked for, in the store's order. */
+    size_t first = 0, end;
+    while (first < h->n_all && lolen &&
+           key_cmp(h->all[first].key, h->all[first].klen, lo, lolen) < 0)
+        first++;
+    end = first;
+    while (end < h->n_all && (!hilen || key_cmp(h->all[end].key, h->all[end].klen, hi, hilen) < 0))
+        end++;
+    size_t m = end - first, n = 0;
+    size_t *order = malloc((m + 2) * sizeof *order);
+    CHECK(order != NULL);
+    bool backwards = reverse != (kind == S_REVERSED);
+    for (size_t i = 0; i < m; i++)
+        order[n++] = backwards ? end - 1 - i : first + i;
+
+    if (kind == S_FOREIGN && m < h->n_all) {
+        /* Of the keys outside: the nearest on the side the visit starts
+         * from, the nearest on the side it ends at, then the others. */
+        size_t *cand = malloc((h->n_all - m) * sizeof *cand), nc = 0;
+        CHECK(cand != NULL);
+        if (reverse ? end < h->n_all : first > 0)
+            cand[nc++] = reverse ? end : first - 1;
+        if (reverse ? first > 0 : end < h->n_all)
+            cand[nc++] = reverse ? first - 1 : end;
+        size_t near = nc;
+        for (size_t i = 0; i < h->n_all; i++)
+            if ((i < first || i >= end) && i != cand[0] && (near < 2 || i != cand[1]))
+                cand[nc++] = i;
+        size_t at = p2 % (n + 1);
+        memmove(order + at + 1, order + at, (n - at) * sizeof *order);
+        order[at] = cand[q % nc];
+        n++;
+        free(cand);
+    } else if (kind == S_SWAP && n >= 2) {
+        size_t i = q % (n - 1), t = order[i];
+        order[i] = order[i + 1];
+        order[i + 1] = t;
+    } else if (kind == S_REPEAT && n >= 1) {
+        size_t i = q % n, at = i + 1 + p2 % (n - i);
+        size_t again = order[i];
+        memmove(order + at + 1, order + at, (n - at) * sizeof *order);
+        order[at] = again;
+        n++;
+    }
+
+    size_t spot = n ? q % n : 0; /* where a damaged key or value goes */
+    size_t limit = kind == S_FAIL_MID ? q : n;
+    int stop = 0;
+    uint8_t *flip = NULL;
+    for (size_t i = 0; i < n && i < limit; i++) {
+        const struct pair *p = &h->all[order[i]];
+        const void *key = p->key, *val = p->val;
+        size_t klen = p->klen, vlen = p->vlen;
+        if (i == spot) {
+            if (kind == S_NULL_BYTES) {
+                if (vlen)
+                    val = NULL;
+                else
+                    key = NULL;
+            } else if (kind == S_CUT_KEY) {
+                klen--;
+            } else if (kind == S_EMPTY_KEY) {
+                klen = 0;
+            } else if (kind == S_FLIP) {
+                flip = malloc(vlen + 1);
+                CHECK(flip != NULL);
+                if (vlen) {
+                    memcpy(flip, val, vlen);
+                    flip[(p2 * 131u + q) % vlen] ^= (uint8_t)(1u << (p2 % 8));
+                } else {
+                    flip[0] = p2;
+                    vlen = 1;
+                }
+                val = flip;
+                h->flipped = true;
+            }
+        }
+        int rc = fn(ctx, key, klen, val, vlen);
+        if (rc && !stop)
+            stop = rc;
+        if (stop && kind != S_IGNORE_STOP)
+            break;
+    }
+    free(flip);
+    free(order);
+    int rc = stop;
+    if (kind == S_RC_END) {
+        rc = q ? lie_rc[(q - 1) % 15] : 0; /* 0 after a stop: the stop dropped */
+        if (rc != stop)
+            note_said(h, rc);
+    } else if (kind == S_FAIL_MID && !stop) {
+        rc = lie_rc[p2 % 15]; /* after `limit` keys, or at the end */
+        note_said(h, rc);
+    }
+    return rc;
+}
+
+static int h_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    struct hostile *h = self;
+    uint8_t b = next_lie(h);
+    unsigned kind = b % W_KINDS;
+    int lie = lie_rc[(b / W_KINDS) % 15];
+    h->writes++;
+    if (kind == W_FAIL) {
+        h->lies++;
+        note_said(h, lie);
+        return lie;
+    }
+    int rc = h->raw.vt->write(h->raw.self, ops, n);
+    if (rc)
+        return rc;
+    h->applied++;
+    if (kind == W_APPLY_FAIL) {
+        h->lies++;
+        h->unsure = true;
+        note_said(h, lie);
+        return lie;
+    }
+    return SEGIDX_OK;
+}
+
+/* The target closes the store itself: an index may be reopened over it. */
+static void h_close(void *self)
+{
+    (void)self;
+}
+
+static const segidx_kv_vtable hostile_vt = { SEGIDX_KV_VTABLE_VERSION, h_get, h_scan, h_write,
+                                             h_close };
+
+/* The same store as a version-1 vtable: the index drops its EXPECTs. */
+static const segidx_kv_vtable hostile_vt1 = { 1, h_get, h_scan, h_write, h_close };
+
+/* The raw store as a second index sees it: honest, and not closed by it. */
+static int borrow_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->get(kv->self, key, klen, fn, ctx);
+}
+
+static int borrow_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+                       bool reverse, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->scan(kv->self, lo, lolen, hi, hilen, reverse, fn, ctx);
+}
+
+static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->write(kv->self, ops, n);
+}
+
+static void borrow_close(void *self)
+{
+    (void)self;
+}
+
+static const segidx_kv_vtable borrow_vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
+                                            borrow_write, borrow_close };
+
+/* The whole raw store, every key and value with their lengths, hashed:
+ * two equal hashes mean the same bytes. */
+static int dump_pair(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    XXH3_state_t *s = ctx;
+    uint8_t len[16];
+    put64(len, klen);
+    put64(len + 8, vlen);
+    CHECK(XXH3_128bits_update(s, len, sizeof len) == XXH_OK);
+    CHECK(XXH3_128bits_update(s, key, klen) == XXH_OK);
+    CHECK(XXH3_128bits_update(s, val, vlen) == XXH_OK);
+    return 0;
+}
+
+static XXH128_hash_t dump_store(const struct hostile *h)
+{
+    XXH3_state_t s;
+    CHECK(XXH3_128bits_reset(&s) == XXH_OK);
+    CHECK(h->raw.vt->scan(h->raw.self, "", 0, "", 0, false, dump_pair, &s) == SEGIDX_OK);
+    return XXH3_128bits_digest(&s);
+}
+
 /* ------------------------------------------------------------ model */
 
 struct commit {
@@ -150,17 +594,43 @@ struct volume {
 };
 
 struct state {
-    segidx_kv kv;               /* the store, owned by vi */
+    segidx_kv kv;               /* the raw store */
+    struct hostile *h;          /* the store as vi sees it */
     segidx_volume_index *vi;
+    bool version1;              /* vi sees a version-1 vtable */
+    segidx_volume_index *check_vi; /* over the raw store: honest */
     struct volume vol[2];
     bool planted;               /* anything planted anywhere */
 };
 
-static bool allowed(int rc)
+/* Before each checked call: forget what the store did in the last one. */
+static void call_begin(struct state *st)
+{
+    struct hostile *h = st->h;
+    h->lies = h->writes = h->applied = 0;
+    h->n_said = 0;
+    h->flipped = h->unsure = false;
+}
+
+/* An error the call may give because the store lied during it. */
+static bool lie_error(const struct state *st, int rc)
+{
+    const struct hostile *h = st->h;
+    if (!h->lies || rc >= 0)
+        return false;
+    if (rc == SEGIDX_ECORRUPT || rc == SEGIDX_EIO || (rc == SEGIDX_EVERSION && h->flipped))
+        return true;
+    for (size_t i = 0; i < h->n_said; i++)
+        if (rc == h->said[i])
+            return true;
+    return false;
+}
+
+static bool allowed(const struct state *st, int rc)
 {
     return rc == SEGIDX_OK || rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION ||
            rc == SEGIDX_ENOTFOUND || rc == SEGIDX_ECONFLICT || rc == SEGIDX_EINVAL ||
-           rc == SEGIDX_ERANGE;
+           rc == SEGIDX_ERANGE || lie_error(st, rc);
 }
 
 /* An entry of the model as the store should hold it now. */
@@ -211,6 +681,43 @@ static int note_max(segidx_offset o, void *ctx)
     return 0;
 }
 
+/* Commit `lsn` of the model: the segments (their sets taken over) in sid
+ * order, the order of their keys. */
+static void model_commit(struct volume *v, uint64_t lsn, uint64_t time,
+                         const segidx_commit_segment *segs, segidx_offset_set **offs, size_t n)
+{
+    struct commit *c = &v->c[v->lsn];
+    c->lsn = lsn;
+    c->time = time;
+    c->n = n;
+    for (size_t i = 0; i < n; i++) {
+        c->sid[i] = segs[i].sid;
+        c->off[i] = offs[i];
+        offs[i] = NULL;
+    }
+    /* Insertion sort keeps each sid with its offsets. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && compare_sid(&c->sid[j], &c->sid[j - 1]) < 0; j--) {
+            segidx_sid ts = c->sid[j];
+            segidx_offset_set *to = c->off[j];
+            c->sid[j] = c->sid[j - 1];
+            c->off[j] = c->off[j - 1];
+            c->sid[j - 1] = ts;
+            c->off[j - 1] = to;
+        }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t m = 0;
+        segidx_offset_set_iterate(c->off[i], note_max, &m);
+        if (!v->written || m > v->last_offset)
+            v->last_offset = m;
+        v->written = true;
+    }
+    v->lsn = lsn;
+    v->last_commit = time;
+}
+
+static void verify_clean(struct state *st, struct volume *v);
+
 static void op_commit(struct state *st, struct volume *v, struct reader *r)
 {
     uint8_t mode = u8(r);
@@ -228,9 +735,9 @@ static void op_commit(struct state *st, struct volume *v, struct reader *r)
         lsn = mode - 0xE0u;
     } else if (!v->dirty) {
         lsn = v->lsn + 1;
-    } else {
+    } else { /* asked of the honest store: no lie is spent on it */
         segidx_volume_meta m;
-        lsn = segidx_volume_get(st->vi, &v->vid, &m) == SEGIDX_OK ? m.lsn + 1 : 1;
+        lsn = segidx_volume_get(st->check_vi, &v->vid, &m) == SEGIDX_OK ? m.lsn + 1 : 1;
     }
     /* The model has room for MAX_COMMITS commits; one op makes at most one. */
     CHECK(v->lsn + 1 < MAX_COMMITS || v->dirty);
@@ -247,40 +754,28 @@ static void op_commit(struct state *st, struct volume *v, struct reader *r)
     if (!want && lsn != v->lsn + 1)
         want = SEGIDX_ECONFLICT;
 
+    XXH128_hash_t before = dump_store(st->h);
+    call_begin(st);
     int rc = segidx_volume_commit(st->vi, &v->vid, lsn, time, n ? segs : NULL, n);
-    CHECK(allowed(rc));
+    struct hostile *h = st->h;
+    CHECK(allowed(st, rc));
+    /* One write lands at most: after a write the store took, whatever it
+     * then said, the LSN is taken and a retry must not write again. */
+    CHECK(h->applied <= 1);
+    if (rc == SEGIDX_OK)
+        CHECK(h->applied == 1);
+    else if (!h->applied)
+        CHECK(XXH128_isEqual(before, dump_store(h))); /* not a byte changed */
     if (!v->dirty) {
-        CHECK(rc == want);
-        if (rc == SEGIDX_OK) {
-            struct commit *c = &v->c[v->lsn];
-            c->lsn = lsn;
-            c->time = time;
-            c->n = n;
-            for (size_t i = 0; i < n; i++) {
-                c->sid[i] = segs[i].sid;
-                c->off[i] = offs[i];
-                offs[i] = NULL;
-            }
-            /* In sid order, the order of their keys (insertion sort keeps
-             * each sid with its offsets). */
-            for (size_t i = 1; i < n; i++)
-                for (size_t j = i; j > 0 && compare_sid(&c->sid[j], &c->sid[j - 1]) < 0; j--) {
-                    segidx_sid ts = c->sid[j];
-                    segidx_offset_set *to = c->off[j];
-                    c->sid[j] = c->sid[j - 1];
-                    c->off[j] = c->off[j - 1];
-                    c->sid[j - 1] = ts;
-                    c->off[j - 1] = to;
-                }
-            for (size_t i = 0; i < n; i++) {
-                uint32_t m = 0;
-                segidx_offset_set_iterate(c->off[i], note_max, &m);
-                if (!v->written || m > v->last_offset)
-                    v->last_offset = m;
-                v->written = true;
-            }
-            v->lsn = lsn;
-            v->last_commit = time;
+        CHECK(rc == want || lie_error(st, rc));
+        if (h->applied) {
+            /* Written, whatever the store then said: the model takes it,
+             * and the honest store must show exactly that. */
+            CHECK(want == SEGIDX_OK);
+            bool lied = h->lies > 0;
+            model_commit(v, lsn, time, segs, offs, n);
+            if (lied)
+                verify_clean(st, v);
         }
     }
     for (size_t i = 0; i < n; i++)
@@ -349,7 +844,9 @@ static void op_find(struct state *st, struct volume *v, struct reader *r)
         else if (lsn < v->keep_from)
             want = SEGIDX_ERANGE;
         else {
-            /* Walk the unpruned model: a prune must not change this. */
+            /* Walk the unpruned model: a prune must not change this. The
+             * whole walk even when the callback stops: the calls come
+             * after it, and the query is left as after it. */
             uint64_t at = lsn < v->lsn ? lsn : v->lsn;
             f->at = at;
             left = copy_set(query);
@@ -362,31 +859,34 @@ static void op_find(struct state *st, struct volume *v, struct reader *r)
                         continue;
                     }
                     f->want[f->n_want++] = (struct expect_cb){ l, c->sid[j], cut };
-                    if (stop_after && f->n_want == stop_after) {
-                        want = STOPPED;
-                        break;
-                    }
                 }
-                if (want == STOPPED)
-                    break;
             }
+            if (stop_after && f->n_want >= stop_after)
+                want = STOPPED;
         }
     }
 
+    call_begin(st);
     int rc = segidx_volume_find_segments(st->vi, &v->vid, lsn, query, find_cb, f);
+    CHECK(st->h->writes == 0);
     if (rc == STOPPED) {
         CHECK(stop_after && f->calls == stop_after);
     } else {
-        CHECK(allowed(rc));
+        CHECK(allowed(st, rc));
         CHECK(!stop_after || f->calls < stop_after);
-        if (rc != SEGIDX_OK)
-            CHECK(segidx_offset_set_equals(query, orig)); /* put back */
-        else
+        if (rc != SEGIDX_OK) { /* put back, and nothing handed out */
+            CHECK(segidx_offset_set_equals(query, orig));
+            CHECK(f->calls == 0);
+        } else {
             CHECK(subset(query, orig));
+        }
     }
-    if (f->exact) {
-        CHECK(rc == want);
-        CHECK(f->calls == (rc == SEGIDX_OK || rc == STOPPED ? f->n_want : 0));
+    if (f->exact && rc != want) {
+        /* Only a lie excuses another answer, and only an error. */
+        CHECK(lie_error(st, rc));
+    } else if (f->exact) {
+        size_t calls = want == STOPPED ? stop_after : rc == SEGIDX_OK ? f->n_want : 0;
+        CHECK(f->calls == calls);
         if (left)
             CHECK(segidx_offset_set_equals(query, left));
         else
@@ -432,8 +932,10 @@ static int commits_cb(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
     return 0;
 }
 
-/* segidx_volume_commits(), against the model's pruned entries when clean. */
-static void check_commits(struct state *st, struct volume *v)
+/* segidx_volume_commits() through `vi` (the lying store's index or the
+ * honest one), against the model's pruned entries when clean. Entries
+ * handed out before an error must be exact too. */
+static void check_commits(struct state *st, segidx_volume_index *vi, struct volume *v)
 {
     struct commits_ctx *c = calloc(1, sizeof *c);
     struct mentry *want = calloc(MAX_ENTRIES, sizeof *want);
@@ -442,35 +944,42 @@ static void check_commits(struct state *st, struct volume *v)
     c->want = want;
     if (c->exact)
         c->n_want = model_entries(v, v->keep_from, want);
-    int rc = segidx_volume_commits(st->vi, &v->vid, commits_cb, c);
-    CHECK(allowed(rc));
-    if (c->exact) {
-        CHECK(rc == (v->lsn ? SEGIDX_OK : SEGIDX_ENOTFOUND));
+    call_begin(st);
+    int rc = segidx_volume_commits(vi, &v->vid, commits_cb, c);
+    CHECK(st->h->writes == 0);
+    CHECK(allowed(st, rc));
+    int want_rc = v->lsn ? SEGIDX_OK : SEGIDX_ENOTFOUND;
+    if (c->exact && rc != want_rc)
+        CHECK(lie_error(st, rc));
+    else if (c->exact)
         CHECK(c->calls == c->n_want);
-    }
     mentries_free(want, c->n_want);
     free(want);
     free(c);
 }
 
-static void check_get(struct state *st, struct volume *v)
+static void check_get(struct state *st, segidx_volume_index *vi, struct volume *v)
 {
     segidx_volume_meta m, before;
     memset(&m, 0xA5, sizeof m);
     before = m;
-    int rc = segidx_volume_get(st->vi, &v->vid, &m);
-    CHECK(allowed(rc));
+    call_begin(st);
+    int rc = segidx_volume_get(vi, &v->vid, &m);
+    CHECK(st->h->writes == 0);
+    CHECK(allowed(st, rc));
     if (rc)
         CHECK(!memcmp(&m, &before, sizeof m));
     else
         CHECK(m.lsn >= 1 && m.keep_from <= m.lsn);
     if (v->dirty)
         return;
-    if (!v->lsn) {
-        CHECK(rc == SEGIDX_ENOTFOUND);
+    int want = v->lsn ? SEGIDX_OK : SEGIDX_ENOTFOUND;
+    if (rc != want) {
+        CHECK(lie_error(st, rc));
         return;
     }
-    CHECK(rc == SEGIDX_OK);
+    if (rc)
+        return;
     CHECK(m.lsn == v->lsn && m.keep_from == v->keep_from && m.last_commit == v->last_commit &&
           m.last_offset == (v->written ? v->last_offset : 0));
 }
@@ -505,10 +1014,13 @@ static int list_cb(void *ctx, const segidx_vid *vid, const segidx_volume_meta *m
 static void check_list(struct state *st)
 {
     struct list_ctx l = { st, !st->planted, 0, { { 0 } } };
+    call_begin(st);
     int rc = segidx_volume_list(st->vi, list_cb, &l);
-    CHECK(allowed(rc));
-    if (l.exact) {
-        CHECK(rc == SEGIDX_OK);
+    CHECK(st->h->writes == 0);
+    CHECK(allowed(st, rc));
+    if (l.exact && rc != SEGIDX_OK) {
+        CHECK(lie_error(st, rc));
+    } else if (l.exact) {
         CHECK(l.calls == (size_t)(st->vol[0].lsn > 0) + (size_t)(st->vol[1].lsn > 0));
     }
 }
@@ -544,19 +1056,30 @@ static void op_prune(struct state *st, struct volume *v, bool report, struct rea
 {
     uint64_t keep_from = read_lsn(r);
     struct report_ctx rep = { .n = 0 };
+    XXH128_hash_t dump = dump_store(st->h);
+    call_begin(st);
     int rc = report ? segidx_volume_prune_report(st->vi, &v->vid, keep_from, report_cb, &rep)
                     : segidx_volume_prune(st->vi, &v->vid, keep_from);
-    CHECK(allowed(rc));
+    const struct hostile *h = st->h;
+    bool lied = h->lies > 0, unsure = h->unsure;
+    CHECK(allowed(st, rc));
+    CHECK(h->applied <= 1); /* a write the store took is never made again */
     if (rc)
         CHECK(rep.n == 0);
+    if (!h->applied)
+        CHECK(XXH128_isEqual(dump, dump_store(h))); /* not a byte changed */
     if (v->dirty)
         return;
     int want = !v->lsn ? SEGIDX_ENOTFOUND : keep_from > v->lsn ? SEGIDX_EINVAL : SEGIDX_OK;
-    CHECK(rc == want);
-    if (rc || keep_from <= v->keep_from) {
+    CHECK(rc == want || lie_error(st, rc));
+    if (!h->applied) {
+        /* OK with nothing written only when there was nothing to do. */
+        CHECK(rc != SEGIDX_OK || keep_from <= v->keep_from);
         CHECK(rep.n == 0);
         return;
     }
+    /* Written, whatever the store then said: the model takes it. */
+    CHECK(want == SEGIDX_OK && keep_from > v->keep_from);
     /* Reported: exactly the sids the entries named before and not after. */
     struct mentry *before = calloc(MAX_ENTRIES, sizeof *before);
     struct mentry *after = calloc(MAX_ENTRIES, sizeof *after);
@@ -567,7 +1090,10 @@ static void op_prune(struct state *st, struct volume *v, bool report, struct rea
     if (report) {
         for (size_t i = 0; i < rep.n; i++)
             CHECK(names_sid(before, nb, &rep.sid[i]) && !names_sid(after, na, &rep.sid[i]));
-        for (size_t i = 0; i < nb; i++) {
+        /* All of them, unless the store took the write and said it had
+         * not: the library then finds the prune done, as if by another
+         * writer, which reports them itself. */
+        for (size_t i = 0; i < nb && rc == SEGIDX_OK && !unsure; i++) {
             if (names_sid(after, na, &before[i].sid))
                 continue;
             bool found = false;
@@ -580,8 +1106,18 @@ static void op_prune(struct state *st, struct volume *v, bool report, struct rea
     mentries_free(after, na);
     free(before);
     free(after);
-    /* The entries left are exactly the model's. */
-    check_commits(st, v);
+    /* The entries left are exactly the model's, as the honest store has
+     * them: a lie must not have been written back. */
+    check_commits(st, st->check_vi, v);
+    if (lied)
+        check_get(st, st->check_vi, v);
+}
+
+/* The honest store holds exactly the model's meta and entries. */
+static void verify_clean(struct state *st, struct volume *v)
+{
+    check_get(st, st->check_vi, v);
+    check_commits(st, st->check_vi, v);
 }
 
 /* ------------------------------------------------------------ plant */
@@ -707,7 +1243,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(st->vol[0].vid.bytes, "volume-A\0\0\0\0\0\0\0\1", 16);
     memset(st->vol[1].vid.bytes, 0xFF, 16);
     CHECK(segidx_kv_mem_open(&st->kv) == SEGIDX_OK);
-    CHECK(segidx_volume_index_open(st->kv, &st->vi) == SEGIDX_OK);
+    st->h = calloc(1, sizeof *st->h);
+    CHECK(st->h != NULL);
+    st->h->raw = st->kv;
+    CHECK(segidx_volume_index_open((segidx_kv){ &hostile_vt, st->h }, &st->vi) == SEGIDX_OK);
+    CHECK(segidx_volume_index_open((segidx_kv){ &borrow_vt, &st->kv }, &st->check_vi) ==
+          SEGIDX_OK);
 
     struct reader r = { data, size };
     for (int ops = 0; ops < MAX_OPS && r.n; ops++) {
@@ -728,29 +1269,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 5:
             switch ((c >> 4) % 3) {
             case 0:
-                check_get(st, v);
+                check_get(st, st->vi, v);
                 break;
             case 1:
                 check_list(st);
                 break;
             default:
-                check_commits(st, v);
+                check_commits(st, st->vi, v);
                 break;
             }
             break;
-        default:
+        case 6:
             plant(st, v, &r);
+            break;
+        default: /* a new lie script, from the next store call on */
+            if (c & 8) { /* and the index reopened over the other vtable version */
+                segidx_volume_index_close(st->vi);
+                st->version1 = !st->version1;
+                segidx_kv kv = { st->version1 ? &hostile_vt1 : &hostile_vt, st->h };
+                CHECK(segidx_volume_index_open(kv, &st->vi) == SEGIDX_OK);
+            }
+            st->h->n_script = c >> 4;
+            st->h->pos = 0;
+            for (size_t i = 0; i < st->h->n_script; i++)
+                st->h->script[i] = u8(&r);
             break;
         }
     }
-    /* The end state, whatever the input did. */
+    /* The end state, whatever the input did, told by an honest store. */
+    st->h->n_script = 0;
     for (size_t i = 0; i < 2; i++) {
-        check_get(st, &st->vol[i]);
-        check_commits(st, &st->vol[i]);
+        check_get(st, st->vi, &st->vol[i]);
+        check_commits(st, st->vi, &st->vol[i]);
     }
     check_list(st);
 
+    segidx_volume_index_close(st->check_vi);
     segidx_volume_index_close(st->vi);
+    pairs_clear(st->h);
+    free(st->h->all);
+    free(st->h);
+    st->kv.vt->close(st->kv.self);
     for (size_t i = 0; i < 2; i++)
         for (size_t j = 0; j < MAX_COMMITS; j++)
             for (size_t k = 0; k < st->vol[i].c[j].n; k++)
