@@ -1,6 +1,8 @@
 /* OffsetSet figures: cut against CRoaring's and + andnot_inplace (DESIGN.md,
- * "Targets": offset_set_cut <= 1.1x the baseline), and the stored form's
- * serialize / deserialize throughput against raw CRoaring portable I/O.
+ * "Targets": offset_set_cut <= 1.1x the baseline), the stored form's
+ * serialize / deserialize throughput against raw CRoaring portable I/O, and
+ * a query cut straight by stored bytes (what find_segments does per commit
+ * entry) against deserialize + cut of the same bytes.
  *
  * Our side goes through the public API only; the baseline calls CRoaring
  * directly. Both sides are built from one recipe per input, and every
@@ -15,6 +17,7 @@
 #include <roaring/roaring.h>
 
 #include "segidx.h"
+#include "internal.h" /* segidx__offset_set_cut_stored */
 
 enum {
     ROUNDS = 31,      /* per side; odd, so the median is one round */
@@ -491,11 +494,122 @@ static void bench_codec(uint64_t seed)
     roaring_bitmap_free(c.base);
 }
 
+/* ------------------------------------------------------------ cut by stored bytes */
+
+/* A query cut by one stored set, as find_segments' walk does per commit
+ * entry; each op cuts its own copy of the query. */
+struct stored_case {
+    uint8_t *bytes;
+    size_t len;
+    segidx_offset_set *query;
+    uint64_t want_shared, want_left;
+};
+
+static double our_stored_cut_round(void *arg)
+{
+    const struct stored_case *c = arg;
+    segidx_offset_set *q[CUT_OPS], *shared[CUT_OPS];
+    int rc[CUT_OPS];
+    for (int k = 0; k < CUT_OPS; k++)
+        BENCH_CHECK((q[k] = segidx_offset_set_copy(c->query)) != NULL);
+    uint64_t t0 = bench_now_ns();
+    for (int k = 0; k < CUT_OPS; k++)
+        rc[k] = segidx__offset_set_cut_stored(q[k], c->bytes, c->len, &shared[k], NULL);
+    uint64_t t1 = bench_now_ns();
+    for (int k = 0; k < CUT_OPS; k++) {
+        BENCH_CHECK(rc[k] == SEGIDX_OK);
+        BENCH_CHECK(segidx_offset_set_cardinality(shared[k]) == c->want_shared);
+        BENCH_CHECK(segidx_offset_set_cardinality(q[k]) == c->want_left);
+        segidx_offset_set_free(shared[k]);
+        segidx_offset_set_free(q[k]);
+    }
+    return (double)(t1 - t0) / CUT_OPS;
+}
+
+static double deserialize_cut_round(void *arg)
+{
+    const struct stored_case *c = arg;
+    segidx_offset_set *q[CUT_OPS], *shared[CUT_OPS];
+    for (int k = 0; k < CUT_OPS; k++)
+        BENCH_CHECK((q[k] = segidx_offset_set_copy(c->query)) != NULL);
+    uint64_t t0 = bench_now_ns();
+    for (int k = 0; k < CUT_OPS; k++) {
+        segidx_offset_set *stored = NULL;
+        shared[k] = segidx_offset_set_deserialize(c->bytes, c->len, &stored) == SEGIDX_OK
+                        ? segidx_offset_set_cut(q[k], stored)
+                        : NULL;
+        segidx_offset_set_free(stored);
+    }
+    uint64_t t1 = bench_now_ns();
+    for (int k = 0; k < CUT_OPS; k++) {
+        BENCH_CHECK(shared[k] != NULL);
+        BENCH_CHECK(segidx_offset_set_cardinality(shared[k]) == c->want_shared);
+        BENCH_CHECK(segidx_offset_set_cardinality(q[k]) == c->want_left);
+        segidx_offset_set_free(shared[k]);
+        segidx_offset_set_free(q[k]);
+    }
+    return (double)(t1 - t0) / CUT_OPS;
+}
+
+static void bench_stored_cut(const char *name, const struct recipe *stored,
+                             const struct recipe *query)
+{
+    struct stored_case c;
+    segidx_offset_set *s = build_ours(stored);
+    c.bytes = our_stored(s, &c.len);
+    c.query = build_ours(query);
+    /* The answer every timed op must give, from deserialize + cut. */
+    segidx_offset_set *q = segidx_offset_set_copy(c.query);
+    BENCH_CHECK(q != NULL);
+    segidx_offset_set *shared = segidx_offset_set_cut(q, s);
+    BENCH_CHECK(shared != NULL);
+    c.want_shared = segidx_offset_set_cardinality(shared);
+    c.want_left = segidx_offset_set_cardinality(q);
+    segidx_offset_set_free(shared);
+    segidx_offset_set_free(q);
+    segidx_offset_set_free(s);
+
+    double ours, base;
+    bench_median_pair(our_stored_cut_round, &c, deserialize_cut_round, &c, ROUNDS, &ours,
+                      &base);
+    bench_print(&(struct bench_figure){ .name = name, .value = ours, .unit = "ns/op",
+                                        .baseline = "deserialize + cut",
+                                        .baseline_value = base });
+    free(c.bytes);
+    segidx_offset_set_free(c.query);
+}
+
+/* A commit entry of bench_volume_index.c's volume: 1-32 offsets of 65,536,
+ * against a query of 1,024 of them; and the mixed set of the codec figures
+ * (bitsets, arrays, runs over 300+ containers) against 2,000 offsets that
+ * meet a few of its containers. */
+static void bench_stored_cuts(uint64_t seed)
+{
+    bench_rng rng = bench_rng_seed(seed);
+    struct recipe s, q;
+    recipe_init(&s, 32);
+    recipe_init(&q, 1024);
+    recipe_add_distinct(&s, &rng, 0, 65536, 1 + bench_rng_below(&rng, 32));
+    recipe_add_distinct(&q, &rng, 0, 65536, 1024);
+    bench_stored_cut("offset_set.cut_stored commit", &s, &q);
+    recipe_free(&s);
+    recipe_free(&q);
+
+    make_mixed(&rng, &s);
+    recipe_init(&q, 2000);
+    for (int i = 0; i < 2000; i++)
+        recipe_add(&q, (uint32_t)bench_rng_below(&rng, 4) << 20 | bench_rng_below(&rng, 1u << 16));
+    bench_stored_cut("offset_set.cut_stored mixed", &s, &q);
+    recipe_free(&s);
+    recipe_free(&q);
+}
+
 int main(void)
 {
     bench_cut("offset_set.cut sparse", make_sparse, 0x5e61d0001u);
     bench_cut("offset_set.cut dense", make_dense, 0x5e61d0002u);
     bench_cut("offset_set.cut runs", make_runs, 0x5e61d0003u);
     bench_codec(0x5e61d0004u);
+    bench_stored_cuts(0x5e61d0005u);
     return 0;
 }

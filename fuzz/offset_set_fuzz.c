@@ -15,6 +15,12 @@
  * used: cardinality, is_empty, iterate, contains, add, add_range, cut,
  * serialize and deserialize again. Any broken invariant calls abort().
  *
+ * Every input, in both passes, is also cut by its stored bytes
+ * (segidx__offset_set_cut_stored, what find_segments' walk uses) with
+ * queries taken from the input: it must return what deserialize returned,
+ * and on success give the cut and leave the query that deserialize + cut
+ * give; on an error leave both alone.
+ *
  * Builds as a libFuzzer target and, with fuzz/replay.c, as a plain program
  * that replays a corpus.
  */
@@ -31,6 +37,8 @@
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+
+#include "../src/internal.h" /* segidx__offset_set_cut_stored */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -421,8 +429,75 @@ static void use_set(const segidx_offset_set *s, const uint8_t *payload, size_t p
     free(ser);
 }
 
+/* ------------------------------------------------------------ cut by stored bytes */
+
+/* cut_stored(query, buf) against deserialize(buf) + cut(query, set). */
+static void check_cut_stored(const uint8_t *buf, size_t len, const segidx_offset_set *query)
+{
+    static max_align_t untouched;
+    segidx_offset_set *const sentinel = (segidx_offset_set *)(void *)&untouched;
+    segidx_offset_set *stored = NULL, *want_cut = NULL;
+    segidx_offset_set *want_query = segidx_offset_set_copy(query);
+    CHECK(want_query != NULL);
+    int want = segidx_offset_set_deserialize(buf, len, &stored);
+    if (want == SEGIDX_OK)
+        want_cut = must_cut(want_query, stored);
+
+    segidx_offset_set *q = segidx_offset_set_copy(query);
+    CHECK(q != NULL);
+    segidx_offset_set *cut = sentinel;
+    uint64_t card = UINT64_MAX;
+    int rc = segidx__offset_set_cut_stored(q, buf, len, &cut, &card);
+    if (rc != want) {
+        fprintf(stderr, "offset_set_fuzz: cut_stored returned %d, deserialize %d\n", rc, want);
+        abort();
+    }
+    if (rc == SEGIDX_OK) {
+        CHECK(cut != NULL && cut != sentinel);
+        CHECK(segidx_offset_set_equals(cut, want_cut));
+        CHECK(segidx_offset_set_equals(q, want_query));
+        CHECK(card == segidx_offset_set_cardinality(stored));
+        segidx_offset_set_free(cut);
+    } else {
+        CHECK(cut == sentinel && card == UINT64_MAX);
+        CHECK(segidx_offset_set_equals(q, query));
+    }
+    segidx_offset_set_free(q);
+    segidx_offset_set_free(want_cut);
+    segidx_offset_set_free(want_query);
+    segidx_offset_set_free(stored);
+}
+
+/* Queries from the input: none; a range the control bytes place; the
+ * input's own bytes read as offsets (which often share keys with the
+ * containers the payload names), and all of those together. */
+static void check_cut_stored_queries(const uint8_t *buf, size_t len, const uint8_t ctl[8])
+{
+    segidx_offset_set *none = segidx_offset_set_new(), *range = segidx_offset_set_new();
+    segidx_offset_set *words = segidx_offset_set_new();
+    CHECK(none != NULL && range != NULL && words != NULL);
+    uint32_t lo = get32(ctl), span = get32(ctl + 4) % 0x40000u;
+    uint32_t hi = lo <= UINT32_MAX - span ? lo + span : UINT32_MAX;
+    CHECK(segidx_offset_set_add_range(range, lo, hi) == SEGIDX_OK);
+    for (size_t i = 0; i + 4 <= len && i < 4 * 512; i += 2) {
+        uint32_t v = get32(buf + i);
+        CHECK(segidx_offset_set_add(words, v) == SEGIDX_OK);
+        CHECK(segidx_offset_set_add(words, v << 16 | v >> 16) == SEGIDX_OK);
+    }
+    check_cut_stored(buf, len, none);
+    check_cut_stored(buf, len, range);
+    check_cut_stored(buf, len, words);
+    CHECK(segidx_offset_set_add_range(words, lo, hi) == SEGIDX_OK);
+    check_cut_stored(buf, len, words);
+    segidx_offset_set_free(words);
+    segidx_offset_set_free(range);
+    segidx_offset_set_free(none);
+}
+
 static void run_one(const uint8_t *buf, size_t len, const uint8_t ctl[8])
 {
+    check_cut_stored_queries(buf, len, ctl);
+
     static max_align_t untouched;
     segidx_offset_set *const sentinel = (segidx_offset_set *)(void *)&untouched;
     segidx_offset_set *s = sentinel;

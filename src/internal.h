@@ -92,6 +92,15 @@ bool segidx__offset_set_union(segidx_offset_set *a, const segidx_offset_set *b);
 bool segidx__offset_set_intersects(const segidx_offset_set *a, const segidx_offset_set *b);
 /* The largest offset of a non-empty set. */
 uint32_t segidx__offset_set_max(const segidx_offset_set *s);
+/* segidx_offset_set_deserialize(buf, len) and then segidx_offset_set_cut
+ * (query, that set), without building the stored set: the bytes are checked
+ * exactly as deserialize checks them (same return for bad bytes), and only
+ * the stored containers whose key `query` has are read into memory. On
+ * success *cut is a new set (empty when nothing is shared), removed from
+ * `query`, and *stored_card (may be NULL) the stored set's cardinality. On
+ * any error `query` and *cut are as they were. */
+int segidx__offset_set_cut_stored(segidx_offset_set *query, const void *buf, size_t len,
+                                  segidx_offset_set **cut, uint64_t *stored_card);
 
 /* How many threads wait for an in-memory store's lock, each way: lets a
  * test know that a thread is blocked before it goes on. */

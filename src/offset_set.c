@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <roaring/roaring.h>
+#include <stdlib.h>
 
 /* A segidx_offset_set is a roaring_bitmap_t: no wrapper, so that cut costs
  * what CRoaring's and + andnot cost and nothing more. */
@@ -231,8 +232,10 @@ static int validate_bitset(const uint8_t *p, uint32_t card)
 /* Runs are (start, length - 1) pairs: sorted, apart (a run that touches
  * the previous one is refused: CRoaring always merges those, and its
  * equals/subset give wrong answers on unmerged ones), inside 0..65535, and
- * together exactly `card` values. */
-static int validate_runs(struct reader *r, uint32_t card)
+ * together exactly `card` values. On success *runs_out and *n_runs_out say
+ * where they are. */
+static int validate_runs(struct reader *r, uint32_t card, const uint8_t **runs_out,
+                         uint32_t *n_runs_out)
 {
     const uint8_t *p = take(r, 2);
     if (!p)
@@ -251,6 +254,8 @@ static int validate_runs(struct reader *r, uint32_t card)
         prev_end = start + extra;
         sum += extra + 1;
     }
+    *runs_out = runs;
+    *n_runs_out = n_runs;
     return sum == card ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
@@ -265,9 +270,25 @@ static bool valid_run_flags(const uint8_t *flags, uint32_t size)
     return any && (size % 8 == 0 || flags[bytes - 1] >> (size % 8) == 0);
 }
 
+/* One container of a stored payload, already validated, as it lies in the
+ * bytes: what a walk over the containers hands to its visitor. */
+enum container_kind { KIND_ARRAY, KIND_BITSET, KIND_RUNS };
+
+struct stored_container {
+    uint32_t key, card;
+    enum container_kind kind;
+    const uint8_t *body; /* array: `card` u16; bitset: 8192 bytes; runs: pairs */
+    uint32_t n_runs;     /* runs only */
+};
+
+/* A visitor keeps its own error: the walk goes on validating, so that bad
+ * bytes further on still decide the result as they would without it. */
+typedef void (*container_visit_fn)(void *ctx, const struct stored_container *c);
+
 /* Check every structural fact of a portable-format payload that CRoaring
- * 0.2.66 trusts (its _safe reader checks bounds only). */
-static int validate_portable(const uint8_t *p, size_t len)
+ * 0.2.66 trusts (its _safe reader checks bounds only), handing each
+ * container to `visit` (may be NULL) once it is known good. */
+static int validate_portable(const uint8_t *p, size_t len, container_visit_fn visit, void *ctx)
 {
     struct reader r = { p, 0, len };
     const uint8_t *w = take(&r, 4);
@@ -298,24 +319,29 @@ static int validate_portable(const uint8_t *p, size_t len)
             return SEGIDX_ECORRUPT;
 
     for (uint32_t i = 0; i < size; i++) {
-        uint32_t key = segidx__load16(headers + 4 * i);
-        uint32_t card = segidx__load16(headers + 4 * i + 2) + 1u;
-        if (i > 0 && key <= segidx__load16(headers + 4 * (i - 1)))
+        struct stored_container c = { segidx__load16(headers + 4 * i),
+                                      segidx__load16(headers + 4 * i + 2) + 1u, KIND_ARRAY,
+                                      NULL, 0 };
+        if (i > 0 && c.key <= segidx__load16(headers + 4 * (i - 1)))
             return SEGIDX_ECORRUPT;
         if (offsets && segidx__load32(offsets + 4 * i) != r.pos)
             return SEGIDX_ECORRUPT;
         int rc;
-        const uint8_t *body;
-        if (run_flags && (run_flags[i / 8] >> (i % 8)) & 1)
-            rc = validate_runs(&r, card);
-        else if (card <= PORTABLE_ARRAY_MAX_CARD)
-            rc = (body = take(&r, 2 * (size_t)card)) ? validate_array(body, card)
-                                                     : SEGIDX_ECORRUPT;
-        else
-            rc = (body = take(&r, PORTABLE_BITSET_BYTES)) ? validate_bitset(body, card)
-                                                 : SEGIDX_ECORRUPT;
+        if (run_flags && (run_flags[i / 8] >> (i % 8)) & 1) {
+            c.kind = KIND_RUNS;
+            rc = validate_runs(&r, c.card, &c.body, &c.n_runs);
+        } else if (c.card <= PORTABLE_ARRAY_MAX_CARD) {
+            rc = (c.body = take(&r, 2 * (size_t)c.card)) ? validate_array(c.body, c.card)
+                                                         : SEGIDX_ECORRUPT;
+        } else {
+            c.kind = KIND_BITSET;
+            rc = (c.body = take(&r, PORTABLE_BITSET_BYTES)) ? validate_bitset(c.body, c.card)
+                                                            : SEGIDX_ECORRUPT;
+        }
         if (rc)
             return rc;
+        if (visit)
+            visit(ctx, &c);
     }
     return r.pos == len ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
@@ -334,24 +360,162 @@ static int validate_envelope(const uint8_t *p, size_t len)
     return SEGIDX_OK;
 }
 
+/* The whole stored form checked: envelope, checksum, structure, and
+ * CRoaring's own idea of the payload's length (belt and braces: it must
+ * agree on the length we validated). Each container goes to `visit`. */
+static int validate_stored(const uint8_t *p, size_t len, container_visit_fn visit, void *ctx)
+{
+    int rc = validate_envelope(p, len);
+    if (rc)
+        return rc;
+    const uint8_t *payload = p + ENVELOPE_BYTES;
+    size_t n = len - ENVELOPE_BYTES;
+    if ((rc = validate_portable(payload, n, visit, ctx)))
+        return rc;
+    if (roaring_bitmap_portable_deserialize_size((const char *)payload, n) != n)
+        return SEGIDX_ECORRUPT;
+    return SEGIDX_OK;
+}
+
 int segidx_offset_set_deserialize(const void *buf, size_t len, segidx_offset_set **out)
 {
     if (!buf || !out)
         return SEGIDX_EINVAL;
-    const uint8_t *p = buf;
-    int rc = validate_envelope(p, len);
+    int rc = validate_stored(buf, len, NULL, NULL);
     if (rc)
         return rc;
-    const char *payload = (const char *)p + ENVELOPE_BYTES;
-    size_t n = len - ENVELOPE_BYTES;
-    if ((rc = validate_portable((const uint8_t *)payload, n)))
-        return rc;
-    /* Belt and braces: CRoaring must agree on the length we validated. */
-    if (roaring_bitmap_portable_deserialize_size(payload, n) != n)
-        return SEGIDX_ECORRUPT;
-    roaring_bitmap_t *r = roaring_bitmap_portable_deserialize_safe(payload, n);
+    const char *payload = (const char *)buf + ENVELOPE_BYTES;
+    roaring_bitmap_t *r = roaring_bitmap_portable_deserialize_safe(payload, len - ENVELOPE_BYTES);
     if (!r)
         return SEGIDX_ENOMEM;
     *out = as_set(r);
+    return SEGIDX_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Cutting by a stored set without building it: one walk over the stored
+ * containers validates each one and intersects those whose key the query
+ * has. The query is touched only once the whole stored form is known good.
+ */
+
+/* A stored container of at most this many offsets is intersected by
+ * probing the query for each of them (no allocation); a larger one is
+ * handed to CRoaring, whose container operations are faster in bulk. */
+#define PROBE_MAX_CARD 64u
+
+struct stored_cut {
+    const roaring_bitmap_t *query;
+    int32_t next;          /* the query's first container not yet passed */
+    roaring_bitmap_t *cut; /* created with its first offset */
+    uint64_t card;         /* offsets in the stored set */
+    int err;
+};
+
+static int add_to_cut(struct stored_cut *sc, const uint32_t *vals, size_t n)
+{
+    if (n == 0)
+        return SEGIDX_OK;
+    if (!sc->cut && !(sc->cut = roaring_bitmap_create()))
+        return SEGIDX_ENOMEM;
+    roaring_bitmap_add_many(sc->cut, n, vals);
+    return SEGIDX_OK;
+}
+
+/* A small container: each of its offsets looked up in the query. */
+static int cut_by_probing(struct stored_cut *sc, const struct stored_container *c)
+{
+    uint32_t hits[PROBE_MAX_CARD], n = 0, high = c->key << 16;
+    if (c->kind == KIND_ARRAY) {
+        for (uint32_t i = 0; i < c->card; i++) {
+            uint32_t v = high | segidx__load16(c->body + 2 * i);
+            if (roaring_bitmap_contains(sc->query, v))
+                hits[n++] = v;
+        }
+    } else { /* runs: validated to hold exactly card <= PROBE_MAX_CARD offsets */
+        for (uint32_t i = 0; i < c->n_runs; i++) {
+            uint32_t start = segidx__load16(c->body + 4 * i);
+            uint32_t last = start + segidx__load16(c->body + 4 * i + 2);
+            for (uint32_t v = start; v <= last; v++)
+                if (roaring_bitmap_contains(sc->query, high | v))
+                    hits[n++] = high | v;
+        }
+    }
+    return add_to_cut(sc, hits, n);
+}
+
+/* A large container: CRoaring reads it alone (a one-container portable
+ * payload, with the run cookie so that any kind can be said) and
+ * intersects it with the query. */
+static int cut_by_container(struct stored_cut *sc, const struct stored_container *c)
+{
+    size_t body = c->kind == KIND_RUNS ? 2 + 4 * (size_t)c->n_runs
+                  : c->kind == KIND_BITSET ? PORTABLE_BITSET_BYTES
+                                           : 2 * (size_t)c->card;
+    const uint8_t *from = c->kind == KIND_RUNS ? c->body - 2 : c->body;
+    size_t total = 4 + 1 + 4 + body;
+    uint8_t *buf = malloc(total);
+    if (!buf)
+        return SEGIDX_ENOMEM;
+    segidx__store32(buf, PORTABLE_COOKIE_RUNS); /* one container */
+    buf[4] = c->kind == KIND_RUNS;
+    segidx__store16(buf + 5, (uint16_t)c->key);
+    segidx__store16(buf + 7, (uint16_t)(c->card - 1));
+    memcpy(buf + 9, from, body);
+    roaring_bitmap_t *one = roaring_bitmap_portable_deserialize_safe((const char *)buf, total);
+    free(buf);
+    if (!one)
+        return SEGIDX_ENOMEM;
+    roaring_bitmap_t *shared = roaring_bitmap_and(sc->query, one);
+    roaring_bitmap_free(one);
+    if (!shared)
+        return SEGIDX_ENOMEM;
+    if (roaring_bitmap_is_empty(shared)) {
+        roaring_bitmap_free(shared);
+    } else if (!sc->cut) {
+        sc->cut = shared;
+    } else {
+        roaring_bitmap_or_inplace(sc->cut, shared);
+        roaring_bitmap_free(shared);
+    }
+    return SEGIDX_OK;
+}
+
+/* The visitor: containers come in increasing key order, so the query's
+ * keys are passed once, merge-style. A container whose key the query
+ * lacks costs its validation only. */
+static void cut_container(void *ctx, const struct stored_container *c)
+{
+    struct stored_cut *sc = ctx;
+    sc->card += c->card;
+    const roaring_array_t *q = &sc->query->high_low_container;
+    while (sc->next < q->size && q->keys[sc->next] < c->key)
+        sc->next++;
+    if (sc->err || sc->next == q->size || q->keys[sc->next] != c->key)
+        return;
+    sc->err = c->card <= PROBE_MAX_CARD && c->kind != KIND_BITSET ? cut_by_probing(sc, c)
+                                                                  : cut_by_container(sc, c);
+}
+
+int segidx__offset_set_cut_stored(segidx_offset_set *query, const void *buf, size_t len,
+                                  segidx_offset_set **cut, uint64_t *stored_card)
+{
+    if (!query || !buf || !cut)
+        return SEGIDX_EINVAL;
+    struct stored_cut sc = { cbm(query), 0, NULL, 0, SEGIDX_OK };
+    int rc = validate_stored(buf, len, cut_container, &sc);
+    if (!rc)
+        rc = sc.err;
+    if (!rc && !sc.cut && !(sc.cut = roaring_bitmap_create()))
+        rc = SEGIDX_ENOMEM;
+    if (rc) {
+        if (sc.cut)
+            roaring_bitmap_free(sc.cut);
+        return rc;
+    }
+    if (!roaring_bitmap_is_empty(sc.cut))
+        roaring_bitmap_andnot_inplace(bm(query), sc.cut);
+    *cut = as_set(sc.cut);
+    if (stored_card)
+        *stored_card = sc.card;
     return SEGIDX_OK;
 }

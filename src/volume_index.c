@@ -446,6 +446,30 @@ static int keep_find_hit(struct find_walk *w, const struct entry *e, segidx_offs
     return SEGIDX_OK;
 }
 
+/* A commit entry's key checked as parse_entry checks it, and its stored
+ * set cut from the query straight from the value's bytes: checked exactly
+ * as parse_entry checks them, without building the set. */
+static int cut_entry(const uint8_t *key, size_t klen, const void *val, size_t vlen,
+                     struct find_walk *w, struct entry *e, segidx_offset_set **cut)
+{
+    if (!is_entry_key(key, klen, w->vid))
+        return SEGIDX_ECORRUPT;
+    e->lsn = load_be64(key + SEGMENT_KEY_LSN);
+    memcpy(e->sid.bytes, key + SEGMENT_KEY_SID, 16);
+    e->offsets = NULL;
+    if (e->lsn == 0 || e->lsn > w->max_lsn)
+        return SEGIDX_ECORRUPT;
+    uint64_t stored = 0;
+    int rc = segidx__offset_set_cut_stored(w->query, val, vlen, cut, &stored);
+    if (rc)
+        return rc == SEGIDX_ENOMEM ? rc : rc == SEGIDX_EVERSION ? rc : SEGIDX_ECORRUPT;
+    if (stored == 0) { /* an empty set cut nothing: the query is as it was */
+        segidx_offset_set_free(*cut);
+        return SEGIDX_ECORRUPT;
+    }
+    return SEGIDX_OK;
+}
+
 /* One commit entry, newest first: cut the query by it and keep the cut.
  * Any non-zero return ends the store's scan; the walk says why. (The
  * store has read one key more by then: kv_guard.c holds each key back
@@ -454,14 +478,9 @@ static int visit_for_find(void *ctx, const void *key, size_t klen, const void *v
 {
     struct find_walk *w = ctx;
     struct entry e;
-    if ((w->err = parse_entry(key, klen, val, vlen, w->vid, w->max_lsn, &e)))
+    segidx_offset_set *cut;
+    if ((w->err = cut_entry(key, klen, val, vlen, w, &e, &cut)))
         return 1;
-    segidx_offset_set *cut = segidx_offset_set_cut(w->query, e.offsets);
-    segidx_offset_set_free(e.offsets);
-    if (!cut) {
-        w->err = SEGIDX_ENOMEM;
-        return 1;
-    }
     if (segidx_offset_set_is_empty(cut))
         segidx_offset_set_free(cut);
     else if ((w->err = keep_find_hit(w, &e, cut)))

@@ -41,7 +41,7 @@ static void model_normalize(model *m)
 
 static bool model_has(const model *m, uint32_t x)
 {
-    return bsearch(&x, m->v, m->n, sizeof *m->v, cmp_u32) != NULL;
+    return m->n && bsearch(&x, m->v, m->n, sizeof *m->v, cmp_u32) != NULL;
 }
 
 /* keep == true: the offsets of a also in b; false: those not in b. */
@@ -378,6 +378,204 @@ static void assert_rejected(const uint8_t *p, size_t len)
     assert_ptr_equal(out, sentinel);
 }
 
+static test_bytes seal(const test_bytes *payload);
+
+/* ------------------------------------------------------------ cut by stored bytes
+ *
+ * segidx__offset_set_cut_stored(query, bytes) must be deserialize(bytes)
+ * and then cut(query, set): the same return for any bytes, and on success
+ * the same cut, the same query left and the stored set's cardinality; on
+ * an error the query and *cut untouched.
+ */
+
+static void check_cut_stored(const uint8_t *p, size_t len, const segidx_offset_set *query)
+{
+    segidx_offset_set *stored = NULL, *want_query = segidx_offset_set_copy(query);
+    assert_non_null(want_query);
+    int want = segidx_offset_set_deserialize(p, len, &stored);
+    segidx_offset_set *want_cut = NULL;
+    if (want == SEGIDX_OK)
+        assert_non_null(want_cut = segidx_offset_set_cut(want_query, stored));
+
+    segidx_offset_set *q = segidx_offset_set_copy(query);
+    assert_non_null(q);
+    segidx_offset_set *sentinel = (segidx_offset_set *)(uintptr_t)0x1234, *cut = sentinel;
+    uint64_t card = UINT64_MAX;
+    int rc = segidx__offset_set_cut_stored(q, p, len, &cut, &card);
+    if (rc != want) {
+        print_error("cut_stored %d, deserialize %d on %zu bytes\n", rc, want, len);
+        fail();
+    }
+    if (rc == SEGIDX_OK) {
+        assert_true(segidx_offset_set_equals(cut, want_cut));
+        assert_true(segidx_offset_set_equals(q, want_query));
+        assert_int_equal(card, segidx_offset_set_cardinality(stored));
+        segidx_offset_set_free(cut);
+    } else {
+        assert_ptr_equal(cut, sentinel);
+        assert_int_equal(card, UINT64_MAX);
+        assert_true(segidx_offset_set_equals(q, query));
+    }
+    segidx_offset_set_free(q);
+    segidx_offset_set_free(want_cut);
+    segidx_offset_set_free(want_query);
+    segidx_offset_set_free(stored);
+}
+
+/* Queries for the stored-form checks: none, one offset at each edge, the
+ * first containers full, and a mix of sparse offsets and runs. */
+enum { PROBE_QUERIES = 5 };
+
+static segidx_offset_set *probe_query(int which)
+{
+    segidx_offset_set *q = segidx_offset_set_new();
+    assert_non_null(q);
+    switch (which) {
+    case 0:
+        break;
+    case 1:
+        assert_int_equal(segidx_offset_set_add(q, 0), SEGIDX_OK);
+        assert_int_equal(segidx_offset_set_add(q, UINT32_MAX), SEGIDX_OK);
+        break;
+    case 2:
+        assert_int_equal(segidx_offset_set_add_range(q, 0, 4u << 16), SEGIDX_OK);
+        break;
+    case 3:
+        for (uint32_t x = 0; x < (8u << 16); x += 7)
+            assert_int_equal(segidx_offset_set_add(q, x), SEGIDX_OK);
+        break;
+    default:
+        assert_int_equal(segidx_offset_set_add_range(q, 3, 70000), SEGIDX_OK);
+        assert_int_equal(segidx_offset_set_add_range(q, 131072 + 5, 131072 + 9), SEGIDX_OK);
+        assert_int_equal(segidx_offset_set_add(q, UINT32_MAX), SEGIDX_OK);
+        break;
+    }
+    return q;
+}
+
+static void check_cut_stored_all_queries(const uint8_t *p, size_t len)
+{
+    for (int i = 0; i < PROBE_QUERIES; i++) {
+        segidx_offset_set *q = probe_query(i);
+        check_cut_stored(p, len, q);
+        segidx_offset_set_free(q);
+    }
+}
+
+/* Stored sets of one more shape than generate() makes: arrays of a few
+ * dozen to a few thousand offsets per container, on both sides of where
+ * cut_stored stops probing and hands a container to CRoaring. */
+static void generate_clustered(test_rng *r, segidx_offset_set *s, model *m)
+{
+    uint32_t base = (uint32_t)rng_below(r, 4) << 16;
+    uint32_t n = (uint32_t)rng_below(r, 3) == 0 ? 60 + (uint32_t)rng_below(r, 10)
+                                                : (uint32_t)rng_below(r, 4000);
+    for (uint32_t i = 0; i < n; i++)
+        add_both(s, m, base + (uint32_t)rng_below(r, 3u << 16));
+    if (rng_below(r, 2))
+        add_range_both(s, m, base + 100, base + 100 + (uint32_t)rng_below(r, 120));
+    model_normalize(m);
+}
+
+static void test_cut_stored_against_cut(void **state)
+{
+    (void)state;
+    test_rng r = { 0x5E6D1D0010ull };
+    for (int round = 0; round < 240; round++) {
+        segidx_offset_set *a = segidx_offset_set_new(), *b = segidx_offset_set_new();
+        model ma = { 0 }, mb = { 0 };
+        if (round % (KIND_COUNT + 1) == KIND_COUNT)
+            generate_clustered(&r, a, &ma);
+        else
+            generate(&r, (enum kind)(round % (KIND_COUNT + 1)), a, &ma);
+        switch (round % 4) {
+        case 0: /* a query that shares offsets with the stored set */
+            generate_overlapping(&r, &ma, b, &mb);
+            break;
+        case 1: /* one of any kind, mostly apart */
+            generate(&r, (enum kind)rng_below(&r, KIND_COUNT), b, &mb);
+            break;
+        case 2: /* a clustered query */
+            generate_clustered(&r, b, &mb);
+            break;
+        default: /* the stored set itself, and more */
+            generate_overlapping(&r, &ma, b, &mb);
+            for (size_t i = 0; i < ma.n; i++)
+                add_both(b, &mb, ma.v[i]);
+            model_normalize(&mb);
+            break;
+        }
+        size_t len;
+        uint8_t *buf = serialize_all(a, &len);
+        check_cut_stored(buf, len, b);
+        check_cut_stored_all_queries(buf, len);
+
+        /* And against the model, once. */
+        model shared = model_filter(&mb, &ma, true), rest = model_filter(&mb, &ma, false);
+        segidx_offset_set *cut = NULL;
+        uint64_t card = 0;
+        assert_int_equal(segidx__offset_set_cut_stored(b, buf, len, &cut, &card), SEGIDX_OK);
+        assert_set_equals(cut, &shared);
+        assert_set_equals(b, &rest);
+        assert_int_equal(card, ma.n);
+        segidx_offset_set_free(cut);
+
+        free(buf);
+        segidx_offset_set_free(a);
+        segidx_offset_set_free(b);
+        model_free(&ma);
+        model_free(&mb);
+        model_free(&shared);
+        model_free(&rest);
+    }
+}
+
+static void test_cut_stored_full_containers(void **state)
+{
+    (void)state;
+    /* Full containers on both sides, at the first and the last key. */
+    segidx_offset_set *s = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add_range(s, 0, 2u << 16), SEGIDX_OK);
+    assert_int_equal(segidx_offset_set_add_range(s, UINT32_MAX - 65535, UINT32_MAX), SEGIDX_OK);
+    assert_int_equal(segidx_offset_set_add(s, UINT32_MAX), SEGIDX_OK);
+    size_t len;
+    uint8_t *buf = serialize_all(s, &len);
+    check_cut_stored_all_queries(buf, len);
+    check_cut_stored(buf, len, s);
+    free(buf);
+
+    /* The same offsets stored as bitsets, not runs. */
+    test_bytes b = { 0 };
+    bytes_u32(&b, 12346);
+    bytes_u32(&b, 2);
+    bytes_u16(&b, 0);
+    bytes_u16(&b, 65535);
+    bytes_u16(&b, 65535);
+    bytes_u16(&b, 65535);
+    bytes_u32(&b, 24);
+    bytes_u32(&b, 24 + 8192);
+    uint8_t ones[8192];
+    memset(ones, 0xFF, sizeof ones);
+    bytes_put(&b, ones, sizeof ones);
+    bytes_put(&b, ones, sizeof ones);
+    test_bytes sealed = seal(&b);
+    check_cut_stored_all_queries(sealed.p, sealed.len);
+    check_cut_stored(sealed.p, sealed.len, s);
+
+    /* The argument checks. */
+    segidx_offset_set *cut = NULL;
+    assert_int_equal(segidx__offset_set_cut_stored(NULL, sealed.p, sealed.len, &cut, NULL),
+                     SEGIDX_EINVAL);
+    assert_int_equal(segidx__offset_set_cut_stored(s, NULL, sealed.len, &cut, NULL),
+                     SEGIDX_EINVAL);
+    assert_int_equal(segidx__offset_set_cut_stored(s, sealed.p, sealed.len, NULL, NULL),
+                     SEGIDX_EINVAL);
+    assert_null(cut);
+    bytes_free(&sealed);
+    bytes_free(&b);
+    segidx_offset_set_free(s);
+}
+
 static void test_every_flip_and_truncation(void **state)
 {
     (void)state;
@@ -389,6 +587,7 @@ static void test_every_flip_and_truncation(void **state)
         generate(&r, (enum kind)k, s, &m);
         size_t len;
         uint8_t *buf = serialize_all(s, &len);
+        segidx_offset_set *query = probe_query(k % PROBE_QUERIES);
         /* Flipping payload bytes of a dense set costs a checksum each:
          * cover every byte of the header and the first 4 KiB. */
         size_t flips = len < 4096 ? len : 4096;
@@ -396,16 +595,22 @@ static void test_every_flip_and_truncation(void **state)
             for (size_t j = 0; j < sizeof masks; j++) {
                 buf[i] ^= masks[j];
                 assert_rejected(buf, len);
+                check_cut_stored(buf, len, query);
                 buf[i] ^= masks[j];
             }
-        for (size_t n = 0; n < len; n++)
+        for (size_t n = 0; n < len; n++) {
             assert_rejected(buf, n);
+            check_cut_stored(buf, n, query);
+        }
         /* One byte too many is as bad as one too few. */
         uint8_t *longer = malloc(len + 1);
         memcpy(longer, buf, len);
         longer[len] = 0;
         assert_rejected(longer, len + 1);
+        check_cut_stored(longer, len + 1, query);
         free(longer);
+        check_cut_stored_all_queries(buf, len);
+        segidx_offset_set_free(query);
 
         segidx_offset_set *back = NULL;
         assert_int_equal(segidx_offset_set_deserialize(buf, len, &back), SEGIDX_OK);
@@ -427,6 +632,7 @@ static void test_unknown_version(void **state)
     segidx_offset_set *out = NULL;
     assert_int_equal(segidx_offset_set_deserialize(buf, len, &out), SEGIDX_EVERSION);
     assert_null(out);
+    check_cut_stored_all_queries(buf, len);
     free(buf);
     segidx_offset_set_free(s);
 }
@@ -455,6 +661,7 @@ static test_bytes seal(const test_bytes *payload)
 static int deserialize_payload(const test_bytes *payload, uint64_t *card)
 {
     test_bytes sealed = seal(payload);
+    check_cut_stored_all_queries(sealed.p, sealed.len);
     segidx_offset_set *out = NULL;
     int rc = segidx_offset_set_deserialize(sealed.p, sealed.len, &out);
     if (rc == SEGIDX_OK) {
@@ -679,6 +886,8 @@ int main(void)
         cmocka_unit_test(test_forged_arrays),
         cmocka_unit_test(test_forged_bitsets),
         cmocka_unit_test(test_forged_runs),
+        cmocka_unit_test(test_cut_stored_against_cut),
+        cmocka_unit_test(test_cut_stored_full_containers),
     };
     return cmocka_run_group_tests_name("offset_set", tests, NULL, NULL);
 }
