@@ -387,18 +387,33 @@ static bool is_entry_key(const uint8_t *key, size_t klen, const segidx_vid *vid)
            segidx__id_equal(key + SEGMENTS_PREFIX_LEN, vid->bytes);
 }
 
-static int parse_entry(const uint8_t *key, size_t klen, const void *val, size_t vlen,
-                       const segidx_vid *vid, segidx_lsn max_lsn, struct entry *e)
+/* An entry's key: of `vid`, with an LSN in 1..max_lsn. Fills e's lsn and
+ * sid (its offsets are left NULL). */
+static int parse_entry_key(const uint8_t *key, size_t klen, const segidx_vid *vid,
+                           segidx_lsn max_lsn, struct entry *e)
 {
     if (!is_entry_key(key, klen, vid))
         return SEGIDX_ECORRUPT;
     e->lsn = load_be64(key + SEGMENT_KEY_LSN);
     memcpy(e->sid.bytes, key + SEGMENT_KEY_SID, 16);
-    if (e->lsn == 0 || e->lsn > max_lsn)
+    e->offsets = NULL;
+    return e->lsn == 0 || e->lsn > max_lsn ? SEGIDX_ECORRUPT : SEGIDX_OK;
+}
+
+/* What reading an entry's stored set gave, as the walks report it. */
+static int entry_value_rc(int rc)
+{
+    return rc == SEGIDX_ENOMEM || rc == SEGIDX_EVERSION ? rc : SEGIDX_ECORRUPT;
+}
+
+static int parse_entry(const uint8_t *key, size_t klen, const void *val, size_t vlen,
+                       const segidx_vid *vid, segidx_lsn max_lsn, struct entry *e)
+{
+    if (parse_entry_key(key, klen, vid, max_lsn, e))
         return SEGIDX_ECORRUPT;
     int rc = segidx_offset_set_deserialize(val, vlen, &e->offsets);
     if (rc)
-        return rc == SEGIDX_ENOMEM ? rc : rc == SEGIDX_EVERSION ? rc : SEGIDX_ECORRUPT;
+        return entry_value_rc(rc);
     if (segidx_offset_set_is_empty(e->offsets)) {
         segidx_offset_set_free(e->offsets);
         return SEGIDX_ECORRUPT;
@@ -452,17 +467,12 @@ static int keep_find_hit(struct find_walk *w, const struct entry *e, segidx_offs
 static int cut_entry(const uint8_t *key, size_t klen, const void *val, size_t vlen,
                      struct find_walk *w, struct entry *e, segidx_offset_set **cut)
 {
-    if (!is_entry_key(key, klen, w->vid))
-        return SEGIDX_ECORRUPT;
-    e->lsn = load_be64(key + SEGMENT_KEY_LSN);
-    memcpy(e->sid.bytes, key + SEGMENT_KEY_SID, 16);
-    e->offsets = NULL;
-    if (e->lsn == 0 || e->lsn > w->max_lsn)
+    if (parse_entry_key(key, klen, w->vid, w->max_lsn, e))
         return SEGIDX_ECORRUPT;
     uint64_t stored = 0;
     int rc = segidx__offset_set_cut_stored(w->query, val, vlen, cut, &stored);
     if (rc)
-        return rc == SEGIDX_ENOMEM ? rc : rc == SEGIDX_EVERSION ? rc : SEGIDX_ECORRUPT;
+        return entry_value_rc(rc);
     if (stored == 0) { /* an empty set cut nothing: the query is as it was */
         segidx_offset_set_free(*cut);
         return SEGIDX_ECORRUPT;

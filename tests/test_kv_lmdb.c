@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -573,7 +574,12 @@ static void test_backup_while_another_process_writes(void **state)
     assert_int_equal(read(started[0], &b, 1), 1);
     uint64_t first, last;
     backups_during_writes(path, "process", &first, &last);
-    assert_int_equal(write(stop[1], "x", 1), 1);
+    /* The writer may have reached its bound and gone already (a slow,
+     * loaded machine): then nobody reads the pipe, and that is fine. */
+    void (*was)(int) = signal(SIGPIPE, SIG_IGN);
+    ssize_t told = write(stop[1], "x", 1);
+    assert_true(told == 1 || errno == EPIPE);
+    signal(SIGPIPE, was);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
