@@ -84,6 +84,22 @@ uint64_t segidx__xxh3(const void *p, size_t n);
 
 
 
+/* A commit segment that answers part of a find_segments query: the offsets
+ * of the query it holds (`cut`, owned by the array's holder). */
+typedef struct segidx__find_hit {
+    segidx_sid sid;
+    segidx_lsn lsn;
+    segidx_offset_set *cut;
+} segidx__find_hit;
+
+/* segidx_volume_find_segments() without the callback: the hits, newest
+ * first, handed over with their cuts (free with segidx__find_hits_free).
+ * On an error *hits is NULL, *n is 0 and `query` is as it was. */
+int segidx__volume_find(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                        segidx_offset_set *query, segidx__find_hit **hits, size_t *n);
+/* Accepts NULL. */
+void segidx__find_hits_free(segidx__find_hit *hits, size_t n);
+
 /* Exchange the contents of two sets (restoring a query after a failure). */
 void segidx__offset_set_swap(segidx_offset_set *a, segidx_offset_set *b);
 /* a |= b; false if that could not be done. */

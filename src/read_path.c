@@ -29,29 +29,32 @@ struct slot {
 
 struct read {
     struct hit *hits;
-    size_t n_hits, cap_hits;
+    size_t n_hits;
     struct slot *slots;
     size_t n_slots;
     enum segidx__page_check check;
     segidx__copy *damaged; /* the copy whose page failed its checksum */
 };
 
-static int keep_hit(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_offset_set *cut)
+/* The commit segments that answer the query, their cuts taken over. */
+static int find_hits(struct read *r, segidx_volume_index *vi, const segidx_vid *vid,
+                     segidx_lsn lsn, segidx_offset_set *query)
 {
-    struct read *r = ctx;
-    if (r->n_hits == r->cap_hits) {
-        size_t cap = r->cap_hits ? 2 * r->cap_hits : 8;
-        struct hit *h = realloc(r->hits, cap * sizeof *h);
-        if (!h)
-            return SEGIDX_ENOMEM;
-        r->hits = h;
-        r->cap_hits = cap;
-    }
-    segidx_offset_set *copy = segidx_offset_set_copy(cut);
-    if (!copy)
+    segidx__find_hit *found;
+    size_t n;
+    int rc = segidx__volume_find(vi, vid, lsn, query, &found, &n);
+    if (rc)
+        return rc;
+    r->hits = malloc((n ? n : 1) * sizeof *r->hits);
+    if (!r->hits) {
+        segidx__find_hits_free(found, n);
         return SEGIDX_ENOMEM;
-    r->hits[r->n_hits++] = (struct hit){ *sid, lsn, copy, NULL, NULL };
-    return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        r->hits[i] = (struct hit){ found[i].sid, found[i].lsn, found[i].cut, NULL, NULL };
+    r->n_hits = n;
+    free(found); /* the cuts are r->hits' now */
+    return SEGIDX_OK;
 }
 
 static int add_slot(segidx_offset o, void *ctx)
@@ -156,13 +159,13 @@ int segidx__read_pages_with(segidx_volume_index *vi, segidx_loader *l, const seg
     uint64_t n = segidx_offset_set_cardinality(offsets);
     if (n > SEGIDX_READ_MAX_PAGES)
         return SEGIDX_EINVAL;
-    struct read r = { NULL, 0, 0, malloc((n ? n : 1) * sizeof *r.slots), 0, check, NULL };
+    struct read r = { NULL, 0, malloc((n ? n : 1) * sizeof *r.slots), 0, check, NULL };
     segidx_offset_set *query = segidx_offset_set_copy(offsets);
     int rc = r.slots && query ? SEGIDX_OK : SEGIDX_ENOMEM;
     if (!rc)
         segidx_offset_set_iterate(offsets, add_slot, &r);
     if (!rc)
-        rc = segidx_volume_find_segments(vi, vid, lsn, query, keep_hit, &r);
+        rc = find_hits(&r, vi, vid, lsn, query);
     segidx_offset_set_free(query);
     if (!rc)
         rc = pin_segments(l, &r);

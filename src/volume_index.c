@@ -423,41 +423,34 @@ static int parse_entry(const uint8_t *key, size_t klen, const void *val, size_t 
 
 /* ------------------------------------------------------------ find */
 
-/* A commit segment that answers part of a query, kept until the walk is
- * known not to be torn. */
-struct find_hit {
-    segidx_sid sid;
-    segidx_lsn lsn;
-    segidx_offset_set *cut;
-};
-
+/* The hits are kept until the walk is known not to be torn. */
 struct find_walk {
     const segidx_vid *vid;
     segidx_lsn max_lsn;
     segidx_offset_set *query;
-    struct find_hit *hits;
+    segidx__find_hit *hits;
     size_t n_hits, cap_hits;
     int err;       /* a corrupt entry, no memory */
 };
 
-static void find_hits_free(struct find_walk *w)
+void segidx__find_hits_free(segidx__find_hit *hits, size_t n)
 {
-    for (size_t i = 0; i < w->n_hits; i++)
-        segidx_offset_set_free(w->hits[i].cut);
-    free(w->hits);
+    for (size_t i = 0; i < n; i++)
+        segidx_offset_set_free(hits[i].cut);
+    free(hits);
 }
 
 static int keep_find_hit(struct find_walk *w, const struct entry *e, segidx_offset_set *cut)
 {
     if (w->n_hits == w->cap_hits) {
         size_t cap = w->cap_hits ? 2 * w->cap_hits : 8;
-        struct find_hit *h = realloc(w->hits, cap * sizeof *h);
+        segidx__find_hit *h = realloc(w->hits, cap * sizeof *h);
         if (!h)
             return SEGIDX_ENOMEM;
         w->hits = h;
         w->cap_hits = cap;
     }
-    w->hits[w->n_hits++] = (struct find_hit){ e->sid, e->lsn, cut };
+    w->hits[w->n_hits++] = (segidx__find_hit){ e->sid, e->lsn, cut };
     return SEGIDX_OK;
 }
 
@@ -563,7 +556,7 @@ static int find_walk(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn 
         rc = find_walk_run(vi, vid, lsn, &m, w);
         if (rc != WALK_AGAIN)
             return rc;
-        find_hits_free(w);
+        segidx__find_hits_free(w->hits, w->n_hits);
         w->hits = NULL;
         w->n_hits = w->cap_hits = 0;
     }
@@ -578,13 +571,29 @@ int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, 
 {
     if (!vi || !vid || !query || !fn)
         return SEGIDX_EINVAL;
-    struct find_walk w = { vid, 0, query, NULL, 0, 0, 0 };
-    int rc = find_walk(vi, vid, lsn, &w);
+    segidx__find_hit *hits;
+    size_t n;
+    int rc = segidx__volume_find(vi, vid, lsn, query, &hits, &n);
     /* Only now, with the walk known whole, does anything leave the call:
      * and no store lock is held, so fn may call the library again. */
-    for (size_t i = 0; i < w.n_hits && !rc; i++)
-        rc = fn(ctx, &w.hits[i].sid, w.hits[i].lsn, w.hits[i].cut);
-    find_hits_free(&w);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = fn(ctx, &hits[i].sid, hits[i].lsn, hits[i].cut);
+    segidx__find_hits_free(hits, n);
+    return rc;
+}
+
+int segidx__volume_find(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
+                        segidx_offset_set *query, segidx__find_hit **hits, size_t *n)
+{
+    struct find_walk w = { vid, 0, query, NULL, 0, 0, 0 };
+    int rc = find_walk(vi, vid, lsn, &w);
+    if (rc) {
+        segidx__find_hits_free(w.hits, w.n_hits);
+        w.hits = NULL;
+        w.n_hits = 0;
+    }
+    *hits = w.hits;
+    *n = w.n_hits;
     return rc;
 }
 
