@@ -500,7 +500,10 @@ static uint64_t check_numbered_store(const char *dir)
     return count;
 }
 
-enum { BACKUPS = 8, WRITER_MAX_BATCHES = 20000 };
+enum { BACKUPS = 8 };
+/* A writer's bound, fewer under valgrind (SEGIDX_TEST_QUICK), where the
+ * backups run slowly enough for a writer to reach it. */
+#define WRITER_MAX_BATCHES ((uint32_t)test_scaled(20000))
 
 /* Takes BACKUPS backups of `path` into backup-<label>-<k> while a writer
  * runs, then checks each is a consistent prefix of the writer's batches,
