@@ -575,7 +575,7 @@ static void test_backup_while_another_process_writes(void **state)
     close(stop[0]);
     char b;
     assert_int_equal(read(started[0], &b, 1), 1);
-    uint64_t first, last;
+    uint64_t first = 0, last = 0;
     backups_during_writes(path, "process", &first, &last);
     /* The writer may have reached its bound and gone already (a slow,
      * loaded machine): then nobody reads the pipe, and that is fine. */
@@ -676,7 +676,7 @@ static void test_backup_while_a_thread_writes(void **state)
     assert_int_equal(pthread_create(&tid, NULL, numbered_writer_thread, &w), 0);
     while (!__atomic_load_n(&w.started, __ATOMIC_ACQUIRE))
         sched_yield();
-    uint64_t first, last;
+    uint64_t first = 0, last = 0;
     backups_during_writes(path, "thread", &first, &last);
     __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
     assert_int_equal(pthread_join(tid, NULL), 0);
