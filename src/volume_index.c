@@ -13,9 +13,10 @@
  * may land between them. find_segments reads the meta again after its
  * scan and before it hands out anything: if the prune point passed the
  * read's LSN meanwhile, the answer may be torn and the read is
- * SEGIDX_ERANGE, as it would be after the prune. A prune never changes an
- * answer at or above its point, so a scan that saw it is exact whenever
- * the read's LSN is still allowed.
+ * SEGIDX_ERANGE, as it would be after the prune; if it passed only the
+ * LSN the scan read history at (a read above the head), the walk runs
+ * again. A prune never changes an answer at or above its point, so a scan
+ * that saw it is exact whenever that LSN is still allowed.
  *
  * Every store call goes through kv_guard.c, which holds what the store
  * hands back to the vtable's contract. */
