@@ -227,8 +227,12 @@ tsan:
 
 # Every test and corpus replay under valgrind's memcheck: any error or
 # definite/indirect leak fails the run. No suppressions. SEGIDX_TEST_QUICK
-# shrinks the heaviest repetitions (tests/testutil.h says which).
-VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
+# shrinks the heaviest repetitions (tests/testutil.h says which). Valgrind
+# runs one thread at a time; --fair-sched=yes hands the turn round in
+# order, where its default let threads that spin on reads starve a writer
+# for many minutes.
+VALGRIND ?= valgrind --quiet --fair-sched=yes --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite,indirect
 valgrind: $(TEST_BIN) $(REPLAY_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== valgrind $$t"; \
 	    SEGIDX_TEST_QUICK=1 SEGIDX_CRASH_TRIALS=2 $(VALGRIND) $$t 2>&1; done
