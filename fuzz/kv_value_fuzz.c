@@ -991,11 +991,14 @@ static void report_cb(void *ctx, const segidx_sid *sid)
     r->sid[r->n++] = *sid;
 }
 
-static bool snapshot_names_sid(const struct snapshot *s, const segidx_vid *vid,
+/* Whether an entry of the catalog (at or below the meta's LSN: the walks
+ * read no entry above it) names `sid`. */
+static bool snapshot_names_sid(const struct snapshot *s, const struct world *w,
                                const segidx_sid *sid)
 {
     for (size_t i = 0; i < s->n; i++)
-        if (is_entry_of(&s->p[i], vid) && memcmp(s->p[i].key + 33, sid->bytes, 16) == 0)
+        if (is_entry_of(&s->p[i], &w->vid) && get_be64(s->p[i].key + 25) <= w->m.lsn &&
+            memcmp(s->p[i].key + 33, sid->bytes, 16) == 0)
             return true;
     return false;
 }
@@ -1076,10 +1079,10 @@ static void check_pruned_store(const struct world *w, const struct snapshot *bef
     if (!report)
         return;
     for (size_t i = 0; i < rep->n; i++)
-        CHECK(snapshot_names_sid(before, &w->vid, &rep->sid[i]) &&
-              !snapshot_names_sid(after, &w->vid, &rep->sid[i]));
+        CHECK(snapshot_names_sid(before, w, &rep->sid[i]) &&
+              !snapshot_names_sid(after, w, &rep->sid[i]));
     for (size_t i = 0; i < w->n; i++) {
-        if (snapshot_names_sid(after, &w->vid, &w->e[i].sid))
+        if (w->e[i].lsn > w->m.lsn || snapshot_names_sid(after, w, &w->e[i].sid))
             continue;
         bool found = false;
         for (size_t j = 0; j < rep->n; j++)
