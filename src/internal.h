@@ -57,6 +57,14 @@ static inline unsigned segidx__popcount64(uint64_t x)
 #endif
 }
 
+/* The KV key order: memcmp, a key that prefixes another sorting first. */
+static inline int segidx__key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 /* Ids are compared for equality on every lookup: two loads, no call. */
 static inline bool segidx__id_equal(const uint8_t *a, const uint8_t *b)
 {

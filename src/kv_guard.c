@@ -3,14 +3,6 @@
 
 #include <stdlib.h>
 
-/* memcmp order; a key that prefixes another sorts first. */
-static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    return c ? c : (alen > blen) - (alen < blen);
-}
-
 /* Bytes a store hands out: a NULL pointer with a length would be read. */
 static bool bytes_ok(const void *p, size_t len)
 {
@@ -83,13 +75,13 @@ struct scan_guard {
 
 static bool key_in_order(const struct scan_guard *g, const void *key, size_t klen)
 {
-    if (g->lolen && key_cmp(key, klen, g->lo, g->lolen) < 0)
+    if (g->lolen && segidx__key_cmp(key, klen, g->lo, g->lolen) < 0)
         return false;
-    if (key_cmp(key, klen, g->hi, g->hilen) >= 0)
+    if (segidx__key_cmp(key, klen, g->hi, g->hilen) >= 0)
         return false;
     if (!g->held)
         return true;
-    int c = key_cmp(key, klen, g->key, g->klen);
+    int c = segidx__key_cmp(key, klen, g->key, g->klen);
     return g->reverse ? c < 0 : c > 0;
 }
 

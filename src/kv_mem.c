@@ -90,19 +90,9 @@ static bool in_own_callback(const mem_kv *kv)
 
 /* ------------------------------------------------------------ keys */
 
-/* memcmp order; a key that prefixes another sorts first. */
-static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
-    return (alen > blen) - (alen < blen);
-}
-
 static int node_cmp(const void *key, size_t klen, const mem_node *n)
 {
-    return key_cmp(key, klen, n->data, n->klen);
+    return segidx__key_cmp(key, klen, n->data, n->klen);
 }
 
 /* ------------------------------------------------------------ AVL */
@@ -300,7 +290,7 @@ static int mem_scan(void *self, const void *lo, size_t lolen, const void *hi, si
     mem_kv *kv = self;
     if (!kv || !fn || (!lo && lolen) || (!hi && hilen) || in_own_callback(kv))
         return SEGIDX_EINVAL;
-    if (lolen && hilen && key_cmp(lo, lolen, hi, hilen) >= 0)
+    if (lolen && hilen && segidx__key_cmp(lo, lolen, hi, hilen) >= 0)
         return SEGIDX_OK; /* [lo, hi) is empty */
     int rc = segidx__rwlock_rdlock(&kv->lock);
     if (rc)

@@ -87,18 +87,9 @@ static int fail(lmdb_kv *kv, int rc)
 
 /* ------------------------------------------------------------ keys */
 
-static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
-    return (alen > blen) - (alen < blen);
-}
-
 static int val_cmp(const MDB_val *v, const void *b, size_t blen)
 {
-    return key_cmp(v->mv_data, v->mv_size, b, blen);
+    return segidx__key_cmp(v->mv_data, v->mv_size, b, blen);
 }
 
 /* A key LMDB can store: 1 to max_key bytes. */
@@ -173,7 +164,7 @@ static int lmdb_scan(void *self, const void *lo, size_t lolen, const void *hi, s
     lmdb_kv *kv = self;
     if (!kv || !fn || (!lo && lolen) || (!hi && hilen))
         return SEGIDX_EINVAL;
-    if (lolen && hilen && key_cmp(lo, lolen, hi, hilen) >= 0)
+    if (lolen && hilen && segidx__key_cmp(lo, lolen, hi, hilen) >= 0)
         return SEGIDX_OK; /* [lo, hi) is empty */
     MDB_txn *txn;
     int rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
