@@ -849,6 +849,56 @@ typedef struct segidx_volume_index segidx_volume_index;
  */
 SEGIDX_API int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out);
 
+/**
+ * @brief Options for segidx_volume_index_open_with(). Zero fields mean the
+ * defaults: initialise with `segidx_volume_index_options o = {0};`.
+ *
+ * **Checkpoints** bound a read's cost (docs/FORMAT.md, "Checkpoints"): every
+ * `checkpoint_commits` (K) commits make a round; a round's commit also
+ * writes, in its own atomic batch, a delta of the pages the round changed
+ * per chunk of 4096 offsets, every F rounds a delta one level up, and every
+ * K·F^L commits an image of the whole volume. A read then walks at most
+ * K - 1 commits, (F - 1)·L deltas and one image per chunk it spans,
+ * whatever the history. The commit that closes a round pays for it: it
+ * reads the round's commits (level 1), F - 1 deltas per level it writes,
+ * and at an image round the previous image; that is the latency spike,
+ * largest every K·F^L commits.
+ *
+ * The schedule is the volume's: the first commit made through a handle
+ * with checkpoints on fixes it in the volume's meta (this is also how a
+ * volume written by version 0.1 gets its first checkpoint, with one walk
+ * of its history), and every later writer follows it whatever its own
+ * options. Such a volume can no longer be read by version 0.1.
+ */
+typedef struct segidx_volume_index_options {
+    /** Commits per round, 1..2^24; 0 = #SEGIDX_DEFAULT_CHECKPOINT_COMMITS;
+     *  #SEGIDX_CHECKPOINTS_OFF: volumes without checkpoints stay so. */
+    uint32_t checkpoint_commits;
+    /** Rounds per delta one level up, 2..64; 0 = #SEGIDX_DEFAULT_CHECKPOINT_FANOUT. */
+    unsigned checkpoint_fanout;
+    /** Delta levels, 1..6; 0 = #SEGIDX_DEFAULT_CHECKPOINT_LEVELS. */
+    unsigned checkpoint_levels;
+} segidx_volume_index_options;
+
+/** Commits per checkpoint round by default. */
+#define SEGIDX_DEFAULT_CHECKPOINT_COMMITS 16u
+/** Checkpoint fanout by default. */
+#define SEGIDX_DEFAULT_CHECKPOINT_FANOUT 8u
+/** Checkpoint delta levels by default: an image every 16·8^3 = 8192 commits. */
+#define SEGIDX_DEFAULT_CHECKPOINT_LEVELS 3u
+/** segidx_volume_index_options::checkpoint_commits: start no checkpoints. */
+#define SEGIDX_CHECKPOINTS_OFF UINT32_MAX
+
+/**
+ * @brief segidx_volume_index_open() with options.
+ * @param[in] opts NULL for the defaults (checkpoints on).
+ * @return as segidx_volume_index_open(); #SEGIDX_EINVAL also for options
+ *         out of range.
+ */
+SEGIDX_API int segidx_volume_index_open_with(segidx_kv kv,
+                                             const segidx_volume_index_options *opts,
+                                             segidx_volume_index **out);
+
 /** @brief Close the index and its store. Accepts NULL. */
 SEGIDX_API void segidx_volume_index_close(segidx_volume_index *vi);
 

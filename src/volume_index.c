@@ -20,6 +20,7 @@
  *
  * Every store call goes through kv_guard.c, which holds what the store
  * hands back to the vtable's contract. */
+#include "checkpoint.h"
 #include "kv_guard.h"
 #include "limiter.h"
 #include "sync.h"
@@ -28,6 +29,7 @@
 
 struct segidx_volume_index {
     segidx_kv kv;
+    segidx__ckpt_policy policy;    /* for volumes without checkpoints yet; commits == 0: none */
     segidx__mutex write_lock;      /* commits and prunes of this handle, one at a time */
     segidx__limiter *sync_permits; /* one catalog pull per volume at a time */
 };
@@ -107,27 +109,44 @@ static void lsn_range(struct lsn_range *r, const segidx_vid *vid, segidx_lsn lo,
 
 /* ------------------------------------------------------------ meta */
 
-#define META_BYTES 48
-#define META_VERSION 1
+/* Version 1: a volume without checkpoints; version 2 adds their schedule. */
+#define META_V1_BYTES 48
+#define META_V2_BYTES 64
+#define META_MAX_BYTES META_V2_BYTES
 #define META_FLAG_WRITTEN 1u
 static const uint8_t meta_magic[4] = { 'S', 'X', 'V', 'M' };
 
 struct meta {
     segidx_volume_meta pub;
-    bool written; /* some offset was ever written: last_offset means it */
+    bool written;             /* some offset was ever written: last_offset means it */
+    segidx__ckpt_policy ckpt; /* from == 0: no checkpoints (a version-1 meta) */
 };
 
-static void encode_meta(uint8_t out[META_BYTES], const struct meta *m)
+static size_t meta_bytes(const struct meta *m)
 {
-    memset(out, 0, META_BYTES);
+    return m->ckpt.from ? META_V2_BYTES : META_V1_BYTES;
+}
+
+/* Returns the length written: meta_bytes(m). */
+static size_t encode_meta(uint8_t out[META_MAX_BYTES], const struct meta *m)
+{
+    size_t len = meta_bytes(m);
+    memset(out, 0, len);
     memcpy(out, meta_magic, 4);
-    segidx__store16(out + 4, META_VERSION);
+    segidx__store16(out + 4, m->ckpt.from ? 2 : 1);
     segidx__store16(out + 6, m->written ? META_FLAG_WRITTEN : 0);
     segidx__store64(out + 8, m->pub.lsn);
     segidx__store32(out + 16, m->pub.last_offset);
     segidx__store64(out + 24, m->pub.last_commit);
     segidx__store64(out + 32, m->pub.keep_from);
-    segidx__store64(out + 40, segidx__xxh3(out, 40));
+    if (m->ckpt.from) {
+        segidx__store64(out + 40, m->ckpt.from);
+        segidx__store32(out + 48, m->ckpt.commits);
+        out[52] = m->ckpt.fanout;
+        out[53] = m->ckpt.levels;
+    }
+    segidx__store64(out + len - 8, segidx__xxh3(out, len - 8));
+    return len;
 }
 
 /* Only the bytes encode_meta() writes pass: every field, flag and
@@ -138,9 +157,10 @@ static int decode_meta(const uint8_t *p, size_t len, struct meta *m)
     if (len < 6 || memcmp(p, meta_magic, 4) != 0)
         return SEGIDX_ECORRUPT;
     /* The version before the length: a later version may be longer. */
-    if (segidx__load16(p + 4) != META_VERSION)
+    uint16_t version = segidx__load16(p + 4);
+    if (version != 1 && version != 2)
         return SEGIDX_EVERSION;
-    if (len != META_BYTES)
+    if (len != (version == 1 ? META_V1_BYTES : META_V2_BYTES))
         return SEGIDX_ECORRUPT;
     uint16_t flags = segidx__load16(p + 6);
     m->written = flags & META_FLAG_WRITTEN;
@@ -148,9 +168,16 @@ static int decode_meta(const uint8_t *p, size_t len, struct meta *m)
     m->pub.last_offset = segidx__load32(p + 16);
     m->pub.last_commit = segidx__load64(p + 24);
     m->pub.keep_from = segidx__load64(p + 32);
+    m->ckpt = (segidx__ckpt_policy){ 0, 0, 0, 0 };
     bool ok = (flags & ~META_FLAG_WRITTEN) == 0 && segidx__load32(p + 20) == 0 &&
-              segidx__load64(p + 40) == segidx__xxh3(p, 40) && m->pub.lsn >= 1 &&
+              segidx__load64(p + len - 8) == segidx__xxh3(p, len - 8) && m->pub.lsn >= 1 &&
               m->pub.keep_from <= m->pub.lsn && (m->written || m->pub.last_offset == 0);
+    if (ok && version == 2) {
+        m->ckpt = (segidx__ckpt_policy){ segidx__load64(p + 40), segidx__load32(p + 48), p[52],
+                                         p[53] };
+        ok = m->ckpt.from >= 1 && m->ckpt.from <= m->pub.lsn &&
+             segidx__ckpt_policy_valid(&m->ckpt) && segidx__load16(p + 54) == 0;
+    }
     return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
@@ -179,15 +206,36 @@ static int read_meta(segidx_volume_index *vi, const segidx_vid *vid, struct meta
 
 /* ------------------------------------------------------------ open, get */
 
-int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out)
+/* The schedule a handle gives volumes that have none yet; commits == 0 for
+ * none. EINVAL for options out of range. */
+static int policy_of(const segidx_volume_index_options *opts, segidx__ckpt_policy *p)
 {
-    if (!out || !kv.vt || kv.vt->version < 1 ||
-        !kv.vt->get || !kv.vt->scan || !kv.vt->write || !kv.vt->close)
+    segidx_volume_index_options o = opts ? *opts : (segidx_volume_index_options){ 0 };
+    if (o.checkpoint_commits == SEGIDX_CHECKPOINTS_OFF) {
+        *p = (segidx__ckpt_policy){ 0, 0, 0, 0 };
+        return SEGIDX_OK;
+    }
+    uint32_t k = o.checkpoint_commits ? o.checkpoint_commits : SEGIDX_DEFAULT_CHECKPOINT_COMMITS;
+    unsigned f = o.checkpoint_fanout ? o.checkpoint_fanout : SEGIDX_DEFAULT_CHECKPOINT_FANOUT;
+    unsigned l = o.checkpoint_levels ? o.checkpoint_levels : SEGIDX_DEFAULT_CHECKPOINT_LEVELS;
+    if (f > SEGIDX__CKPT_MAX_FANOUT || l > SEGIDX__CKPT_MAX_LEVELS)
+        return SEGIDX_EINVAL;
+    *p = (segidx__ckpt_policy){ 0, k, (uint8_t)f, (uint8_t)l };
+    return segidx__ckpt_policy_valid(p) ? SEGIDX_OK : SEGIDX_EINVAL;
+}
+
+int segidx_volume_index_open_with(segidx_kv kv, const segidx_volume_index_options *opts,
+                                  segidx_volume_index **out)
+{
+    segidx__ckpt_policy policy;
+    if (!out || !kv.vt || kv.vt->version < 1 || !kv.vt->get || !kv.vt->scan || !kv.vt->write ||
+        !kv.vt->close || policy_of(opts, &policy))
         return SEGIDX_EINVAL;
     segidx_volume_index *vi = calloc(1, sizeof *vi);
     if (!vi)
         return SEGIDX_ENOMEM;
     vi->kv = kv;
+    vi->policy = policy;
     if (segidx__limiter_new(0, &vi->sync_permits)) {
         free(vi);
         return SEGIDX_ENOMEM;
@@ -199,6 +247,11 @@ int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out)
     }
     *out = vi;
     return SEGIDX_OK;
+}
+
+int segidx_volume_index_open(segidx_kv kv, segidx_volume_index **out)
+{
+    return segidx_volume_index_open_with(kv, NULL, out);
 }
 
 void segidx_volume_index_close(segidx_volume_index *vi)
@@ -245,16 +298,83 @@ static int check_commit_segments(const segidx_commit_segment *segs, size_t n, ui
     return SEGIDX_OK;
 }
 
-/* A write's condition: the meta key holds `old`'s bytes, or nothing for a
- * new volume. `buf` holds the key and the value it points at. */
-static segidx_kv_op expect_meta(uint8_t buf[META_KEY_LEN + META_BYTES], const segidx_vid *vid,
-                                const struct meta *old)
+/* A write's batch: its ops, and the key + value bytes each op owns. */
+struct batch {
+    segidx_kv_op *ops;
+    uint8_t **bufs; /* bufs[i]: ops[i]'s key and value, or NULL */
+    size_t n, cap;
+};
+
+static void batch_free(struct batch *b)
 {
+    for (size_t i = 0; i < b->n; i++)
+        free(b->bufs[i]);
+    free(b->bufs);
+    free(b->ops);
+    *b = (struct batch){ 0 };
+}
+
+/* Append an op on `buf` (key, then value; taken over, also on failure). */
+static int batch_add(struct batch *b, int op, uint8_t *buf, size_t klen, size_t vlen)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 16;
+        segidx_kv_op *ops = realloc(b->ops, cap * sizeof *ops);
+        if (ops)
+            b->ops = ops;
+        uint8_t **bufs = ops ? realloc(b->bufs, cap * sizeof *bufs) : NULL;
+        if (!bufs) {
+            free(buf);
+            return SEGIDX_ENOMEM;
+        }
+        b->bufs = bufs;
+        b->cap = cap;
+    }
+    b->bufs[b->n] = buf;
+    b->ops[b->n++] = (segidx_kv_op){ op, buf, klen, vlen || op == SEGIDX_KV_PUT ? buf + klen : NULL,
+                                     vlen };
+    return SEGIDX_OK;
+}
+
+/* A new buffer of klen + vlen bytes, or NULL. */
+static uint8_t *op_buffer(size_t klen, size_t vlen)
+{
+    return vlen > SIZE_MAX - klen ? NULL : malloc(klen + vlen);
+}
+
+/* A write's condition: the meta key holds `old`'s bytes, or nothing for a
+ * new volume. Always the batch's first op. */
+static int batch_expect_meta(struct batch *b, const segidx_vid *vid, const struct meta *old)
+{
+    uint8_t *buf = op_buffer(META_KEY_LEN, META_MAX_BYTES);
+    if (!buf)
+        return SEGIDX_ENOMEM;
     meta_key(buf, vid);
-    if (!old)
-        return (segidx_kv_op){ SEGIDX_KV_EXPECT, buf, META_KEY_LEN, NULL, 0 };
-    encode_meta(buf + META_KEY_LEN, old);
-    return (segidx_kv_op){ SEGIDX_KV_EXPECT, buf, META_KEY_LEN, buf + META_KEY_LEN, META_BYTES };
+    size_t len = old ? encode_meta(buf + META_KEY_LEN, old) : 0;
+    return batch_add(b, SEGIDX_KV_EXPECT, buf, META_KEY_LEN, len);
+}
+
+static int batch_put_meta(struct batch *b, const segidx_vid *vid, const struct meta *m)
+{
+    uint8_t *buf = op_buffer(META_KEY_LEN, META_MAX_BYTES);
+    if (!buf)
+        return SEGIDX_ENOMEM;
+    meta_key(buf, vid);
+    return batch_add(b, SEGIDX_KV_PUT, buf, META_KEY_LEN, encode_meta(buf + META_KEY_LEN, m));
+}
+
+/* A PUT of `offsets` at an entry's key, or a DEL when it is NULL. */
+static int batch_entry(struct batch *b, const segidx_vid *vid, segidx_lsn lsn,
+                       const segidx_sid *sid, const segidx_offset_set *offsets)
+{
+    size_t vlen = offsets ? segidx_offset_set_serialized_size(offsets) : 0;
+    uint8_t *buf = op_buffer(SEGMENT_KEY_LEN, vlen);
+    if (!buf || (offsets && !vlen))
+        return free(buf), SEGIDX_ENOMEM;
+    segment_key(buf, vid, lsn, sid);
+    if (offsets && segidx_offset_set_serialize(offsets, buf + SEGMENT_KEY_LEN, vlen) != vlen)
+        return free(buf), SEGIDX_ENOMEM;
+    return batch_add(b, offsets ? SEGIDX_KV_PUT : SEGIDX_KV_DEL, buf, SEGMENT_KEY_LEN, vlen);
 }
 
 /* How often a write that lost to another writer reads again and retries
@@ -264,75 +384,51 @@ static segidx_kv_op expect_meta(uint8_t buf[META_KEY_LEN + META_BYTES], const se
  * writer from spinning behind an endless stream of others. */
 #define WRITE_RETRIES 16
 
-/* The batch of one commit: the EXPECT on the meta it read, the new meta,
- * and one entry per segment. Keys and values live in one allocation that
- * the caller frees. */
-struct batch {
-    segidx_kv_op *ops;
-    uint8_t *bytes;
-    size_t n;
-};
-
-static void batch_free(struct batch *b)
-{
-    free(b->ops);
-    free(b->bytes);
-}
-
-static int build_commit_batch(struct batch *b, const segidx_vid *vid, segidx_lsn lsn,
-                              const struct meta *old, const struct meta *m,
-                              const segidx_commit_segment *segs, size_t n)
-{
-    size_t bytes = 2 * (META_KEY_LEN + META_BYTES);
-    for (size_t i = 0; i < n; i++)
-        bytes += SEGMENT_KEY_LEN + segidx_offset_set_serialized_size(segs[i].offsets);
-    b->n = n + 2;
-    b->ops = malloc(b->n * sizeof *b->ops);
-    b->bytes = malloc(bytes);
-    if (!b->ops || !b->bytes) {
-        batch_free(b);
-        return SEGIDX_ENOMEM;
-    }
-    uint8_t *p = b->bytes;
-    b->ops[0] = expect_meta(p, vid, old);
-    p += META_KEY_LEN + META_BYTES;
-    meta_key(p, vid);
-    encode_meta(p + META_KEY_LEN, m);
-    b->ops[1] = (segidx_kv_op){ SEGIDX_KV_PUT, p, META_KEY_LEN, p + META_KEY_LEN, META_BYTES };
-    p += META_KEY_LEN + META_BYTES;
-    for (size_t i = 0; i < n; i++) {
-        segment_key(p, vid, lsn, &segs[i].sid);
-        size_t len = segidx_offset_set_serialized_size(segs[i].offsets);
-        if (!len || segidx_offset_set_serialize(segs[i].offsets, p + SEGMENT_KEY_LEN, len) != len) {
-            batch_free(b);
-            return SEGIDX_ENOMEM;
-        }
-        b->ops[i + 2] = (segidx_kv_op){ SEGIDX_KV_PUT, p, SEGMENT_KEY_LEN, p + SEGMENT_KEY_LEN, len };
-        p += SEGMENT_KEY_LEN + len;
-    }
-    return SEGIDX_OK;
-}
-
-/* The meta after commit `lsn`, from the meta before it (NULL: new volume). */
-static int next_meta(const struct meta *old, segidx_lsn lsn, uint64_t commit_time, size_t n,
-                     uint32_t max_offset, struct meta *out)
+/* The meta after commit `lsn`, from the meta before it (NULL: new volume).
+ * A volume without checkpoints starts them here when the handle's policy
+ * has them: this commit is round 0. */
+static int next_meta(const segidx_volume_index *vi, const struct meta *old, segidx_lsn lsn,
+                     uint64_t commit_time, size_t n, uint32_t max_offset, struct meta *out)
 {
     segidx_lsn current = old ? old->pub.lsn : 0;
     if (lsn != current + 1 || lsn == 0)
         return SEGIDX_ECONFLICT;
-    *out = old ? *old : (struct meta){ { 0, 0, 0, 0 }, false };
+    *out = old ? *old : (struct meta){ { 0, 0, 0, 0 }, false, { 0, 0, 0, 0 } };
     out->pub.lsn = lsn;
     out->pub.last_commit = commit_time;
     if (n && (!out->written || max_offset > out->pub.last_offset))
         out->pub.last_offset = max_offset;
     out->written |= n > 0;
+    if (!out->ckpt.from && vi->policy.commits) {
+        out->ckpt = vi->policy;
+        out->ckpt.from = lsn;
+    }
     return SEGIDX_OK;
+}
+
+static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segidx_vid *vid,
+                            const struct meta *m, const segidx_commit_segment *segs, size_t n);
+
+/* The batch of one commit: the EXPECT on the meta it read, the new meta,
+ * one entry per segment, and the checkpoint values of a round. */
+static int build_commit_batch(segidx_volume_index *vi, struct batch *b, const segidx_vid *vid,
+                              segidx_lsn lsn, const struct meta *old, const struct meta *m,
+                              const segidx_commit_segment *segs, size_t n)
+{
+    int rc = batch_expect_meta(b, vid, old);
+    if (!rc)
+        rc = batch_put_meta(b, vid, m);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = batch_entry(b, vid, lsn, &segs[i].sid, segs[i].offsets);
+    if (!rc && m->ckpt.from && (lsn - m->ckpt.from) % m->ckpt.commits == 0)
+        rc = batch_checkpoint(vi, b, vid, m, segs, n);
+    return rc;
 }
 
 /* One read of the meta and one conditional write. *lost: the write lost to
  * another writer (the meta moved since the read), so reading again may
  * succeed: if that writer committed, the next read finds `lsn` taken and
- * says ECONFLICT; a prune or checkpoint leaves it free. */
+ * says ECONFLICT; a prune leaves it free. */
 static int try_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
                       uint64_t commit_time, const segidx_commit_segment *segs, size_t n,
                       uint32_t max_offset, bool *lost)
@@ -342,13 +438,12 @@ static int try_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn
     int rc = read_meta(vi, vid, &old);
     const struct meta *prev = rc == SEGIDX_OK ? &old : NULL;
     if (rc == SEGIDX_OK || rc == SEGIDX_ENOTFOUND)
-        rc = next_meta(prev, lsn, commit_time, n, max_offset, &next);
+        rc = next_meta(vi, prev, lsn, commit_time, n, max_offset, &next);
     struct batch b = { 0 };
     if (!rc)
-        rc = build_commit_batch(&b, vid, lsn, prev, &next, segs, n);
-    if (rc)
-        return rc;
-    rc = segidx__kv_write(&vi->kv, b.ops, b.n);
+        rc = build_commit_batch(vi, &b, vid, lsn, prev, &next, segs, n);
+    if (!rc)
+        rc = segidx__kv_write(&vi->kv, b.ops, b.n);
     batch_free(&b);
     *lost = rc == SEGIDX_ECONFLICT;
     return rc;
@@ -422,6 +517,189 @@ static int parse_entry(const uint8_t *key, size_t klen, const void *val, size_t 
     return SEGIDX_OK;
 }
 
+/* ------------------------------------------------------------ checkpoints */
+
+#define CKPT_PREFIX "checkpoints/"
+#define CKPT_PREFIX_LEN 12
+#define CKPT_KEY_LSN (CKPT_PREFIX_LEN + 16)
+#define CKPT_KEY_LEVEL (CKPT_KEY_LSN + 8)
+#define CKPT_KEY_CHUNK (CKPT_KEY_LEVEL + 1)
+#define CKPT_KEY_LEN (CKPT_KEY_CHUNK + 4)
+
+/* `checkpoints/` + vid + round + level + chunk; callers cut it short for
+ * scan bounds. */
+static void ckpt_key(uint8_t key[CKPT_KEY_LEN], const segidx_vid *vid, segidx_lsn round,
+                     unsigned level, uint32_t chunk)
+{
+    memcpy(key, CKPT_PREFIX, CKPT_PREFIX_LEN);
+    memcpy(key + CKPT_PREFIX_LEN, vid->bytes, 16);
+    store_be64(key + CKPT_KEY_LSN, round);
+    key[CKPT_KEY_LEVEL] = (uint8_t)level;
+    for (int i = 3; i >= 0; i--, chunk >>= 8)
+        key[CKPT_KEY_CHUNK + i] = (uint8_t)chunk;
+}
+
+static bool is_ckpt_key(const uint8_t *key, size_t klen, const segidx_vid *vid)
+{
+    return klen == CKPT_KEY_LEN && memcmp(key, CKPT_PREFIX, CKPT_PREFIX_LEN) == 0 &&
+           segidx__id_equal(key + CKPT_PREFIX_LEN, vid->bytes);
+}
+
+/* A stored chunk map, checked against the key it came from and its LSNs
+ * against the schedule. */
+static int parse_ckpt_value(const uint8_t *key, const void *val, size_t vlen,
+                            segidx__chunk_map *map)
+{
+    int rc = segidx__chunk_map_parse(val, vlen, map);
+    if (rc)
+        return rc == SEGIDX_EVERSION ? rc : SEGIDX_ECORRUPT;
+    uint32_t chunk = (uint32_t)key[CKPT_KEY_CHUNK] << 24 | (uint32_t)key[CKPT_KEY_CHUNK + 1] << 16 |
+                     (uint32_t)key[CKPT_KEY_CHUNK + 2] << 8 | key[CKPT_KEY_CHUNK + 3];
+    bool same = map->round == load_be64(key + CKPT_KEY_LSN) &&
+                map->level == key[CKPT_KEY_LEVEL] && map->chunk == chunk;
+    return same ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* Gathering versions for a round: from commit entries, from stored maps. */
+struct vers_visit {
+    const segidx_vid *vid;
+    segidx_lsn max_lsn;
+    segidx__vers *out;
+    segidx_lsn round, min_lsn; /* stored maps: the round and level asked for */
+    unsigned level;
+    int err;
+};
+
+static int visit_entry_vers(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct vers_visit *v = ctx;
+    struct entry e;
+    if ((v->err = parse_entry(key, klen, val, vlen, v->vid, v->max_lsn, &e)))
+        return 1;
+    v->err = segidx__vers_add_set(v->out, e.offsets, e.lsn);
+    segidx_offset_set_free(e.offsets);
+    return v->err != 0;
+}
+
+/* Every version the commits in [lo, hi] wrote. */
+static int vers_from_entries(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lo,
+                             segidx_lsn hi, segidx__vers *out)
+{
+    if (lo > hi)
+        return SEGIDX_OK;
+    struct lsn_range r;
+    lsn_range(&r, vid, lo, hi);
+    struct vers_visit v = { vid, hi, out, 0, 0, 0, 0 };
+    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, false,
+                               visit_entry_vers, &v);
+    return v.err ? v.err : scan < 0 ? scan : SEGIDX_OK;
+}
+
+static int visit_map_vers(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct vers_visit *v = ctx;
+    segidx__chunk_map map;
+    if (!is_ckpt_key(key, klen, v->vid))
+        v->err = SEGIDX_ECORRUPT;
+    else if (!(v->err = parse_ckpt_value(key, val, vlen, &map)))
+        v->err = segidx__vers_add_map(v->out, &map, v->min_lsn);
+    return v->err != 0;
+}
+
+/* Every version the value of `level` at round LSN `round` holds. */
+static int vers_from_stored(segidx_volume_index *vi, const segidx_vid *vid,
+                            const segidx__ckpt_policy *pol, segidx_lsn round, unsigned level,
+                            segidx__vers *out)
+{
+    uint8_t lo[CKPT_KEY_LEN], hi[CKPT_KEY_LEN];
+    ckpt_key(lo, vid, round, level, 0);
+    ckpt_key(hi, vid, round, level + 1, 0);
+    struct vers_visit v = { vid, 0, out, round, segidx__ckpt_min_lsn(pol, level, round), level, 0 };
+    int scan = segidx__kv_scan(&vi->kv, lo, CKPT_KEY_CHUNK, hi, CKPT_KEY_CHUNK, false,
+                               visit_map_vers, &v);
+    return v.err ? v.err : scan < 0 ? scan : SEGIDX_OK;
+}
+
+/* PUTs of the chunk maps of `vers` (newest versions, sorted by offset). */
+static int batch_chunk_maps(struct batch *b, const segidx_vid *vid, const segidx__vers *vers,
+                            unsigned level, segidx_lsn round)
+{
+    for (size_t i = 0, j; i < vers->n; i = j) {
+        uint32_t chunk = vers->v[i].off >> SEGIDX__CHUNK_BITS;
+        for (j = i + 1; j < vers->n && vers->v[j].off >> SEGIDX__CHUNK_BITS == chunk; j++)
+            ;
+        size_t vlen = segidx__chunk_map_size(vers->v + i, j - i, round);
+        uint8_t *buf = op_buffer(CKPT_KEY_LEN, vlen);
+        if (!buf)
+            return SEGIDX_ENOMEM;
+        ckpt_key(buf, vid, round, level, chunk);
+        segidx__chunk_map_encode(vers->v + i, j - i, level, round, buf + CKPT_KEY_LEN);
+        int rc = batch_add(b, SEGIDX_KV_PUT, buf, CKPT_KEY_LEN, vlen);
+        if (rc)
+            return rc;
+    }
+    return SEGIDX_OK;
+}
+
+/* The stored deltas of `level` at the F - 1 rounds before round n, one
+ * span apart: with the block ending at n, they make the block of the
+ * next level (or the image) ending at n. */
+static int vers_from_siblings(segidx_volume_index *vi, const segidx_vid *vid,
+                              const segidx__ckpt_policy *pol, uint64_t n, unsigned level,
+                              segidx__vers *out)
+{
+    uint64_t span = segidx__ckpt_span(pol, level);
+    int rc = SEGIDX_OK;
+    for (unsigned k = 1; k < pol->fanout && !rc; k++)
+        rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, n - k * span), level, out);
+    return rc;
+}
+
+/* The checkpoint values commit `m->pub.lsn` writes, as a round of the
+ * schedule (docs/FORMAT.md): round 0's image from the whole history; at
+ * a later round the delta of level 1 from the round's commits, each level
+ * up from F deltas of the level below, and at an image round the image
+ * from the previous one and the top level's deltas. Only what readers use
+ * is written: an image round writes its image alone. */
+static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segidx_vid *vid,
+                            const struct meta *m, const segidx_commit_segment *segs, size_t n)
+{
+    const segidx__ckpt_policy *pol = &m->ckpt;
+    segidx_lsn lsn = m->pub.lsn;
+    uint64_t round = (lsn - pol->from) / pol->commits;
+    bool image = round % segidx__ckpt_image_every(pol) == 0;
+    segidx__vers vers = { 0 };
+    /* The round's own commits: this one, and those since the last round. */
+    segidx_lsn first = round == 0 ? 1 : lsn - pol->commits + 1;
+    int rc = vers_from_entries(vi, vid, first, lsn - 1, &vers);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = segidx__vers_add_set(&vers, segs[i].offsets, lsn);
+    segidx__vers_newest(&vers);
+    if (round > 0) {
+        unsigned top = image ? pol->levels : segidx__ckpt_top_level(pol, round);
+        for (unsigned level = 1; level <= top && !rc; level++) {
+            if (level > 1) {
+                rc = vers_from_siblings(vi, vid, pol, round, level - 1, &vers);
+                segidx__vers_newest(&vers);
+            }
+            if (!rc && !image)
+                rc = batch_chunk_maps(b, vid, &vers, level, lsn);
+        }
+        if (image && !rc) {
+            rc = vers_from_siblings(vi, vid, pol, round, pol->levels, &vers);
+            uint64_t previous = round - segidx__ckpt_image_every(pol);
+            if (!rc)
+                rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, previous), 0,
+                                      &vers);
+            segidx__vers_newest(&vers);
+        }
+    }
+    if (image && !rc)
+        rc = batch_chunk_maps(b, vid, &vers, 0, lsn);
+    segidx__vers_free(&vers);
+    return rc;
+}
+
 /* ------------------------------------------------------------ find */
 
 /* The hits are kept until the walk is known not to be torn. */
@@ -432,6 +710,7 @@ struct find_walk {
     segidx__find_hit *hits;
     size_t n_hits, cap_hits;
     int err;       /* a corrupt entry, no memory */
+    bool missing;  /* a checkpoint named a commit that does not hold the offset */
 };
 
 void segidx__find_hits_free(segidx__find_hit *hits, size_t n)
@@ -516,8 +795,184 @@ static int check_not_torn(segidx_volume_index *vi, const segidx_vid *vid, segidx
     return at < now.pub.keep_from ? WALK_AGAIN : SEGIDX_OK;
 }
 
+/* Reading checkpoints: the query's offsets that no commit after the round
+ * answered, and what the round's deltas and image answer for them. */
+struct ckpt_read {
+    const segidx_vid *vid;
+    uint32_t *off; /* open offsets, ascending */
+    bool *taken;   /* taken[i]: off[i] was answered by the value just read */
+    size_t n;
+    segidx__vers found;
+    size_t lo, hi;         /* the get under way: off[lo..hi), one chunk */
+    segidx_lsn min_lsn;    /* ... and the oldest LSN its value may name */
+};
+
+static void ckpt_read_free(struct ckpt_read *r)
+{
+    free(r->off);
+    free(r->taken);
+    segidx__vers_free(&r->found);
+}
+
+static int collect_offset(segidx_offset o, void *ctx)
+{
+    struct ckpt_read *r = ctx;
+    r->off[r->n++] = o;
+    return 0;
+}
+
+/* The open offsets: the query's, up to the highest offset ever written
+ * (above it no value can hold one). */
+static int ckpt_read_init(struct ckpt_read *r, const segidx_offset_set *query,
+                          const struct meta *m)
+{
+    uint64_t card = segidx_offset_set_cardinality(query);
+    r->off = card <= SIZE_MAX / sizeof *r->off ? malloc((size_t)card * sizeof *r->off) : NULL;
+    r->taken = r->off ? calloc((size_t)card, sizeof *r->taken) : NULL;
+    if (!r->off || !r->taken)
+        return SEGIDX_ENOMEM;
+    segidx_offset_set_iterate(query, collect_offset, r);
+    while (r->n && (!m->written || r->off[r->n - 1] > m->pub.last_offset))
+        r->n--;
+    return SEGIDX_OK;
+}
+
+static int visit_ckpt_value(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)klen; /* the key asked for: kv_guard.c checks */
+    struct ckpt_read *r = ctx;
+    segidx__chunk_map map;
+    int rc = parse_ckpt_value(key, val, vlen, &map);
+    for (size_t i = r->lo; i < r->hi && !rc; i++) {
+        unsigned pos;
+        segidx_lsn lsn;
+        if (!segidx__chunk_map_find(&map, r->off[i], &pos))
+            continue;
+        if (!(rc = segidx__chunk_map_lsn(&map, pos, r->min_lsn, &lsn))) {
+            r->found.v[r->found.n++] = (segidx__ver){ r->off[i], lsn };
+            r->taken[i] = true;
+        }
+    }
+    return rc;
+}
+
+/* Answer what the value of `level` at round LSN `round` holds, one get per
+ * chunk the open offsets span, and close those offsets. */
+static int consult(segidx_volume_index *vi, struct ckpt_read *r, const segidx__ckpt_policy *pol,
+                   segidx_lsn round, unsigned level)
+{
+    r->min_lsn = segidx__ckpt_min_lsn(pol, level, round);
+    int rc = SEGIDX_OK;
+    for (size_t i = 0, j; i < r->n && !rc; i = j) {
+        uint32_t chunk = r->off[i] >> SEGIDX__CHUNK_BITS;
+        for (j = i + 1; j < r->n && r->off[j] >> SEGIDX__CHUNK_BITS == chunk; j++)
+            ;
+        if ((rc = segidx__vers_reserve(&r->found, j - i)))
+            break;
+        uint8_t key[CKPT_KEY_LEN];
+        ckpt_key(key, r->vid, round, level, chunk);
+        r->lo = i;
+        r->hi = j;
+        rc = segidx__kv_get(&vi->kv, key, sizeof key, visit_ckpt_value, r);
+        rc = rc == SEGIDX_ENOTFOUND ? SEGIDX_OK : rc;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!r->taken[i])
+            r->off[k++] = r->off[i];
+        r->taken[i] = false;
+    }
+    r->n = k;
+    return rc;
+}
+
+/* By LSN, newest first, then by offset. */
+static int compare_found(const void *a, const void *b)
+{
+    const segidx__ver *x = a, *y = b;
+    if (x->lsn != y->lsn)
+        return (x->lsn < y->lsn) - (x->lsn > y->lsn);
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+/* The offsets in v[0..n), as a new set, or NULL. */
+static segidx_offset_set *set_of(const segidx__ver *v, size_t n)
+{
+    segidx_offset_set *s = segidx_offset_set_new();
+    for (size_t i = 0; s && i < n; i++)
+        if (segidx_offset_set_add(s, v[i].off)) {
+            segidx_offset_set_free(s);
+            return NULL;
+        }
+    return s;
+}
+
+/* Take what the checkpoints answered out of the query, and cut each named
+ * commit's entries by the offsets named with it: one short scan per LSN.
+ * An offset no entry of its commit holds sets w->missing. */
+static int resolve_found(segidx_volume_index *vi, const segidx_vid *vid, struct find_walk *w,
+                         segidx__vers *found)
+{
+    if (!found->n)
+        return SEGIDX_OK;
+    segidx_offset_set *took = set_of(found->v, found->n), *cut = NULL;
+    if (!took || !(cut = segidx_offset_set_cut(w->query, took))) {
+        segidx_offset_set_free(took);
+        return SEGIDX_ENOMEM;
+    }
+    segidx_offset_set_free(took);
+    segidx_offset_set_free(cut);
+    qsort(found->v, found->n, sizeof *found->v, compare_found);
+    segidx_offset_set *query = w->query;
+    int rc = SEGIDX_OK;
+    for (size_t i = 0, j; i < found->n && !rc && !w->missing; i = j) {
+        segidx_lsn lsn = found->v[i].lsn;
+        for (j = i + 1; j < found->n && found->v[j].lsn == lsn; j++)
+            ;
+        if (!(w->query = set_of(found->v + i, j - i))) {
+            rc = SEGIDX_ENOMEM;
+            break;
+        }
+        struct lsn_range r;
+        lsn_range(&r, vid, lsn, lsn);
+        /* Reversed, as the walk reads a commit's entries. */
+        int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, true,
+                                   visit_for_find, w);
+        rc = w->err ? w->err : scan < 0 ? scan : SEGIDX_OK;
+        w->missing = !segidx_offset_set_is_empty(w->query);
+        segidx_offset_set_free(w->query);
+    }
+    w->query = query;
+    return rc;
+}
+
+/* What the commits after round `round` left open, from its deltas, newest
+ * first, and then the image below them (docs/FORMAT.md, "Reading with
+ * checkpoints"). */
+static int read_checkpoints(segidx_volume_index *vi, const segidx_vid *vid,
+                            const struct meta *m, uint64_t round, struct find_walk *w)
+{
+    const segidx__ckpt_policy *pol = &m->ckpt;
+    struct ckpt_read r = { .vid = vid };
+    int rc = ckpt_read_init(&r, w->query, m);
+    uint64_t image = round - round % segidx__ckpt_image_every(pol);
+    for (uint64_t p = round; p > image && r.n && !rc;) {
+        unsigned level = segidx__ckpt_top_level(pol, p);
+        rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, p), level);
+        p -= segidx__ckpt_span(pol, level);
+    }
+    if (!rc && r.n)
+        rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, image), 0);
+    if (!rc)
+        rc = resolve_found(vi, vid, w, &r.found);
+    ckpt_read_free(&r);
+    return rc;
+}
+
 /* The walk of find_segments: the query cut, the hits kept. On an error, or
- * WALK_AGAIN, the query is as it was. */
+ * WALK_AGAIN, the query is as it was. Below the volume's first checkpoint
+ * (or without one) the walk reads every commit down to the first; above
+ * it, the commits after the newest round and then the checkpoints. */
 static int find_walk_run(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
                          const struct meta *m, struct find_walk *w)
 {
@@ -526,13 +981,25 @@ static int find_walk_run(segidx_volume_index *vi, const segidx_vid *vid, segidx_
     if (!saved)
         return SEGIDX_ENOMEM;
     segidx_lsn at = lsn < m->pub.lsn ? lsn : m->pub.lsn;
-    struct lsn_range r;
-    lsn_range(&r, vid, 0, at); /* from 0: an entry at LSN 0 is corrupt, as in every other walk */
-    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, true, visit_for_find,
-                               w);
-    int rc = w->err ? w->err : scan < 0 ? scan : SEGIDX_OK;
+    bool checkpoints = m->ckpt.from && at >= m->ckpt.from;
+    uint64_t round = checkpoints ? (at - m->ckpt.from) / m->ckpt.commits : 0;
+    /* From 0 without checkpoints: an entry at LSN 0 is corrupt, as in
+     * every other walk. */
+    segidx_lsn from = checkpoints ? segidx__ckpt_round_lsn(&m->ckpt, round) + 1 : 0;
+    int rc = SEGIDX_OK;
+    if (from <= at) {
+        struct lsn_range r;
+        lsn_range(&r, vid, from, at);
+        int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, true,
+                                   visit_for_find, w);
+        rc = w->err ? w->err : scan < 0 ? scan : SEGIDX_OK;
+    }
+    if (!rc && checkpoints && !segidx_offset_set_is_empty(w->query))
+        rc = read_checkpoints(vi, vid, m, round, w);
     if (!rc)
         rc = check_not_torn(vi, vid, lsn, at, m);
+    if (!rc && w->missing)
+        rc = SEGIDX_ECORRUPT;
     if (rc)
         segidx__offset_set_swap(w->query, saved);
     segidx_offset_set_free(saved);
@@ -560,6 +1027,7 @@ static int find_walk(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn 
         segidx__find_hits_free(w->hits, w->n_hits);
         w->hits = NULL;
         w->n_hits = w->cap_hits = 0;
+        w->missing = false;
     }
     return SEGIDX_ECONFLICT;
 }
@@ -586,7 +1054,7 @@ int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid, 
 int segidx__volume_find(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
                         segidx_offset_set *query, segidx__find_hit **hits, size_t *n)
 {
-    struct find_walk w = { vid, 0, query, NULL, 0, 0, 0 };
+    struct find_walk w = { vid, 0, query, NULL, 0, 0, 0, false };
     int rc = find_walk(vi, vid, lsn, &w);
     if (rc) {
         segidx__find_hits_free(w.hits, w.n_hits);
@@ -734,42 +1202,19 @@ static int compare_sids(const void *a, const void *b)
 }
 
 /* What a prune writes, and which sids it keeps and drops. The batch: the
- * EXPECT on the meta read, the entry ops, the new meta. */
+ * EXPECT on the meta read, the entry ops, the checkpoint deletes, the new
+ * meta. */
 struct prune_plan {
-    segidx_kv_op *ops;
-    uint8_t **bufs;     /* the key + value bytes of each entry op (NULL for the others) */
-    size_t n_ops;
+    struct batch b;
     segidx_sid *kept, *dropped;
     size_t n_kept, n_dropped;
-    uint8_t expect[META_KEY_LEN + META_BYTES];
-    uint8_t meta[META_KEY_LEN + META_BYTES];
 };
 
 static void prune_plan_free(struct prune_plan *p)
 {
-    for (size_t i = 0; p->bufs && i < p->n_ops; i++)
-        free(p->bufs[i]);
-    free(p->bufs);
-    free(p->ops);
+    batch_free(&p->b);
     free(p->kept);
     free(p->dropped);
-}
-
-/* An op on a commit entry's key: a DEL, or a PUT of `offsets`. */
-static int plan_entry_op(struct prune_plan *p, const segidx_vid *vid, const struct entry *e,
-                         const segidx_offset_set *offsets)
-{
-    size_t vlen = offsets ? segidx_offset_set_serialized_size(offsets) : 0;
-    uint8_t *buf = malloc(SEGMENT_KEY_LEN + vlen);
-    if (!buf || (offsets && !vlen))
-        return free(buf), SEGIDX_ENOMEM;
-    segment_key(buf, vid, e->lsn, &e->sid);
-    if (offsets)
-        segidx_offset_set_serialize(offsets, buf + SEGMENT_KEY_LEN, vlen);
-    p->bufs[p->n_ops] = buf;
-    p->ops[p->n_ops++] = (segidx_kv_op){ offsets ? SEGIDX_KV_PUT : SEGIDX_KV_DEL, buf,
-                                         SEGMENT_KEY_LEN, buf + SEGMENT_KEY_LEN, vlen };
-    return SEGIDX_OK;
 }
 
 /* Walk the entries newest first. `seen` gathers the offsets of commits in
@@ -779,12 +1224,9 @@ static int plan_prune(struct prune_plan *p, const segidx_vid *vid, struct entry_
                       segidx_lsn keep_from)
 {
     segidx_offset_set *seen = segidx_offset_set_new();
-    p->ops = malloc((l->n + 2) * sizeof *p->ops);
-    p->bufs = calloc(l->n + 2, sizeof *p->bufs);
-    p->n_ops = 1; /* ops[0] is the EXPECT */
     p->kept = malloc((l->n + 1) * sizeof *p->kept);
     p->dropped = malloc((l->n + 1) * sizeof *p->dropped);
-    int rc = seen && p->ops && p->bufs && p->kept && p->dropped ? SEGIDX_OK : SEGIDX_ENOMEM;
+    int rc = seen && p->kept && p->dropped ? SEGIDX_OK : SEGIDX_ENOMEM;
     for (size_t i = l->n; i-- > 0 && !rc;) {
         struct entry *e = &l->e[i];
         if (e->lsn > keep_from) {
@@ -806,11 +1248,11 @@ static int plan_prune(struct prune_plan *p, const segidx_vid *vid, struct entry_
         }
         if (segidx_offset_set_is_empty(e->offsets)) {
             p->dropped[p->n_dropped++] = e->sid;
-            rc = plan_entry_op(p, vid, e, NULL);
+            rc = batch_entry(&p->b, vid, e->lsn, &e->sid, NULL);
         } else {
             p->kept[p->n_kept++] = e->sid;
             if (segidx_offset_set_cardinality(e->offsets) < before)
-                rc = plan_entry_op(p, vid, e, e->offsets);
+                rc = batch_entry(&p->b, vid, e->lsn, &e->sid, e->offsets);
         }
     }
     segidx_offset_set_free(seen);
@@ -833,6 +1275,47 @@ static void report_unreferenced(struct prune_plan *p,
     }
 }
 
+struct ckpt_deletes {
+    struct batch *b;
+    const segidx_vid *vid;
+    int err;
+};
+
+static int visit_ckpt_delete(void *ctx, const void *key, size_t klen, const void *val,
+                             size_t vlen)
+{
+    (void)val, (void)vlen;
+    struct ckpt_deletes *d = ctx;
+    uint8_t *buf = NULL;
+    if (!is_ckpt_key(key, klen, d->vid))
+        d->err = SEGIDX_ECORRUPT;
+    else if (!(buf = op_buffer(klen, 0)))
+        d->err = SEGIDX_ENOMEM;
+    else
+        d->err = batch_add(d->b, SEGIDX_KV_DEL, memcpy(buf, key, klen), klen, 0);
+    return d->err != 0;
+}
+
+/* DELs of the checkpoint values no read at or after keep_from uses: every
+ * round below the newest image round at or before keep_from. */
+static int plan_checkpoint_deletes(segidx_volume_index *vi, struct batch *b,
+                                   const segidx_vid *vid, const struct meta *m,
+                                   segidx_lsn keep_from)
+{
+    const segidx__ckpt_policy *pol = &m->ckpt;
+    if (!pol->from || keep_from < pol->from)
+        return SEGIDX_OK;
+    uint64_t round = (keep_from - pol->from) / pol->commits;
+    round -= round % segidx__ckpt_image_every(pol);
+    uint8_t lo[CKPT_KEY_LEN], hi[CKPT_KEY_LEN];
+    ckpt_key(lo, vid, 0, 0, 0);
+    ckpt_key(hi, vid, segidx__ckpt_round_lsn(pol, round), 0, 0);
+    struct ckpt_deletes d = { b, vid, 0 };
+    int scan = segidx__kv_scan(&vi->kv, lo, CKPT_KEY_LSN, hi, CKPT_KEY_LEVEL, false,
+                               visit_ckpt_delete, &d);
+    return d.err ? d.err : scan < 0 ? scan : SEGIDX_OK;
+}
+
 /* One read and one conditional write, as try_commit(). `p` is filled
  * (and must be freed) whatever the outcome. */
 static int try_prune(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn keep_from,
@@ -848,17 +1331,17 @@ static int try_prune(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn 
     struct entry_list l;
     if ((rc = read_entries(vi, vid, m.pub.lsn, &l)))
         return rc;
-    rc = plan_prune(p, vid, &l, keep_from);
+    rc = batch_expect_meta(&p->b, vid, &m);
+    if (!rc)
+        rc = plan_prune(p, vid, &l, keep_from);
     entry_list_free(&l);
-    if (rc)
-        return rc;
-    p->ops[0] = expect_meta(p->expect, vid, &m);
+    if (!rc)
+        rc = plan_checkpoint_deletes(vi, &p->b, vid, &m, keep_from);
     m.pub.keep_from = keep_from;
-    meta_key(p->meta, vid);
-    encode_meta(p->meta + META_KEY_LEN, &m);
-    p->ops[p->n_ops] = (segidx_kv_op){ SEGIDX_KV_PUT, p->meta, META_KEY_LEN,
-                                       p->meta + META_KEY_LEN, META_BYTES };
-    rc = segidx__kv_write(&vi->kv, p->ops, p->n_ops + 1);
+    if (!rc)
+        rc = batch_put_meta(&p->b, vid, &m);
+    if (!rc)
+        rc = segidx__kv_write(&vi->kv, p->b.ops, p->b.n);
     *lost = rc == SEGIDX_ECONFLICT;
     return rc;
 }

@@ -1,0 +1,339 @@
+/* Checkpoints: the schedule, the chunk map codec, version lists
+ * (docs/FORMAT.md, "Checkpoints"). */
+#include "checkpoint.h"
+
+#include <stdlib.h>
+
+/* ------------------------------------------------------------ schedule */
+
+bool segidx__ckpt_policy_valid(const segidx__ckpt_policy *p)
+{
+    return p->commits >= 1 && p->commits <= SEGIDX__CKPT_MAX_COMMITS && p->fanout >= 2 &&
+           p->fanout <= SEGIDX__CKPT_MAX_FANOUT && p->levels >= 1 &&
+           p->levels <= SEGIDX__CKPT_MAX_LEVELS;
+}
+
+/* F^e for e <= L <= 6 and F <= 64: at most 2^36, no overflow. */
+static uint64_t power(unsigned f, unsigned e)
+{
+    uint64_t r = 1;
+    while (e--)
+        r *= f;
+    return r;
+}
+
+uint64_t segidx__ckpt_span(const segidx__ckpt_policy *p, unsigned level)
+{
+    return power(p->fanout, level - 1);
+}
+
+uint64_t segidx__ckpt_image_every(const segidx__ckpt_policy *p)
+{
+    return power(p->fanout, p->levels);
+}
+
+segidx_lsn segidx__ckpt_min_lsn(const segidx__ckpt_policy *p, unsigned level, segidx_lsn round)
+{
+    return level == 0 ? 1 : round - segidx__ckpt_span(p, level) * p->commits + 1;
+}
+
+unsigned segidx__ckpt_top_level(const segidx__ckpt_policy *p, uint64_t n)
+{
+    unsigned j = 1;
+    while (j < p->levels && n % segidx__ckpt_span(p, j + 1) == 0)
+        j++;
+    return j;
+}
+
+/* ------------------------------------------------------------ versions */
+
+void segidx__vers_free(segidx__vers *l)
+{
+    free(l->v);
+    *l = (segidx__vers){ 0 };
+}
+
+int segidx__vers_reserve(segidx__vers *l, size_t more)
+{
+    if (l->cap - l->n >= more)
+        return SEGIDX_OK;
+    size_t cap = l->cap ? l->cap : 256;
+    while (cap - l->n < more) {
+        if (cap > SIZE_MAX / 2 / sizeof *l->v)
+            return SEGIDX_ENOMEM;
+        cap *= 2;
+    }
+    segidx__ver *v = realloc(l->v, cap * sizeof *v);
+    if (!v)
+        return SEGIDX_ENOMEM;
+    l->v = v;
+    l->cap = cap;
+    return SEGIDX_OK;
+}
+
+struct add_set {
+    segidx__vers *l;
+    segidx_lsn lsn;
+};
+
+static int add_one(segidx_offset o, void *ctx)
+{
+    struct add_set *a = ctx;
+    a->l->v[a->l->n++] = (segidx__ver){ o, a->lsn };
+    return 0;
+}
+
+int segidx__vers_add_set(segidx__vers *l, const segidx_offset_set *s, segidx_lsn lsn)
+{
+    uint64_t card = segidx_offset_set_cardinality(s);
+    if (card > SIZE_MAX / sizeof *l->v || segidx__vers_reserve(l, (size_t)card))
+        return SEGIDX_ENOMEM;
+    struct add_set a = { l, lsn };
+    segidx_offset_set_iterate(s, add_one, &a);
+    return SEGIDX_OK;
+}
+
+/* By offset, the newest version first. */
+static int compare_vers(const void *a, const void *b)
+{
+    const segidx__ver *x = a, *y = b;
+    if (x->off != y->off)
+        return x->off < y->off ? -1 : 1;
+    return (x->lsn < y->lsn) - (x->lsn > y->lsn);
+}
+
+void segidx__vers_newest(segidx__vers *l)
+{
+    if (l->n < 2)
+        return;
+    qsort(l->v, l->n, sizeof *l->v, compare_vers);
+    size_t k = 1;
+    for (size_t i = 1; i < l->n; i++)
+        if (l->v[i].off != l->v[k - 1].off)
+            l->v[k++] = l->v[i];
+    l->n = k;
+}
+
+/* ------------------------------------------------------------ chunk map */
+
+#define MAP_HEADER 24
+#define MAP_CHECKSUM 8
+#define MAP_VERSION 1
+#define MAP_BITMAP_BYTES (SEGIDX__CHUNK_OFFSETS / 8)
+/* From this many offsets on, the bitmap is the smaller encoding. */
+#define MAP_BITMAP_FROM (MAP_BITMAP_BYTES / 2)
+static const uint8_t map_magic[4] = { 'S', 'X', 'C', 'K' };
+
+static size_t offsets_bytes(unsigned count)
+{
+    return count >= MAP_BITMAP_FROM ? MAP_BITMAP_BYTES : 2 * (size_t)count;
+}
+
+static size_t lsns_bytes(unsigned count, unsigned width)
+{
+    return ((size_t)count * width + 7) / 8;
+}
+
+/* The w-bit field at bit `bit`, fields packed from bit 0 upward. */
+static uint64_t get_field(const uint8_t *p, size_t bit, unsigned w)
+{
+    uint64_t v = 0;
+    for (unsigned got = 0; got < w;) {
+        unsigned shift = (unsigned)((bit + got) & 7), take = 8 - shift;
+        take = take < w - got ? take : w - got;
+        v |= (uint64_t)((p[(bit + got) >> 3] >> shift) & ((1u << take) - 1)) << got;
+        got += take;
+    }
+    return v;
+}
+
+static void put_field(uint8_t *p, size_t bit, unsigned w, uint64_t v)
+{
+    for (unsigned put = 0; put < w;) {
+        unsigned shift = (unsigned)((bit + put) & 7), take = 8 - shift;
+        take = take < w - put ? take : w - put;
+        p[(bit + put) >> 3] |= (uint8_t)(((v >> put) & ((1u << take) - 1)) << shift);
+        put += take;
+    }
+}
+
+static unsigned bits_for(uint64_t v)
+{
+    unsigned w = 0;
+    while (v) {
+        w++;
+        v >>= 1;
+    }
+    return w;
+}
+
+static unsigned popcount_bytes(const uint8_t *p, size_t n)
+{
+    unsigned c = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        c += (unsigned)__builtin_popcountll(w);
+    }
+    for (; i < n; i++)
+        c += (unsigned)__builtin_popcount(p[i]);
+    return c;
+}
+
+static bool list_increasing(const uint8_t *p, unsigned count)
+{
+    for (unsigned i = 0; i < count; i++)
+        if (segidx__load16(p + 2 * i) >= SEGIDX__CHUNK_OFFSETS ||
+            (i && segidx__load16(p + 2 * i) <= segidx__load16(p + 2 * i - 2)))
+            return false;
+    return true;
+}
+
+int segidx__chunk_map_parse(const void *val, size_t len, segidx__chunk_map *m)
+{
+    const uint8_t *p = val;
+    if (!p || len < 6 || memcmp(p, map_magic, 4) != 0)
+        return SEGIDX_ECORRUPT;
+    if (segidx__load16(p + 4) != MAP_VERSION)
+        return SEGIDX_EVERSION;
+    if (len < MAP_HEADER + MAP_CHECKSUM)
+        return SEGIDX_ECORRUPT;
+    m->level = p[6];
+    m->bitmap = p[7] == 1;
+    m->round = segidx__load64(p + 8);
+    m->chunk = segidx__load32(p + 16);
+    m->count = segidx__load16(p + 20) + 1u;
+    m->width = p[22];
+    if (p[7] > 1 || p[23] != 0 || m->level > SEGIDX__CKPT_MAX_LEVELS || m->width > 64 ||
+        m->count > SEGIDX__CHUNK_OFFSETS || m->bitmap != (m->count >= MAP_BITMAP_FROM) ||
+        m->round == 0 || m->chunk > (UINT32_MAX >> SEGIDX__CHUNK_BITS))
+        return SEGIDX_ECORRUPT;
+    size_t ob = offsets_bytes(m->count), lb = lsns_bytes(m->count, m->width);
+    if (len != MAP_HEADER + ob + lb + MAP_CHECKSUM ||
+        segidx__load64(p + len - MAP_CHECKSUM) != segidx__xxh3(p, len - MAP_CHECKSUM))
+        return SEGIDX_ECORRUPT;
+    m->offsets = p + MAP_HEADER;
+    m->lsns = m->offsets + ob;
+    bool ok = m->bitmap ? popcount_bytes(m->offsets, ob) == m->count
+                        : list_increasing(m->offsets, m->count);
+    /* The last LSN byte's unused bits are zero: one stored form per map. */
+    unsigned used = (unsigned)((size_t)m->count * m->width % 8);
+    if (ok && used && (m->lsns[lb - 1] >> used) != 0)
+        ok = false;
+    return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+bool segidx__chunk_map_find(const segidx__chunk_map *m, uint32_t off, unsigned *i)
+{
+    unsigned bit = off & (SEGIDX__CHUNK_OFFSETS - 1);
+    if (m->bitmap) {
+        if (!(m->offsets[bit >> 3] >> (bit & 7) & 1))
+            return false;
+        /* Rank: the bits set below `bit`. */
+        unsigned whole = bit >> 3;
+        *i = popcount_bytes(m->offsets, whole) +
+             (unsigned)__builtin_popcount(m->offsets[whole] & ((1u << (bit & 7)) - 1));
+        return true;
+    }
+    unsigned lo = 0, hi = m->count;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        unsigned v = segidx__load16(m->offsets + 2 * mid);
+        if (v == bit) {
+            *i = mid;
+            return true;
+        }
+        if (v < bit)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+uint32_t segidx__chunk_map_offset(const segidx__chunk_map *m, unsigned i)
+{
+    uint32_t base = m->chunk << SEGIDX__CHUNK_BITS;
+    if (!m->bitmap)
+        return base | segidx__load16(m->offsets + 2 * i);
+    unsigned seen = 0;
+    for (unsigned byte = 0;; byte++) {
+        unsigned c = (unsigned)__builtin_popcount(m->offsets[byte]);
+        if (seen + c > i)
+            for (unsigned b = 0; b < 8; b++)
+                if (m->offsets[byte] >> b & 1 && seen++ == i)
+                    return base | (byte * 8 + b);
+        seen += c;
+    }
+}
+
+int segidx__chunk_map_lsn(const segidx__chunk_map *m, unsigned i, segidx_lsn min_lsn,
+                          segidx_lsn *lsn)
+{
+    uint64_t back = get_field(m->lsns, (size_t)i * m->width, m->width);
+    if (back > m->round - min_lsn)
+        return SEGIDX_ECORRUPT;
+    *lsn = m->round - back;
+    return SEGIDX_OK;
+}
+
+int segidx__vers_add_map(segidx__vers *l, const segidx__chunk_map *m, segidx_lsn min_lsn)
+{
+    if (min_lsn > m->round || segidx__vers_reserve(l, m->count))
+        return min_lsn > m->round ? SEGIDX_ECORRUPT : SEGIDX_ENOMEM;
+    uint32_t base = m->chunk << SEGIDX__CHUNK_BITS;
+    unsigned i = 0;
+    for (unsigned bit = 0; bit < SEGIDX__CHUNK_OFFSETS && i < m->count; bit++) {
+        if (m->bitmap ? !(m->offsets[bit >> 3] >> (bit & 7) & 1)
+                      : segidx__load16(m->offsets + 2 * i) != bit)
+            continue;
+        segidx_lsn lsn;
+        if (segidx__chunk_map_lsn(m, i, min_lsn, &lsn))
+            return SEGIDX_ECORRUPT;
+        l->v[l->n++] = (segidx__ver){ base | bit, lsn };
+        i++;
+    }
+    return SEGIDX_OK;
+}
+
+static unsigned width_of(const segidx__ver *v, size_t n, segidx_lsn round)
+{
+    uint64_t most = 0;
+    for (size_t i = 0; i < n; i++)
+        most = round - v[i].lsn > most ? round - v[i].lsn : most;
+    return bits_for(most);
+}
+
+size_t segidx__chunk_map_size(const segidx__ver *v, size_t n, segidx_lsn round)
+{
+    return MAP_HEADER + offsets_bytes((unsigned)n) + lsns_bytes((unsigned)n, width_of(v, n, round)) +
+           MAP_CHECKSUM;
+}
+
+void segidx__chunk_map_encode(const segidx__ver *v, size_t n, unsigned level, segidx_lsn round,
+                              uint8_t *out)
+{
+    unsigned count = (unsigned)n, width = width_of(v, n, round);
+    size_t ob = offsets_bytes(count), lb = lsns_bytes(count, width);
+    size_t len = MAP_HEADER + ob + lb + MAP_CHECKSUM;
+    memset(out, 0, len);
+    memcpy(out, map_magic, 4);
+    segidx__store16(out + 4, MAP_VERSION);
+    out[6] = (uint8_t)level;
+    out[7] = count >= MAP_BITMAP_FROM;
+    segidx__store64(out + 8, round);
+    segidx__store32(out + 16, v[0].off >> SEGIDX__CHUNK_BITS);
+    segidx__store16(out + 20, (uint16_t)(count - 1));
+    out[22] = (uint8_t)width;
+    uint8_t *offs = out + MAP_HEADER, *lsns = offs + ob;
+    for (unsigned i = 0; i < count; i++) {
+        unsigned bit = v[i].off & (SEGIDX__CHUNK_OFFSETS - 1);
+        if (count >= MAP_BITMAP_FROM)
+            offs[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+        else
+            segidx__store16(offs + 2 * i, (uint16_t)bit);
+        put_field(lsns, (size_t)i * width, width, round - v[i].lsn);
+    }
+    segidx__store64(out + len - MAP_CHECKSUM, segidx__xxh3(out, len - MAP_CHECKSUM));
+}
