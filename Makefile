@@ -12,6 +12,7 @@
 #   make valgrind   the unit tests under valgrind memcheck
 #   make check-st   the unit tests of a SEGIDX_SINGLE_THREADED=1 build
 #   make bench      benchmark figures, one line each
+#   make bench-long the checkpoint figures at 100k and 1M commits (minutes)
 #   make fuzz       libFuzzer targets (clang)
 #   make install / uninstall   PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR
 #
@@ -88,7 +89,8 @@ FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # Benchmarks that open LMDB stores, linked like LMDB_TESTS.
-LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index %lmdb,$(BENCH_BIN))
+LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index $(BUILD)/bench/bench_checkpoint \
+                  %lmdb,$(BENCH_BIN))
 # The segidx command, linked statically against both libraries.
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_HDR := $(wildcard tools/*.h)
@@ -96,7 +98,7 @@ CLI      := $(BUILD)/segidx
 
 .PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
         check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
-        install-includes install-pc install-bin uninstall clean demo bench-readme FORCE \
+        install-includes install-pc install-bin uninstall clean demo bench-readme bench-long FORCE \
         check-cli check-crash
 
 all: lib lmdb $(PC) $(LMDB_PC) $(CLI)
@@ -275,6 +277,11 @@ $(LMDB_BENCHES): $(LMDB_STATIC) include/segidx_lmdb.h
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
+
+# The checkpoint figures over longer histories: H = 100k and 1M commits
+# (minutes; progress on stderr).
+bench-long: $(BUILD)/bench/bench_checkpoint
+	$(BUILD)/bench/bench_checkpoint 100000 1000000
 
 # Rewrite the README's benchmark block with what `make bench` prints now.
 bench-readme:
