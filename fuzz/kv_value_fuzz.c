@@ -13,7 +13,9 @@
  *                            LSN >= the entry's); 2 and 3 both: a meta,
  *                            then an entry
  *                  bit 2     reseal the meta: write XXH3-64 of its bytes
- *                            0..40 at 40 (when it has 48 bytes or more)
+ *                            0..40 at 40 (when it has 48 bytes or more; a
+ *                            version-2 meta of 64 bytes or more: of 0..56
+ *                            at 56)
  *                  bit 3     reseal the entry's envelope: its length field
  *                            and the XXH3-64 of its payload (24 bytes or more)
  *                  bit 4     the volume id: all 0xFF (the end-of-prefix
@@ -32,6 +34,25 @@
  *            ctl 1:    the entry's bytes
  *            ctl 2, 3: one length byte n, n meta bytes (fewer if the input
  *                      ends), then the entry's bytes
+ *
+ * Checkpoint mode: an input that starts with "CK" reads as
+ *
+ *   "CK" sched plant ctl shape mask bytes...
+ *
+ * The background history (shape, mask as above) is committed through the
+ * library: commits 1..C0-1 without checkpoints, C0..L with the schedule
+ * K = 1 + sched % 4, F = 2 + bit 2, levels 1 + bit 3, C0 = 1 + (sched >> 4)
+ * % L; the meta is the library's (with the input's keep_from), and so are
+ * the checkpoint values. `plant` picks one of them (plant % (values + 1);
+ * the last choice plants nothing) and with bit 7 deletes it; otherwise
+ * ctl bit 2 replaces it by the bytes, or else the bytes are XORed over it
+ * and extend it, and ctl bit 3 reseals its trailing checksum. A meta of
+ * version 2 (in either mode) makes the target read the volume as FORMAT.md
+ * "Reading with checkpoints" says, decoding chunk maps itself: the walk
+ * stops at the newest round, the cover and image answer for the chunks
+ * still open (an absent value holds nothing), each LSN named is cut from
+ * its entries. With nothing planted this must also be the walk's answer.
+ * Writes (prune, commit, sync) are not checked on volumes with checkpoints.
  *
  * The fuzzed entry lives at (k, sid) and replaces a background entry with
  * that key. A neighbour volume with a valid meta and two entries shares the
@@ -74,13 +95,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The worlds below are written as a volume without checkpoints; an index
+ * that started checkpoints on the commit it makes would write more than
+ * the checks expect. */
+static const segidx_volume_index_options walk_only = { SEGIDX_CHECKPOINTS_OFF, 0, 0 };
+
 #define META_KEY_LEN 24
 #define ENTRY_KEY_LEN 49
 #define META_BYTES 48
+#define META_V2_BYTES 64
+#define CKPT_KEY_LEN 41
+#define MAX_CVALS 192
 #define ENVELOPE_BYTES 24
 #define MAX_HISTORY 8
 #define MAX_ENTRIES (MAX_HISTORY + 1)
-#define MAX_KEYS 32
+#define MAX_KEYS 256
 #define MAX_LSNS 24
 #define STOPPED 0x5eed
 /* Not a return code of the library: "the meta's own error". */
@@ -145,6 +174,10 @@ struct dmeta {
     uint64_t lsn, last_commit, keep_from;
     uint32_t last_offset;
     bool written;
+    /* Version 2: the checkpoint schedule (ckpt_from 0: version 1). */
+    uint64_t ckpt_from;
+    uint32_t ckpt_k;
+    unsigned ckpt_f, ckpt_l;
 };
 
 /* What reading these bytes as a volume meta must give. */
@@ -154,34 +187,71 @@ static int spec_meta(const uint8_t *p, size_t n, struct dmeta *m)
         return SEGIDX_ECORRUPT;
     if (n < 6)
         return SEGIDX_ECORRUPT;
-    if (get16(p + 4) != 1)
+    unsigned version = get16(p + 4);
+    if (version != 1 && version != 2)
         return SEGIDX_EVERSION;
-    if (n != META_BYTES)
+    if (n != (version == 1 ? META_BYTES : META_V2_BYTES))
         return SEGIDX_ECORRUPT;
+    m->ckpt_from = 0;
+    m->ckpt_k = 0;
+    m->ckpt_f = m->ckpt_l = 0;
+    if (version == 2) {
+        m->ckpt_from = get64(p + 40);
+        m->ckpt_k = get32(p + 48);
+        m->ckpt_f = p[52];
+        m->ckpt_l = p[53];
+        if (get64(p + 56) != XXH3_64bits(p, 56) || get16(p + 54) != 0)
+            return SEGIDX_ECORRUPT;
+    } else if (get64(p + 40) != XXH3_64bits(p, 40)) {
+        return SEGIDX_ECORRUPT;
+    }
     uint32_t flags = get16(p + 6);
     m->written = flags & 1;
     m->lsn = get64(p + 8);
     m->last_offset = get32(p + 16);
     m->last_commit = get64(p + 24);
     m->keep_from = get64(p + 32);
-    if ((flags & ~1u) || get32(p + 20) != 0 || get64(p + 40) != XXH3_64bits(p, 40))
+    if ((flags & ~1u) || get32(p + 20) != 0)
         return SEGIDX_ECORRUPT;
     if (m->lsn == 0 || m->keep_from > m->lsn || (!m->written && m->last_offset != 0))
+        return SEGIDX_ECORRUPT;
+    if (version == 2 && (m->ckpt_from == 0 || m->ckpt_from > m->lsn || m->ckpt_k == 0 ||
+                         m->ckpt_k > (1u << 24) || m->ckpt_f < 2 || m->ckpt_f > 64 ||
+                         m->ckpt_l < 1 || m->ckpt_l > 6))
         return SEGIDX_ECORRUPT;
     return SEGIDX_OK;
 }
 
-static void encode_meta(uint8_t out[META_BYTES], const struct dmeta *m)
+/* Version 2 when m has a schedule; returns the length written. */
+static size_t encode_meta(uint8_t *out, const struct dmeta *m)
 {
-    memset(out, 0, META_BYTES);
+    memset(out, 0, m->ckpt_from ? META_V2_BYTES : META_BYTES);
     memcpy(out, "SXVM", 4);
-    put_le(out + 4, 1, 2);
+    put_le(out + 4, m->ckpt_from ? 2 : 1, 2);
     put_le(out + 6, m->written ? 1 : 0, 2);
     put_le(out + 8, m->lsn, 8);
     put_le(out + 16, m->last_offset, 4);
     put_le(out + 24, m->last_commit, 8);
     put_le(out + 32, m->keep_from, 8);
-    put_le(out + 40, XXH3_64bits(out, 40), 8);
+    if (!m->ckpt_from) {
+        put_le(out + 40, XXH3_64bits(out, 40), 8);
+        return META_BYTES;
+    }
+    put_le(out + 40, m->ckpt_from, 8);
+    put_le(out + 48, m->ckpt_k, 4);
+    out[52] = (uint8_t)m->ckpt_f;
+    out[53] = (uint8_t)m->ckpt_l;
+    put_le(out + 56, XXH3_64bits(out, 56), 8);
+    return META_V2_BYTES;
+}
+
+/* Reseal a meta's checksum where its version puts it. */
+static void reseal_meta(uint8_t *p, size_t n)
+{
+    if (n >= META_V2_BYTES && get16(p + 4) == 2)
+        put_le(p + 56, XXH3_64bits(p, 56), 8);
+    else if (n >= META_BYTES)
+        put_le(p + 40, XXH3_64bits(p, 40), 8);
 }
 
 /* ------------------------------------------------- spec reading: OffsetSet */
@@ -355,7 +425,14 @@ struct world {
     uint64_t k;                   /* the fuzzed entry's LSN (or where it would be) */
     bool overlap;                 /* entries of one LSN share offsets */
     segidx_offset_set *query;
-    uint8_t meta_buf[META_BYTES];
+    uint8_t meta_buf[META_V2_BYTES];
+    struct cval {               /* checkpoint values, in key order */
+        uint8_t key[CKPT_KEY_LEN];
+        uint8_t *val;
+        size_t vlen;
+    } cv[MAX_CVALS];
+    size_t n_cv;
+    bool ckpt_clean;            /* checkpoint mode, nothing planted */
     uint8_t *meta_copy, *entry_copy;
     uint8_t *hist[MAX_HISTORY];
     size_t hist_len[MAX_HISTORY];
@@ -366,7 +443,7 @@ struct world {
 
 static const uint64_t other_lsn[2] = { 1, 2 };
 static const uint8_t other_sid[2] = { 1, 4 };
-static const struct dmeta other_m = { 2, 77, 0, 9, true };
+static const struct dmeta other_m = { 2, 77, 0, 9, true, 0, 0, 0, 0 };
 
 /* What commit j of the background writes: overlapping small ranges, so
  * that newer commits shadow older ones, and now and then offsets in other
@@ -429,6 +506,8 @@ static void world_free(struct world *w)
     free(w->other_val[1]);
     free(w->meta_copy);
     free(w->entry_copy);
+    for (size_t i = 0; i < w->n_cv; i++)
+        free(w->cv[i].val);
     segidx_offset_set_free(w->query);
 }
 
@@ -491,7 +570,7 @@ static void world_build(struct world *w, const uint8_t *data, size_t size)
     }
     if (mode == 1) {
         unsigned pick = shape >> 6;
-        struct dmeta m = { hist_lsn, 1000 + hist_lsn, 0, 65536 + hist_lsn, true };
+        struct dmeta m = { hist_lsn, 1000 + hist_lsn, 0, 65536 + hist_lsn, true, 0, 0, 0, 0 };
         m.keep_from = pick == 0 ? 0 : pick == 1 ? 1 : pick == 2 ? w->k : hist_lsn;
         encode_meta(w->meta_buf, &m);
         w->meta = w->meta_buf;
@@ -500,8 +579,8 @@ static void world_build(struct world *w, const uint8_t *data, size_t size)
         w->meta_copy = must_malloc(meta_in_len);
         if (meta_in_len)
             memcpy(w->meta_copy, meta_in, meta_in_len);
-        if ((ctl & 4) && meta_in_len >= META_BYTES)
-            put_le(w->meta_copy + 40, XXH3_64bits(w->meta_copy, 40), 8);
+        if (ctl & 4)
+            reseal_meta(w->meta_copy, meta_in_len);
         w->meta = w->meta_copy;
         w->meta_len = meta_in_len;
     }
@@ -562,6 +641,168 @@ static void world_build(struct world *w, const uint8_t *data, size_t size)
         }
 }
 
+/* ------------------------------------------------------------ checkpoint mode */
+
+/* A store several indexes share: closing an index leaves it open. */
+static int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->get(kv->self, k, kl, fn, ctx);
+}
+
+static int borrow_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
+                       bool rev, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
+}
+
+static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->write(kv->self, ops, n);
+}
+
+static void borrow_close(void *self)
+{
+    (void)self;
+}
+
+static const segidx_kv_vtable borrow_vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
+                                            borrow_write, borrow_close };
+
+struct ckpt_collect {
+    struct world *w;
+    uint8_t meta[META_V2_BYTES];
+    size_t meta_len;
+};
+
+static int collect_ckpt(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct ckpt_collect *c = ctx;
+    struct world *w = c->w;
+    const uint8_t *k = key;
+    if (klen == CKPT_KEY_LEN && memcmp(k, "checkpoints/", 12) == 0 &&
+        memcmp(k + 12, w->vid.bytes, 16) == 0) {
+        CHECK(w->n_cv < MAX_CVALS);
+        struct cval *cv = &w->cv[w->n_cv++];
+        memcpy(cv->key, key, CKPT_KEY_LEN);
+        cv->val = must_malloc(vlen);
+        memcpy(cv->val, val, vlen);
+        cv->vlen = vlen;
+    } else if (klen == META_KEY_LEN && memcmp(k, "volumes/", 8) == 0 &&
+               memcmp(k + 8, w->vid.bytes, 16) == 0) {
+        CHECK(vlen == META_V2_BYTES);
+        memcpy(c->meta, val, vlen);
+        c->meta_len = vlen;
+    }
+    return 0;
+}
+
+/* The planted value: the input's bytes (ctl bit 2), or the value as written
+ * with the input's bytes XORed over its start and any further ones
+ * appended; its checksum resealed (bit 3); or no value at all (plant bit 7). */
+static void plant_cval(struct world *w, uint8_t plant, uint8_t ctl, const uint8_t *rest,
+                       size_t rest_len)
+{
+    size_t i = plant % (w->n_cv + 1);
+    if (i == w->n_cv) {
+        w->ckpt_clean = true;
+        return;
+    }
+    struct cval *cv = &w->cv[i];
+    if (plant & 0x80) {
+        free(cv->val);
+        memmove(cv, cv + 1, (w->n_cv - i - 1) * sizeof *cv);
+        w->n_cv--;
+        return;
+    }
+    size_t len = ctl & 4 ? rest_len : cv->vlen > rest_len ? cv->vlen : rest_len;
+    uint8_t *val = must_malloc(len);
+    for (size_t j = 0; j < len; j++)
+        val[j] = ctl & 4    ? rest[j]
+                 : j < cv->vlen ? (uint8_t)(cv->val[j] ^ (j < rest_len ? rest[j] : 0))
+                                : rest[j];
+    if ((ctl & 8) && len >= 8)
+        put_le(val + len - 8, XXH3_64bits(val, len - 8), 8);
+    free(cv->val);
+    cv->val = val;
+    cv->vlen = len;
+}
+
+/* Checkpoint mode: the background history committed through the library,
+ * the first C0 - 1 commits without checkpoints and the rest with a small
+ * schedule, so that its checkpoint values are the library's own; one of
+ * them is then planted over. */
+static void world_build_ckpt(struct world *w, const uint8_t *data, size_t size)
+{
+    memset(w, 0, sizeof *w);
+    uint8_t pol = size > 2 ? data[2] : 0, plant = size > 3 ? data[3] : 0;
+    uint8_t ctl = size > 4 ? data[4] : 0, shape = size > 5 ? data[5] : 0;
+    uint8_t mask = size > 6 ? data[6] : 0;
+    const uint8_t *rest = size > 7 ? data + 7 : NULL;
+    size_t rest_len = size > 7 ? size - 7 : 0;
+    memcpy(w->vid.bytes, "volume-A\0\0\0\0\0\0\0\1", 16);
+    if (ctl & 0x10)
+        memset(w->vid.bytes, 0xFF, 16);
+    w->other = w->vid;
+    w->other.bytes[15] = ctl & 0x10 ? 0xFE : 2;
+    unsigned hist_lsn = 1 + (shape & 7), c0 = 1 + (pol >> 4) % hist_lsn;
+    w->k = c0;
+
+    segidx_kv raw;
+    CHECK(segidx_kv_mem_open(&raw) == SEGIDX_OK);
+    segidx_volume_index_options sched = { 1 + (pol & 3u), 2 + (pol >> 2 & 1u), 1 + (pol >> 3 & 1u) };
+    segidx_volume_index *off, *on;
+    CHECK(segidx_volume_index_open_with((segidx_kv){ &borrow_vt, &raw }, &walk_only, &off) == 0);
+    CHECK(segidx_volume_index_open_with((segidx_kv){ &borrow_vt, &raw }, &sched, &on) == 0);
+    for (unsigned j = 1; j <= hist_lsn; j++) {
+        segidx_volume_index *vi = j < c0 ? off : on;
+        segidx_commit_segment seg = { make_sid((uint8_t)(1 + j % 3)), NULL };
+        if (mask >> (j - 1) & 1) {
+            segidx_offset_set *set = history_set(j);
+            seg.offsets = set;
+            w->hist[j - 1] = serialize(set, &w->hist_len[j - 1]);
+            struct ventry e = { j, seg.sid, w->hist[j - 1], w->hist_len[j - 1], SEGIDX_OK, set };
+            world_put_entry(w, &e);
+        }
+        CHECK(segidx_volume_commit(vi, &w->vid, j, 1000 + j, &seg, seg.offsets ? 1 : 0) == 0);
+    }
+    segidx_volume_index_close(off);
+    segidx_volume_index_close(on);
+    struct ckpt_collect c = { w, { 0 }, 0 };
+    CHECK(raw.vt->scan(raw.self, "", 0, "\xff", 1, false, collect_ckpt, &c) == 0);
+    raw.vt->close(raw.self);
+
+    /* This target's meta writer is the library's; the prune point is the
+     * input's, over entries left as they were (reads at or after it are
+     * the same either way). */
+    CHECK(spec_meta(c.meta, c.meta_len, &w->m) == SEGIDX_OK && w->m.ckpt_from == c0);
+    uint8_t again[META_V2_BYTES];
+    CHECK(encode_meta(again, &w->m) == c.meta_len && memcmp(again, c.meta, c.meta_len) == 0);
+    unsigned pick = shape >> 6;
+    w->m.keep_from = pick == 0 ? 0 : pick == 1 ? 1 : pick == 2 ? c0 : hist_lsn;
+    w->meta_len = encode_meta(w->meta_buf, &w->m);
+    w->meta = w->meta_buf;
+    plant_cval(w, plant, ctl, rest, rest_len);
+
+    encode_meta(w->other_meta, &other_m);
+    for (int i = 0; i < 2; i++) {
+        segidx_offset_set *s = new_set();
+        CHECK(segidx_offset_set_add_range(s, i ? 5 : 0, i ? 6 : 10) == SEGIDX_OK);
+        w->other_val[i] = serialize(s, &w->other_len[i]);
+        segidx_offset_set_free(s);
+    }
+    /* Written offsets of every chunk, and holes inside the written range. */
+    w->query = new_set();
+    CHECK(segidx_offset_set_add_range(w->query, 0, 16) == SEGIDX_OK);
+    add(w->query, 4096);
+    add(w->query, 65535);
+    CHECK(segidx_offset_set_add_range(w->query, 65536, 65546) == SEGIDX_OK);
+    add(w->query, 1u << 31);
+    add(w->query, UINT32_MAX);
+}
+
 /* What reading entry `e` must give, its key's LSN checked against the
  * meta's (only meaningful once the meta read fine). */
 static int entry_rc(const struct world *w, const struct ventry *e)
@@ -583,7 +824,7 @@ static bool rc_ok(const struct world *w, int got, int want)
 static segidx_volume_index *world_open(const struct world *w, segidx_kv *kv)
 {
     uint8_t keys[4 + MAX_ENTRIES][ENTRY_KEY_LEN];
-    segidx_kv_op ops[4 + MAX_ENTRIES];
+    segidx_kv_op ops[4 + MAX_ENTRIES + MAX_CVALS];
     size_t n = 0;
     meta_key(keys[n], &w->vid);
     ops[n] = (segidx_kv_op){ SEGIDX_KV_PUT, keys[n], META_KEY_LEN, w->meta, w->meta_len };
@@ -602,10 +843,13 @@ static segidx_volume_index *world_open(const struct world *w, segidx_kv *kv)
         ops[n] = (segidx_kv_op){ SEGIDX_KV_PUT, keys[n], ENTRY_KEY_LEN, w->other_val[i],
                                  w->other_len[i] };
     }
+    for (size_t i = 0; i < w->n_cv; i++, n++)
+        ops[n] = (segidx_kv_op){ SEGIDX_KV_PUT, w->cv[i].key, CKPT_KEY_LEN, w->cv[i].val,
+                                 w->cv[i].vlen };
     CHECK(segidx_kv_mem_open(kv) == SEGIDX_OK);
     CHECK(kv->vt->write(kv->self, ops, n) == SEGIDX_OK);
     segidx_volume_index *vi;
-    CHECK(segidx_volume_index_open(*kv, &vi) == SEGIDX_OK);
+    CHECK(segidx_volume_index_open_with(*kv, &walk_only, &vi) == SEGIDX_OK);
     return vi;
 }
 
@@ -726,6 +970,232 @@ static int record_find(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_
     return c->stop_after && c->n == c->stop_after ? STOPPED : 0;
 }
 
+/* ------------------------------------------------- spec reading: checkpoints */
+
+static uint64_t get64be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void ckpt_key(uint8_t key[CKPT_KEY_LEN], const segidx_vid *vid, uint64_t round,
+                     unsigned level, uint32_t chunk)
+{
+    memcpy(key, "checkpoints/", 12);
+    memcpy(key + 12, vid->bytes, 16);
+    put_be64(key + 28, round);
+    key[36] = (uint8_t)level;
+    for (int i = 0; i < 4; i++)
+        key[37 + i] = (uint8_t)(chunk >> (24 - 8 * i));
+}
+
+/* A chunk map as FORMAT.md has it: which offsets (of the chunk) it holds,
+ * and the raw LSN field of each. */
+struct dmap {
+    bool has[4096];
+    uint64_t field[4096];
+    uint64_t round;
+};
+
+static int spec_chunk_map(const uint8_t *p, size_t n, const uint8_t key[CKPT_KEY_LEN],
+                          struct dmap *m)
+{
+    if (n < 6 || memcmp(p, "SXCK", 4) != 0)
+        return SEGIDX_ECORRUPT;
+    if (get16(p + 4) != 1)
+        return SEGIDX_EVERSION;
+    if (n < 32)
+        return SEGIDX_ECORRUPT;
+    unsigned count = get16(p + 20) + 1u, width = p[22];
+    bool bitmap = p[7] == 1;
+    uint32_t chunk = (uint32_t)key[37] << 24 | (uint32_t)key[38] << 16 | (uint32_t)key[39] << 8 |
+                     key[40];
+    m->round = get64(p + 8);
+    if (p[7] > 1 || p[23] || p[6] != key[36] || m->round != get64be(key + 28) ||
+        get32(p + 16) != chunk || width > 64 || bitmap != (count >= 256))
+        return SEGIDX_ECORRUPT;
+    size_t ob = bitmap ? 512 : 2 * (size_t)count, lb = ((size_t)count * width + 7) / 8;
+    if (n != 24 + ob + lb + 8 || get64(p + n - 8) != XXH3_64bits(p, n - 8))
+        return SEGIDX_ECORRUPT;
+    memset(m->has, 0, sizeof m->has);
+    unsigned offs[4096], k = 0;
+    for (unsigned i = 0; i < (bitmap ? 4096u : count); i++) {
+        if (bitmap) {
+            if (p[24 + i / 8] >> (i % 8) & 1)
+                offs[k++] = i;
+        } else {
+            unsigned o = get16(p + 24 + 2 * i);
+            if (o >= 4096 || (k && o <= offs[k - 1]))
+                return SEGIDX_ECORRUPT;
+            offs[k++] = o;
+        }
+    }
+    if (k != count)
+        return SEGIDX_ECORRUPT;
+    const uint8_t *l = p + 24 + ob;
+    for (unsigned i = 0; i < count; i++) {
+        uint64_t v = 0;
+        for (unsigned b = 0; b < width; b++) {
+            size_t bit = (size_t)i * width + b;
+            v |= (uint64_t)(l[bit / 8] >> (bit % 8) & 1) << b;
+        }
+        m->has[offs[i]] = true;
+        m->field[offs[i]] = v;
+    }
+    size_t used = (size_t)count * width % 8;
+    if (used && (l[lb - 1] >> used) != 0)
+        return SEGIDX_ECORRUPT;
+    return SEGIDX_OK;
+}
+
+static const struct cval *find_cval(const struct world *w, const uint8_t key[CKPT_KEY_LEN])
+{
+    for (size_t i = 0; i < w->n_cv; i++)
+        if (memcmp(w->cv[i].key, key, CKPT_KEY_LEN) == 0)
+            return &w->cv[i];
+    return NULL;
+}
+
+static uint64_t power_of(unsigned f, unsigned e)
+{
+    uint64_t r = 1;
+    while (e--)
+        r *= f;
+    return r;
+}
+
+/* The offsets still open (ascending), and what the checkpoints named. */
+struct open_list {
+    uint32_t off[64];
+    size_t n;
+    uint32_t got_off[64];
+    uint64_t got_lsn[64];
+    size_t n_got;
+};
+
+static int collect_open(segidx_offset o, void *ctx)
+{
+    struct open_list *ol = ctx;
+    CHECK(ol->n < 64);
+    ol->off[ol->n++] = o;
+    return 0;
+}
+
+/* One value of the cover (FORMAT.md "Reading with checkpoints", step 2
+ * or 3), for every chunk the open offsets span, in chunk order. */
+static int consult_value(const struct world *w, struct open_list *ol, uint64_t round,
+                         unsigned level)
+{
+    const struct dmeta *m = &w->m;
+    uint64_t min_lsn = level == 0 ? 1 : round - power_of(m->ckpt_f, level - 1) * m->ckpt_k + 1;
+    bool taken[64] = { false };
+    for (size_t i = 0, j; i < ol->n; i = j) {
+        uint32_t chunk = ol->off[i] >> 12;
+        for (j = i + 1; j < ol->n && ol->off[j] >> 12 == chunk; j++)
+            ;
+        uint8_t key[CKPT_KEY_LEN];
+        ckpt_key(key, &w->vid, round, level, chunk);
+        const struct cval *cv = find_cval(w, key);
+        if (!cv)
+            continue;
+        static struct dmap map;
+        int rc = spec_chunk_map(cv->val, cv->vlen, key, &map);
+        if (rc)
+            return rc;
+        for (size_t x = i; x < j; x++) {
+            unsigned bit = ol->off[x] & 4095;
+            if (!map.has[bit])
+                continue;
+            if (map.field[bit] > round - min_lsn)
+                return SEGIDX_ECORRUPT;
+            ol->got_off[ol->n_got] = ol->off[x];
+            ol->got_lsn[ol->n_got++] = round - map.field[bit];
+            taken[x] = true;
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < ol->n; i++)
+        if (!taken[i])
+            ol->off[k++] = ol->off[i];
+    ol->n = k;
+    return SEGIDX_OK;
+}
+
+/* The read of a volume with checkpoints, from its round on: the commits
+ * after the round were walked already (`left` is what they left); this
+ * reads the cover and the image, then the entries of each LSN named. */
+static int expect_checkpoints(const struct world *w, uint64_t at, segidx_offset_set *left,
+                              struct calls *out)
+{
+    const struct dmeta *m = &w->m;
+    uint64_t round = (at - m->ckpt_from) / m->ckpt_k;
+    uint64_t every = power_of(m->ckpt_f, m->ckpt_l), image = round - round % every;
+    static struct open_list ol;
+    memset(&ol, 0, sizeof ol);
+    segidx_offset_set_iterate(left, collect_open, &ol);
+    while (ol.n && (!m->written || ol.off[ol.n - 1] > m->last_offset))
+        ol.n--;
+    int rc = SEGIDX_OK;
+    for (uint64_t p = round; p > image && ol.n && !rc;) {
+        unsigned level = 1;
+        while (level < m->ckpt_l && p % power_of(m->ckpt_f, level) == 0)
+            level++;
+        rc = consult_value(w, &ol, m->ckpt_from + p * m->ckpt_k, level);
+        p -= power_of(m->ckpt_f, level - 1);
+    }
+    if (!rc && ol.n)
+        rc = consult_value(w, &ol, m->ckpt_from + image * m->ckpt_k, 0);
+    if (rc)
+        return rc;
+    segidx_offset_set *named = new_set();
+    for (size_t i = 0; i < ol.n_got; i++)
+        add(named, ol.got_off[i]);
+    segidx_offset_set_free(cut_set(left, named));
+    segidx_offset_set_free(named);
+    /* Each LSN named, newest first: its entries, newest sid first, each
+     * cutting the offsets named with it until none is left; an offset no
+     * entry of its LSN holds is corrupt. */
+    bool used[64] = { false };
+    for (;;) {
+        uint64_t lsn = 0;
+        for (size_t i = 0; i < ol.n_got; i++)
+            if (!used[i] && ol.got_lsn[i] > lsn)
+                lsn = ol.got_lsn[i];
+        if (lsn == 0)
+            return SEGIDX_OK;
+        segidx_offset_set *group = new_set();
+        for (size_t i = 0; i < ol.n_got; i++)
+            if (!used[i] && ol.got_lsn[i] == lsn) {
+                used[i] = true;
+                add(group, ol.got_off[i]);
+            }
+        for (size_t i = w->n; i-- > 0 && !segidx_offset_set_is_empty(group);) {
+            const struct ventry *e = &w->e[i];
+            if (e->lsn != lsn)
+                continue;
+            if ((rc = entry_rc(w, e))) {
+                segidx_offset_set_free(group);
+                return rc;
+            }
+            segidx_offset_set *cut = cut_set(group, e->set);
+            if (segidx_offset_set_is_empty(cut))
+                segidx_offset_set_free(cut);
+            else
+                out->c[out->n++] = (struct call){ e->lsn, e->sid, cut };
+        }
+        bool missing = !segidx_offset_set_is_empty(group);
+        segidx_offset_set_free(group);
+        if (missing)
+            return SEGIDX_ECORRUPT;
+    }
+}
+
+/* Set while expect_find answers as if the volume had no checkpoints: what
+ * its checkpoints must agree with while nothing was planted in them. */
+static bool model_walk;
+
 /* The documented walk: newest first from min(lsn, the meta's LSN), each
  * entry read as it is reached, until the query is empty. `keep_from` stands
  * for the meta's (a prune changes it). The query left is in *left. */
@@ -742,18 +1212,21 @@ static int expect_find(const struct world *w, uint64_t keep_from, uint64_t lsn,
     uint64_t at = lsn < w->m.lsn ? lsn : w->m.lsn;
     if (at == 0 || segidx_offset_set_is_empty(query))
         return SEGIDX_OK;
+    /* With checkpoints (at or above the first), the walk stops at the
+     * newest round, and the checkpoints answer the rest. */
+    bool ckpt = !model_walk && w->m.ckpt_from && at >= w->m.ckpt_from;
+    uint64_t from = ckpt ? w->m.ckpt_from + (at - w->m.ckpt_from) / w->m.ckpt_k * w->m.ckpt_k + 1
+                         : 0;
     /* The whole walk first; the calls only once it is through. */
-    for (size_t i = w->n; i-- > 0;) {
+    int rc = SEGIDX_OK;
+    for (size_t i = w->n; i-- > 0 && !rc;) {
         const struct ventry *e = &w->e[i];
         if (e->lsn > at)
             continue;
-        int rc = entry_rc(w, e);
-        if (rc) {
-            segidx_offset_set_free(*left);
-            *left = copy_set(query);
-            calls_free(out);
-            return rc;
-        }
+        if (e->lsn < from)
+            break;
+        if ((rc = entry_rc(w, e)))
+            break;
         segidx_offset_set *cut = cut_set(*left, e->set);
         if (segidx_offset_set_is_empty(cut))
             segidx_offset_set_free(cut);
@@ -761,6 +1234,14 @@ static int expect_find(const struct world *w, uint64_t keep_from, uint64_t lsn,
             out->c[out->n++] = (struct call){ e->lsn, e->sid, cut };
         if (segidx_offset_set_is_empty(*left))
             break;
+    }
+    if (!rc && ckpt && !segidx_offset_set_is_empty(*left))
+        rc = expect_checkpoints(w, at, *left, out);
+    if (rc) {
+        segidx_offset_set_free(*left);
+        *left = copy_set(query);
+        calls_free(out);
+        return rc;
     }
     if (out->stop_after && out->n >= out->stop_after) {
         while (out->n > out->stop_after)
@@ -778,6 +1259,21 @@ static void check_find(const struct world *w, segidx_volume_index *vi, uint64_t 
     want->stop_after = got->stop_after = stop_after;
     segidx_offset_set *left;
     int want_rc = expect_find(w, keep_from, lsn, q, want, &left);
+    if (w->ckpt_clean) {
+        /* Checkpoints as written: the same answer as the walk. */
+        struct calls *walk = calloc(1, sizeof *walk);
+        CHECK(walk != NULL);
+        walk->stop_after = stop_after;
+        segidx_offset_set *walk_left;
+        model_walk = true;
+        int walk_rc = expect_find(w, keep_from, lsn, q, walk, &walk_left);
+        model_walk = false;
+        CHECK(walk_rc == want_rc && calls_equal(walk, want) &&
+              segidx_offset_set_equals(walk_left, left));
+        segidx_offset_set_free(walk_left);
+        calls_free(walk);
+        free(walk);
+    }
     segidx_offset_set *query = copy_set(q);
     got->query = query;
     int rc = segidx_volume_find_segments(vi, &w->vid, lsn, query, record_find, got);
@@ -1158,8 +1654,18 @@ static void check_prune(const struct world *w, uint64_t keep_from, bool report)
     segidx_volume_index_close(vi);
 }
 
+/* Writes to a volume with checkpoints are the volume index tests' and
+ * volume_index_fuzz.c's: what a commit or prune writes there is more than
+ * this target models. */
+static bool has_checkpoints(const struct world *w)
+{
+    return !w->meta_rc && w->m.ckpt_from;
+}
+
 static void check_prunes(const struct world *w)
 {
+    if (has_checkpoints(w))
+        return;
     if (w->meta_rc) {
         check_prune(w, 1, true);
         return;
@@ -1227,6 +1733,8 @@ static void check_committed_store(const struct world *w, const struct snapshot *
 
 static void check_commit(const struct world *w)
 {
+    if (has_checkpoints(w))
+        return;
     segidx_kv kv;
     segidx_volume_index *vi = world_open(w, &kv);
     struct snapshot *before = calloc(1, sizeof *before), *after = calloc(1, sizeof *after);
@@ -1299,6 +1807,8 @@ static int pull_empty_commit(void *ctx, segidx_volume_index *vi, const segidx_vi
  * moves only the meta on. */
 static void check_sync(const struct world *w)
 {
+    if (has_checkpoints(w))
+        return;
     if (!w->meta_rc && w->m.lsn == UINT64_MAX)
         return; /* nothing lies ahead */
     segidx_kv kv;
@@ -1342,7 +1852,7 @@ static void self_check(void)
     segidx_kv kv;
     CHECK(segidx_kv_mem_open(&kv) == SEGIDX_OK);
     segidx_volume_index *vi;
-    CHECK(segidx_volume_index_open(kv, &vi) == SEGIDX_OK);
+    CHECK(segidx_volume_index_open_with(kv, &walk_only, &vi) == SEGIDX_OK);
     segidx_vid vid;
     memset(vid.bytes, 7, 16);
     segidx_offset_set *s = commit_offsets();
@@ -1354,7 +1864,7 @@ static void self_check(void)
     CHECK(snap->n == 2);
     uint8_t key[ENTRY_KEY_LEN], mval[META_BYTES];
     meta_key(key, &vid);
-    struct dmeta m = { 1, COMMIT_TIME, 0, COMMIT_MAX, true }, back;
+    struct dmeta m = { 1, COMMIT_TIME, 0, COMMIT_MAX, true, 0, 0, 0, 0 }, back;
     encode_meta(mval, &m);
     const struct pair *p = snapshot_find(snap, key, META_KEY_LEN);
     CHECK(p != NULL && same_bytes(p->val, p->vlen, mval, META_BYTES));
@@ -1382,7 +1892,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     self_check();
     struct world *w = calloc(1, sizeof *w);
     CHECK(w != NULL);
-    world_build(w, data, size);
+    if (size >= 2 && data[0] == 'C' && data[1] == 'K')
+        world_build_ckpt(w, data, size);
+    else
+        world_build(w, data, size);
     check_reads(w);
     check_prunes(w);
     check_commit(w);

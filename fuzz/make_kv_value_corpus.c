@@ -20,7 +20,12 @@
  *    fact broken, the envelope resealed where the break is in the payload
  *    so that the structural checks are what refuse them;
  *  - "both-*": a meta and an entry together, among them an entry above the
- *    meta's LSN.
+ *    meta's LSN;
+ *  - "meta-v2-*": metas of version 2 (a checkpoint schedule, with no
+ *    checkpoint values stored), valid and with one field broken;
+ *  - "ck-*": checkpoint mode ("CK", a schedule byte, a plant byte, then the
+ *    usual three): the history committed with checkpoints, one value left
+ *    as written, patched (resealed or not), replaced or deleted.
  */
 #include <segidx.h>
 
@@ -350,6 +355,66 @@ int main(int argc, char **argv)
     entry_seed("entry-run-flag-past-size", SEAL_ENTRY, 4, 1, 0, 0x0F, e, n);
     n = envelope(e, p, run_payload(p, apart, 2, 7, 1));
     entry_seed("entry-runs-card-wrong", SEAL_ENTRY, 4, 1, 0, 0x0F, e, n);
+
+    /* ---- metas of version 2 */
+    static const struct {
+        const char *name;
+        uint64_t from;
+        uint32_t k;
+        int f, l, reserved;
+    } v2[] = {
+        { "meta-v2-valid", 2, 1, 2, 1, 0 },        { "meta-v2-long-rounds", 1, 3, 3, 2, 0 },
+        { "meta-v2-from-0", 0, 1, 2, 1, 0 },       { "meta-v2-from-above-lsn", 9, 1, 2, 1, 0 },
+        { "meta-v2-k-0", 1, 0, 2, 1, 0 },          { "meta-v2-fanout-1", 1, 1, 1, 1, 0 },
+        { "meta-v2-fanout-65", 1, 1, 65, 1, 0 },   { "meta-v2-levels-7", 1, 1, 2, 7, 0 },
+        { "meta-v2-reserved", 1, 1, 2, 1, 1 },
+    };
+    for (size_t i = 0; i < sizeof v2 / sizeof *v2; i++) {
+        uint8_t b[64] = { 0 };
+        m = valid_meta(6);
+        m.version = 2;
+        meta_bytes(b, &m);
+        put(b + 40, v2[i].from, 8);
+        put(b + 48, v2[i].k, 4);
+        b[52] = (uint8_t)v2[i].f;
+        b[53] = (uint8_t)v2[i].l;
+        b[54] = (uint8_t)v2[i].reserved;
+        put(b + 56, XXH3_64bits(b, 56), 8);
+        head(META, 8, 0, 0, 0xFF);
+        bytes(b, 64);
+        emit(v2[i].name);
+    }
+
+    /* ---- checkpoint mode: "CK" [schedule] [plant] ctl shape mask [bytes] */
+    static const struct {
+        const char *name;
+        int sched, plant, ctl, shape, mask;
+        size_t n;
+        uint8_t patch[24];
+    } ck[] = {
+        { "ck-as-written", 0x00, 0xFF, 0, 7, 0xFF, 0, { 0 } },
+        { "ck-c0-mid-k2", 0x31, 0xFF, 0, 7, 0xFB, 0, { 0 } },
+        { "ck-levels-2-f3", 0x2C, 0xFF, VID_FF, 7, 0xFF, 0, { 0 } },
+        { "ck-patch-count", 0x00, 2, SEAL_ENTRY, 7, 0xFF, 22, { [20] = 1 } },
+        { "ck-patch-lsn", 0x01, 3, SEAL_ENTRY, 7, 0xFF, 12, { [10] = 0 } },
+        { "ck-patch-width", 0x04, 1, SEAL_ENTRY, 5, 0x3F, 23, { [22] = 0x20 } },
+        { "ck-patch-level", 0x08, 0, SEAL_ENTRY, 7, 0xFF, 7, { [6] = 1 } },
+        { "ck-patch-unsealed", 0x00, 4, 0, 7, 0xFF, 12, { [11] = 0x80 } },
+        { "ck-delete", 0x00, 0x81, 0, 7, 0xFF, 0, { 0 } },
+        { "ck-replace-junk", 0x05, 2, SEAL_META, 6, 0x7F, 12, { 'S', 'X', 'C', 'K', 2, 0 } },
+        { "ck-pruned", 0x12, 0xFF, 0, 7 | 3 << 6, 0xFF, 0, { 0 } },
+    };
+    for (size_t i = 0; i < sizeof ck / sizeof *ck; i++) {
+        byte('C');
+        byte('K');
+        byte(ck[i].sched);
+        byte(ck[i].plant);
+        byte(ck[i].ctl);
+        byte(ck[i].shape);
+        byte(ck[i].mask);
+        bytes(ck[i].patch, ck[i].n);
+        emit(ck[i].name);
+    }
 
     /* ---- both */
     n = set_bytes(e, sizeof e, small, 2);

@@ -22,12 +22,15 @@
  * container) or a long range (bitmap and run containers).
  *
  * "plant" writes raw bytes straight into the store, under the meta key,
- * a commit entry key, a key of the wrong length under `segments/` or
- * `volumes/`, or deletes a key: this is how bad values reach the decoders.
- * Values are raw bytes, a meta built from the input (version, flags, fields,
- * then a checksum, then one byte flipped and a length cut or grown), an
- * OffsetSet's stored form (mutated the same way, its envelope resealed or
- * not) or nothing.
+ * a commit entry key, a checkpoint key (a round LSN, a level, a chunk), a
+ * key of the wrong length under `segments/` or `volumes/`, or deletes a
+ * key: this is how bad values reach the decoders. Values are raw bytes, a
+ * meta built from the input (version, flags, fields, then a checksum, then
+ * one byte flipped and a length cut or grown), an OffsetSet's stored form
+ * (mutated the same way, its envelope resealed or not), a chunk map
+ * (list or bitmap, LSN fields from the input, mutated the same way, its
+ * checksum resealed or not) or nothing. The index writes checkpoints on a
+ * short schedule (`schedule` below), so programs read through them.
  *
  * "lie": the volume index calls the store through a wrapping vtable that
  * takes one byte of the script per store call (get, scan or write) while
@@ -84,6 +87,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_OPS 64
+
+/* A checkpoint schedule short enough for a program of MAX_OPS operations
+ * to close many rounds and pass several images: every other commit is a
+ * round, every 8th round an image. */
+static const segidx_volume_index_options schedule = { 2, 2, 3 };
 #define MAX_SEGS 4
 #define MAX_COMMITS (MAX_OPS + 1)
 #define MAX_ENTRIES (MAX_COMMITS * MAX_SEGS)
@@ -1136,11 +1144,49 @@ static void build_meta(uint8_t *out, struct reader *r)
     put_le(out + 40, XXH3_64bits(out, 40), 8);
 }
 
+/* A chunk map (docs/FORMAT.md, "Chunk map") for the checkpoint key `key`:
+ * `count` offsets from the input, each with an LSN field of `width` bits;
+ * valid as built (the LSNs may lie outside what the schedule allows). */
+static size_t build_chunk_map(uint8_t *out, const uint8_t *key, struct reader *r)
+{
+    unsigned count = 1 + u8(r) % 8u, width = u8(r) % 9u, next = u8(r), step = 1 + u8(r) % 7u;
+    bool dense = u8(r) & 1; /* the bitmap encoding: offsets 0..count-1 */
+    if (dense)
+        count = 256 + u8(r);
+    size_t ob = dense ? 512 : 2 * (size_t)count, lb = ((size_t)count * width + 7) / 8;
+    size_t n = 24 + ob + lb + 8;
+    memset(out, 0, n);
+    memcpy(out, "SXCK", 4);
+    put_le(out + 4, 1, 2);
+    out[6] = key[36];
+    out[7] = dense;
+    uint64_t round = 0;
+    for (int i = 0; i < 8; i++)
+        round = round << 8 | key[28 + i];
+    put_le(out + 8, round, 8);
+    put_le(out + 16, (uint32_t)key[37] << 24 | (uint32_t)key[38] << 16 | (uint32_t)key[39] << 8 |
+                         key[40], 4);
+    put_le(out + 20, count - 1, 2);
+    out[22] = (uint8_t)width;
+    for (unsigned i = 0; i < count; i++, next += step) {
+        if (dense)
+            out[24 + i / 8] |= (uint8_t)(1u << (i % 8));
+        else
+            put_le(out + 24 + 2 * i, next, 2); /* at most 255 + 7 * 8: increasing */
+        uint64_t field = u8(r);
+        for (unsigned b = 0; b < width; b++)
+            if (field >> b & 1)
+                out[24 + ob + (i * width + b) / 8] |= (uint8_t)(1u << ((i * width + b) % 8));
+    }
+    put_le(out + n - 8, XXH3_64bits(out, n - 8), 8);
+    return n;
+}
+
 static void plant(struct state *st, struct volume *v, struct reader *r)
 {
     uint8_t key[64];
     size_t klen;
-    uint8_t kind = u8(r) % 5;
+    uint8_t kind = u8(r) % 6;
     bool del = false;
     switch (kind) {
     case 0: /* the meta */
@@ -1184,6 +1230,19 @@ static void plant(struct state *st, struct volume *v, struct reader *r)
             st->vol[0].dirty = st->vol[1].dirty = true;
         break;
     }
+    case 5: { /* a checkpoint value: at a round LSN, a level, a chunk */
+        memcpy(key, "checkpoints/", 12);
+        memcpy(key + 12, v->vid.bytes, 16);
+        put_be64(key + 28, read_lsn(r));
+        key[36] = u8(r) % 5;
+        uint8_t c = u8(r);
+        uint32_t chunk = c == 0xFF ? UINT32_MAX >> 12 : c == 0xFE ? 16 : c % 4u;
+        for (int i = 0; i < 4; i++)
+            key[37 + i] = (uint8_t)(chunk >> (24 - 8 * i));
+        klen = 41;
+        v->dirty = true;
+        break;
+    }
     default: /* a key of the wrong length under volumes/ */
         memcpy(key, "volumes/", 8);
         memcpy(key + 8, v->vid.bytes, 16);
@@ -1198,8 +1257,12 @@ static void plant(struct state *st, struct volume *v, struct reader *r)
     uint8_t val[16384];
     size_t vlen = 0;
     if (!del) {
-        uint8_t vkind = u8(r) % 4;
-        if (vkind == 0) { /* raw */
+        uint8_t vkind = kind == 5 ? 3 : u8(r) % 4;
+        if (kind == 5 && u8(r) % 4 == 0)
+            vkind = 0;
+        if (vkind == 3 && kind == 5) { /* a chunk map */
+            vlen = build_chunk_map(val, key, r);
+        } else if (vkind == 0) { /* raw */
             vlen = u8(r) % 64u;
             for (size_t i = 0; i < vlen; i++)
                 val[i] = u8(r);
@@ -1212,7 +1275,7 @@ static void plant(struct state *st, struct volume *v, struct reader *r)
             CHECK(vlen >= 24);
             segidx_offset_set_free(s);
         }
-        if (vkind == 1 || vkind == 2) {
+        if (vkind == 1 || vkind == 2 || (vkind == 3 && kind == 5)) {
             uint8_t pos = u8(r), flip = u8(r), len = u8(r), seal = u8(r);
             if (flip)
                 val[pos % vlen] ^= flip;
@@ -1228,6 +1291,8 @@ static void plant(struct state *st, struct volume *v, struct reader *r)
             }
             if (vkind == 1 && (seal & 1) && vlen >= 48)
                 put_le(val + 40, XXH3_64bits(val, 40), 8);
+            if (vkind == 3 && (seal & 1) && vlen >= 8) /* the chunk map's checksum */
+                put_le(val + vlen - 8, XXH3_64bits(val, vlen - 8), 8);
         }
     }
     segidx_kv_op op = { del ? SEGIDX_KV_DEL : SEGIDX_KV_PUT, key, klen, val, vlen };
@@ -1246,9 +1311,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st->h = calloc(1, sizeof *st->h);
     CHECK(st->h != NULL);
     st->h->raw = st->kv;
-    CHECK(segidx_volume_index_open((segidx_kv){ &hostile_vt, st->h }, &st->vi) == SEGIDX_OK);
-    CHECK(segidx_volume_index_open((segidx_kv){ &borrow_vt, &st->kv }, &st->check_vi) ==
+    CHECK(segidx_volume_index_open_with((segidx_kv){ &hostile_vt, st->h }, &schedule, &st->vi) ==
           SEGIDX_OK);
+    CHECK(segidx_volume_index_open_with((segidx_kv){ &borrow_vt, &st->kv }, &schedule,
+                                        &st->check_vi) == SEGIDX_OK);
 
     struct reader r = { data, size };
     for (int ops = 0; ops < MAX_OPS && r.n; ops++) {
@@ -1287,7 +1353,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 segidx_volume_index_close(st->vi);
                 st->version1 = !st->version1;
                 segidx_kv kv = { st->version1 ? &hostile_vt1 : &hostile_vt, st->h };
-                CHECK(segidx_volume_index_open(kv, &st->vi) == SEGIDX_OK);
+                CHECK(segidx_volume_index_open_with(kv, &schedule, &st->vi) == SEGIDX_OK);
             }
             st->h->n_script = c >> 4;
             st->h->pos = 0;
