@@ -635,12 +635,12 @@ int main(int argc, char **argv)
             const char *wname = z ? "zipf" : "uni";
             if (only && *only && strcmp(only, z ? "zipf" : "uniform") != 0)
                 continue;
-            /* A walk over the whole history costs about 0.5 us an entry:
-             * fewer queries and rounds as H grows keep each measurement
-             * to seconds. */
-            int queries = (int)(200000 / hs[i]);
+            /* A walk over the whole history costs about 0.1 us an entry:
+             * fewer queries as H grows keep each measurement to seconds
+             * (and make bench to a few seconds in all). */
+            uint32_t queries = hs[i] <= 10000 ? 200000 / hs[i] : 4000000 / hs[i];
             struct run r = { hname, wname, z == 1, hs[i], behind,
-                             queries < 3 ? 3 : queries > 40 ? 40 : queries,
+                             queries < 8 ? 8 : queries > 40 ? 40 : (int)queries,
                              hs[i] <= 10000 ? 5 : 3, verbose && *verbose == '1',
                              hs[i] >= 100000 };
             one_run(&r, &policy);
