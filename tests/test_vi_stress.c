@@ -18,8 +18,22 @@
  * committers stop when each volume holds max_lsn commits; the readers and
  * the lister run a minimum and then while the committers run, up to a
  * maximum; the pruner and syncers while the committers run.
- * SEGIDX_TEST_QUICK shrinks them all. */
+ * SEGIDX_TEST_QUICK shrinks them all.
+ *
+ * Each run has its checkpoint schedule (docs/FORMAT.md, "Checkpoints"):
+ * the defaults; a small one (K = 2, F = 2, L = 2: every other commit
+ * closes a round, every eighth writes an image), where commits, prunes and
+ * reads meet checkpoint writes and deletes all the time; two indexes with
+ * different options, the second following the schedule the first gave the
+ * volumes; and volumes written without checkpoints that a second index
+ * upgrades while the first, with checkpoints off, keeps committing. The
+ * runs split the iterations one run had before. After each run, besides
+ * reads at every retained LSN, every checkpoint value in the store is
+ * decoded and compared with the model: exactly the rounds the prune point
+ * keeps, each value what its round's commits wrote. */
 #include "testutil.h"
+
+#include "internal.h" /* the checksum, to decode checkpoint values */
 
 #if defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED
 static void test_needs_threads(void **state)
@@ -177,6 +191,9 @@ struct stress {
     unsigned n_vi;
     segidx_lsn max_lsn; /* each volume stops there */
     uint64_t seed;
+    const char *name;   /* the run's */
+    long share;         /* the run's iterations, in 1/1200ths of the whole budget */
+    segidx_kv raw;      /* the store under the indexes, for the final checks */
     segidx_vid vid[VOLUMES];
     struct content *content;             /* [at(v, lsn)] */
     segidx_offset *last_offset;          /* [at(v, lsn)]: the meta's after lsn */
@@ -189,6 +206,12 @@ struct stress {
     atomic_long commits, conflicts, conflicts_lsn_free, reads, reads_pruned, reads_torn,
         prunes, prune_conflicts, unreferenced, syncs, pulls, lists, walks;
 };
+
+/* An iteration count of the whole budget, cut to this run's share. */
+static long stress_scaled(const struct stress *s, long n)
+{
+    return test_scaled(n * s->share / 1200);
+}
 
 static size_t at(const struct stress *s, unsigned v, segidx_lsn lsn)
 {
@@ -209,8 +232,8 @@ static void stress_fail(struct stress *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "stress (seed %llu, %u index%s): %s\n", (unsigned long long)s->seed,
-            s->n_vi, s->n_vi > 1 ? "es" : "", buf);
+    fprintf(stderr, "stress (%s, seed %llu, %u index%s): %s\n", s->name,
+            (unsigned long long)s->seed, s->n_vi, s->n_vi > 1 ? "es" : "", buf);
 }
 
 #define CHECK(s, cond, ...)                   \
@@ -730,7 +753,7 @@ static void *reader(void *p)
 {
     struct worker *w = p;
     struct stress *s = w->s;
-    long min = test_scaled(3000), max = test_scaled(12000);
+    long min = stress_scaled(s, 3000), max = stress_scaled(s, 12000);
     for (long i = 0; stress_ok(s) && i < max && (i < min || atomic_load(&s->busy) > 0); i++) {
         unsigned v = (unsigned)rng_below(&w->rng, VOLUMES);
         segidx_volume_index *vi = s->vi[rng_below(&w->rng, s->n_vi)];
@@ -881,7 +904,7 @@ static void *lister(void *p)
 {
     struct worker *w = p;
     struct stress *s = w->s;
-    long min = test_scaled(200), max = test_scaled(1500);
+    long min = stress_scaled(s, 200), max = stress_scaled(s, 1500);
     for (long i = 0; stress_ok(s) && i < max && (i < min || atomic_load(&s->busy) > 0); i++) {
         segidx_volume_index *vi = s->vi[rng_below(&w->rng, s->n_vi)];
         struct list_walk l = { w, 0 };
@@ -1052,6 +1075,249 @@ static struct shared_store *shared_open(void)
     return st;
 }
 
+/* ------------------------------------------------------------ checkpoints
+ *
+ * The checkpoint values in the store, read straight from it and decoded as
+ * docs/FORMAT.md ("Checkpoints") says, against the model: a volume's meta
+ * names its schedule; every round from the newest image round at or below
+ * the prune point up to the head has exactly the values its commit writes
+ * (a chunk with nothing in it has none), each holding, for every offset of
+ * its chunk written in its span, the newest LSN there; no other round has
+ * any. */
+
+#define CKPT_PREFIX "checkpoints/"
+#define CKPT_PREFIX_LEN 12
+#define CKPT_KEY_LEN (CKPT_PREFIX_LEN + 16 + 8 + 1 + 4)
+#define CHUNK_BITS 12
+#define CHUNK_OFFSETS (1u << CHUNK_BITS)
+
+/* A volume's schedule as its meta stores it; from == 0: no checkpoints. */
+struct schedule {
+    segidx_lsn from;
+    uint64_t commits, fanout, levels;
+};
+
+static uint64_t power_of(uint64_t f, uint64_t e)
+{
+    uint64_t r = 1;
+    while (e--)
+        r *= f;
+    return r;
+}
+
+static uint64_t load_be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* A chunk map of `level` at round LSN `round` for `chunk`, decoded into
+ * off[]/lsn[] (ascending offsets); false if any byte breaks the format. */
+static bool decode_chunk_map(const uint8_t *p, size_t len, segidx_lsn round, unsigned level,
+                             uint32_t chunk, uint32_t *off, segidx_lsn *lsn, unsigned *count)
+{
+    static const uint8_t magic[4] = { 'S', 'X', 'C', 'K' };
+    if (len < 32 || memcmp(p, magic, 4) != 0 || segidx__load16(p + 4) != 1 || p[6] != level ||
+        p[7] > 1 || segidx__load64(p + 8) != round || segidx__load32(p + 16) != chunk ||
+        p[22] > 64 || p[23] != 0)
+        return false;
+    unsigned n = segidx__load16(p + 20) + 1u, width = p[22];
+    bool bitmap = p[7] == 1;
+    if (bitmap != (n >= 256))
+        return false;
+    size_t ob = bitmap ? CHUNK_OFFSETS / 8 : 2 * (size_t)n, lb = ((size_t)n * width + 7) / 8;
+    if (len != 24 + ob + lb + 8 || segidx__load64(p + len - 8) != segidx__xxh3(p, len - 8))
+        return false;
+    const uint8_t *offs = p + 24, *lsns = offs + ob;
+    unsigned k = 0;
+    for (unsigned i = 0; i < (bitmap ? CHUNK_OFFSETS : n); i++) {
+        unsigned b = bitmap ? i : segidx__load16(offs + 2 * i);
+        if (bitmap ? !(offs[b / 8] >> (b % 8) & 1) : false)
+            continue;
+        if (k == n || b >= CHUNK_OFFSETS || (k && b <= (off[k - 1] & (CHUNK_OFFSETS - 1))))
+            return false;
+        off[k++] = chunk << CHUNK_BITS | b;
+    }
+    if (k != n)
+        return false;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t field = 0;
+        for (unsigned bit = 0; bit < width; bit++) {
+            size_t pos = (size_t)i * width + bit;
+            field |= (uint64_t)(lsns[pos / 8] >> (pos % 8) & 1) << bit;
+        }
+        if (field >= round)
+            return false;
+        lsn[i] = round - field;
+    }
+    size_t used = (size_t)n * width % 8;
+    if (used && lsns[lb - 1] >> used)
+        return false;
+    *count = n;
+    return true;
+}
+
+struct ckpt_check {
+    struct stress *s;
+    struct schedule sch[VOLUMES];
+    segidx_volume_meta meta[VOLUMES];
+    uint64_t first_round[VOLUMES]; /* the oldest round the prune point keeps */
+    long values[VOLUMES];          /* values checked */
+    uint32_t off[CHUNK_OFFSETS];
+    segidx_lsn lsn[CHUNK_OFFSETS];
+};
+
+/* The offsets of `chunk` a value of `level` at round LSN `round` holds in
+ * the model, with their LSNs: the newest write of each in its span. */
+static unsigned expected_map(const struct stress *s, unsigned v, const struct schedule *sch,
+                             segidx_lsn round, unsigned level, uint32_t chunk,
+                             segidx_lsn lsn[WRITTEN])
+{
+    segidx_lsn lo = level == 0 ? 0 : round - sch->commits * power_of(sch->fanout, level - 1);
+    unsigned n = 0;
+    for (unsigned u = 0; u < WRITTEN; u++) {
+        lsn[u] = 0;
+        if (candidate_offset(u) >> CHUNK_BITS != chunk)
+            continue;
+        segidx_lsn l = model_at(s, v, u, round);
+        if (l > lo) {
+            lsn[u] = l;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Whether round n of the schedule stores a value of `level`. */
+static bool round_has_level(const struct schedule *sch, uint64_t n, unsigned level)
+{
+    bool image = n % power_of(sch->fanout, sch->levels) == 0;
+    if (image)
+        return level == 0;
+    return level >= 1 && level <= sch->levels && n % power_of(sch->fanout, level - 1) == 0;
+}
+
+static int visit_ckpt_value(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct ckpt_check *c = ctx;
+    struct stress *s = c->s;
+    const uint8_t *k = key;
+    unsigned v = 0;
+    while (v < VOLUMES &&
+           (klen != CKPT_KEY_LEN || memcmp(k + CKPT_PREFIX_LEN, s->vid[v].bytes, 16) != 0))
+        v++;
+    if (v == VOLUMES) {
+        stress_fail(s, "final: a checkpoint key of %zu bytes, of no volume", klen);
+        return 1;
+    }
+    const struct schedule *sch = &c->sch[v];
+    segidx_lsn round = load_be(k + CKPT_PREFIX_LEN + 16, 8);
+    unsigned level = k[CKPT_PREFIX_LEN + 24];
+    uint32_t chunk = (uint32_t)load_be(k + CKPT_PREFIX_LEN + 25, 4);
+    if (!sch->from || round < sch->from || (round - sch->from) % sch->commits != 0 ||
+        round > c->meta[v].lsn || (round - sch->from) / sch->commits < c->first_round[v] ||
+        !round_has_level(sch, (round - sch->from) / sch->commits, level)) {
+        stress_fail(s, "final: volume %u (LSN %llu, keep_from %llu) holds a checkpoint value at "
+                       "round LSN %llu level %u chunk %u, which its schedule (from %llu, K %llu, "
+                       "F %llu, L %llu) does not keep", v, (ull)c->meta[v].lsn,
+                    (ull)c->meta[v].keep_from, (ull)round, level, chunk, (ull)sch->from,
+                    (ull)sch->commits, (ull)sch->fanout, (ull)sch->levels);
+        return 1;
+    }
+    unsigned n;
+    if (!decode_chunk_map(val, vlen, round, level, chunk, c->off, c->lsn, &n)) {
+        stress_fail(s, "final: volume %u: the checkpoint value at round LSN %llu level %u chunk "
+                       "%u breaks the format", v, (ull)round, level, chunk);
+        return 1;
+    }
+    segidx_lsn want[WRITTEN];
+    unsigned n_want = expected_map(s, v, sch, round, level, chunk, want);
+    bool same = n == n_want;
+    for (unsigned i = 0; i < n && same; i++) {
+        int u = candidate_index(c->off[i]);
+        same = u >= 0 && u < (int)WRITTEN && want[u] == c->lsn[i];
+    }
+    CHECK(s, same, "final: volume %u: the checkpoint value at round LSN %llu level %u chunk %u "
+                   "holds %u offsets, not the %u of the model, or other LSNs", v, (ull)round,
+          level, chunk, n, n_want);
+    c->values[v]++;
+    return !same;
+}
+
+/* The meta's schedule, read from its stored bytes (a version-2 meta). */
+static int keep_schedule(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)key, (void)klen;
+    struct schedule *sch = ctx;
+    const uint8_t *p = val;
+    *sch = (struct schedule){ 0, 0, 0, 0 };
+    if (vlen == 64 && segidx__load16(p + 4) == 2)
+        *sch = (struct schedule){ segidx__load64(p + 40), segidx__load32(p + 48), p[52], p[53] };
+    return 0;
+}
+
+/* Every checkpoint value of every volume, against the model, and each
+ * volume's schedule against `want` (from == 0: none; from == 1: from the
+ * first commit; from > 1: from some commit after from - 1). */
+static void check_checkpoints(struct stress *s, const struct schedule *want, long *n_values)
+{
+    struct ckpt_check *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->s = s;
+    long expected[VOLUMES] = { 0 };
+    for (unsigned v = 0; v < VOLUMES; v++) {
+        assert_int_equal(segidx_volume_get(s->vi[0], &s->vid[v], &c->meta[v]), SEGIDX_OK);
+        uint8_t key[24];
+        memcpy(key, "volumes/", 8);
+        memcpy(key + 8, s->vid[v].bytes, 16);
+        assert_int_equal(s->raw.vt->get(s->raw.self, key, sizeof key, keep_schedule, &c->sch[v]),
+                         SEGIDX_OK);
+        struct schedule *sch = &c->sch[v];
+        CHECK(s, (sch->from != 0) == (want->from != 0) &&
+                     (want->from <= 1 ? sch->from == want->from : sch->from >= want->from) &&
+                     (!sch->from || (sch->commits == want->commits &&
+                                     sch->fanout == want->fanout && sch->levels == want->levels)),
+              "final: volume %u has the schedule from %llu K %llu F %llu L %llu, not from %s%llu "
+              "K %llu F %llu L %llu", v, (ull)sch->from, (ull)sch->commits, (ull)sch->fanout,
+              (ull)sch->levels, want->from > 1 ? ">= " : "", (ull)want->from,
+              (ull)want->commits, (ull)want->fanout, (ull)want->levels);
+        if (!sch->from || !stress_ok(s))
+            continue;
+        segidx_lsn keep = c->meta[v].keep_from, head = c->meta[v].lsn;
+        uint64_t every = power_of(sch->fanout, sch->levels);
+        if (keep >= sch->from) {
+            uint64_t n = (keep - sch->from) / sch->commits;
+            c->first_round[v] = n - n % every;
+        }
+        segidx_lsn lsns[WRITTEN];
+        static const uint32_t chunks[] = { 0, (1u << 31) >> CHUNK_BITS,
+                                           UINT32_MAX >> CHUNK_BITS };
+        for (uint64_t n = c->first_round[v]; sch->from + n * sch->commits <= head; n++)
+            for (unsigned level = 0; level <= sch->levels; level++)
+                for (unsigned i = 0; i < 3 && round_has_level(sch, n, level); i++)
+                    expected[v] += expected_map(s, v, sch, sch->from + n * sch->commits, level,
+                                                chunks[i], lsns) > 0;
+    }
+    if (stress_ok(s)) {
+        uint8_t lo[CKPT_PREFIX_LEN], hi[CKPT_PREFIX_LEN];
+        memcpy(lo, CKPT_PREFIX, CKPT_PREFIX_LEN);
+        memcpy(hi, CKPT_PREFIX, CKPT_PREFIX_LEN);
+        hi[CKPT_PREFIX_LEN - 1]++;
+        int rc = s->raw.vt->scan(s->raw.self, lo, sizeof lo, hi, sizeof hi, false,
+                                 visit_ckpt_value, c);
+        CHECK(s, rc >= 0, "final: scan of the checkpoint values: %s", segidx_strerror(rc));
+    }
+    for (unsigned v = 0; v < VOLUMES && stress_ok(s); v++) {
+        CHECK(s, c->values[v] == expected[v], "final: volume %u holds %ld checkpoint values, "
+                                              "the model %ld", v, c->values[v], expected[v]);
+        *n_values += c->values[v];
+    }
+    free(c);
+}
+
 /* ------------------------------------------------------------ the run */
 
 static void final_checks(struct stress *s)
@@ -1083,18 +1349,36 @@ static void final_checks(struct stress *s)
     }
 }
 
-static void run_stress(unsigned n_vi, uint64_t seed)
+/* One run: its indexes' options, and how its volumes begin. */
+struct stress_run {
+    const char *name;
+    unsigned n_vi;
+    uint64_t seed;
+    long share;                               /* in 1/1200ths of the budget */
+    segidx_volume_index_options opts[2];      /* each index's */
+    segidx_lsn history;                       /* LSNs committed through index 0 first */
+    struct schedule want;                     /* the volumes' schedule afterwards */
+};
+
+static void run_stress(const struct stress_run *run)
 {
-    struct stress *s = stress_new((segidx_lsn)test_scaled(1200), seed);
+    unsigned n_vi = run->n_vi;
+    uint64_t seed = run->seed;
+    struct stress *s = stress_new((segidx_lsn)test_scaled(run->share), seed);
     struct shared_store *st = shared_open();
     s->n_vi = n_vi;
+    s->name = run->name;
+    s->share = run->share;
+    s->raw = st->inner;
     for (unsigned i = 0; i < n_vi; i++) {
         atomic_fetch_add(&st->refs, 1);
-        assert_int_equal(segidx_volume_index_open((segidx_kv){ &shared_vt, st }, &s->vi[i]),
+        assert_int_equal(segidx_volume_index_open_with((segidx_kv){ &shared_vt, st },
+                                                       &run->opts[i], &s->vi[i]),
                          SEGIDX_OK);
     }
     for (unsigned v = 0; v < VOLUMES; v++)
-        assert_int_equal(commit_as(s, s->vi[0], v, 1, MAIN_WRITER), SEGIDX_OK);
+        for (segidx_lsn lsn = 1; lsn <= run->history; lsn++)
+            assert_int_equal(commit_as(s, s->vi[0], v, lsn, MAIN_WRITER), SEGIDX_OK);
 
     enum { THREADS = COMMITTERS + SYNCERS + READERS + 2 };
     struct worker w[THREADS];
@@ -1117,23 +1401,26 @@ static void run_stress(unsigned n_vi, uint64_t seed)
     }
     for (unsigned i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
+    long values = 0;
     if (stress_ok(s))
         final_checks(s);
+    if (stress_ok(s))
+        check_checkpoints(s, &run->want, &values);
     /* One index orders its writers itself: the store never refuses one. */
     long refused = atomic_load(&st->refused);
     CHECK(s, n_vi > 1 || refused == 0, "one index, yet the store refused %ld writes", refused);
 
-    print_message("%u index%s: %ld commits, %ld conflicts (%ld with the LSN free), %ld reads "
+    print_message("%s: %ld commits, %ld conflicts (%ld with the LSN free), %ld reads "
                   "(%ld below keep_from, %ld pruned meanwhile), %ld prunes (%ld conflicts, %ld "
                   "sids unreferenced), %ld syncs (%ld pulls), %ld lists, %ld commit walks; "
-                  "the store refused %ld writes\n",
-                  n_vi, n_vi > 1 ? "es" : "", atomic_load(&s->commits),
+                  "the store refused %ld writes; %ld checkpoint values checked\n",
+                  run->name, atomic_load(&s->commits),
                   atomic_load(&s->conflicts), atomic_load(&s->conflicts_lsn_free),
                   atomic_load(&s->reads), atomic_load(&s->reads_pruned),
                   atomic_load(&s->reads_torn), atomic_load(&s->prunes),
                   atomic_load(&s->prune_conflicts), atomic_load(&s->unreferenced),
                   atomic_load(&s->syncs), atomic_load(&s->pulls), atomic_load(&s->lists),
-                  atomic_load(&s->walks), refused);
+                  atomic_load(&s->walks), refused, values);
     long failures = atomic_load(&s->failures);
     for (unsigned i = 0; i < n_vi; i++)
         segidx_volume_index_close(s->vi[i]);
@@ -1141,11 +1428,21 @@ static void run_stress(unsigned n_vi, uint64_t seed)
     assert_int_equal(failures, 0);
 }
 
-/* Every writer through one index: its mutex orders them. */
+/* Five runs share the iterations one run had before: 480 LSNs a volume
+ * each. */
+#define SHARE 480
+
+static const struct schedule default_schedule = { 1, SEGIDX_DEFAULT_CHECKPOINT_COMMITS,
+                                                  SEGIDX_DEFAULT_CHECKPOINT_FANOUT,
+                                                  SEGIDX_DEFAULT_CHECKPOINT_LEVELS };
+
+/* Every writer through one index: its mutex orders them. Default
+ * checkpoints (a round every 16 commits). */
 static void test_stress_one_index(void **state)
 {
     (void)state;
-    run_stress(1, 1);
+    struct stress_run r = { "one index", 1, 1, SHARE, { { 0, 0, 0 } }, 1, default_schedule };
+    run_stress(&r);
 }
 
 /* Writers through two indexes on one store: only the store's EXPECT on
@@ -1153,7 +1450,45 @@ static void test_stress_one_index(void **state)
 static void test_stress_two_indexes(void **state)
 {
     (void)state;
-    run_stress(2, 2);
+    struct stress_run r = { "two indexes", 2, 2, SHARE, { { 0, 0, 0 }, { 0, 0, 0 } }, 1,
+                            default_schedule };
+    run_stress(&r);
+}
+
+/* A small schedule: every other commit closes a round and writes deltas,
+ * every fourth a level-2 delta, every eighth an image; each prune past an
+ * image round deletes values, while readers read through them. */
+static void test_stress_small_checkpoints(void **state)
+{
+    (void)state;
+    struct stress_run r = { "one index, K 2 F 2 L 2", 1, 3, SHARE, { { 2, 2, 2 } }, 1,
+                            { 1, 2, 2, 2 } };
+    run_stress(&r);
+}
+
+/* Two indexes with different options: the first gives the volumes their
+ * schedule at LSN 1, and the second, whose own would be K 1 F 2 L 3,
+ * follows it in every commit it makes. */
+static void test_stress_small_checkpoints_two_indexes(void **state)
+{
+    (void)state;
+    struct stress_run r = { "two indexes, K 2 F 2 L 2 and K 1 F 2 L 3", 2, 4, SHARE,
+                            { { 2, 2, 2 }, { 1, 2, 3 } }, 1, { 1, 2, 2, 2 } };
+    run_stress(&r);
+}
+
+/* Volumes written without checkpoints (24 commits through an index that
+ * has them off), then raced on by that index and one with K 3 F 2 L 1:
+ * the first commit through the second upgrades the volume (round 0, an
+ * image from one walk of the history), and the first keeps committing by
+ * the schedule from then on. */
+static void test_stress_upgrade(void **state)
+{
+    (void)state;
+    struct stress_run r = { "two indexes, checkpoints off and K 3 F 2 L 1", 2, 5, SHARE,
+                            { { SEGIDX_CHECKPOINTS_OFF, 0, 0 }, { 3, 2, 1 } }, 24,
+                            { 25, 3, 2, 1 } };
+    run_stress(&r);
 }
 
 int main(void)
@@ -1161,6 +1496,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stress_one_index),
         cmocka_unit_test(test_stress_two_indexes),
+        cmocka_unit_test(test_stress_small_checkpoints),
+        cmocka_unit_test(test_stress_small_checkpoints_two_indexes),
+        cmocka_unit_test(test_stress_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
