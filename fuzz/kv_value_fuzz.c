@@ -45,7 +45,8 @@
  * % L; the meta is the library's (with the input's keep_from), and so are
  * the checkpoint values. `plant` picks one of them (plant % (values + 1);
  * the last choice plants nothing) and with bit 7 deletes it; otherwise
- * ctl bit 2 replaces it by the bytes, or else the bytes are XORed over it
+ * ctl bit 2 replaces it by a chunk map built from the bytes (offsets and
+ * LSN fields of the input's choosing), or else the bytes are XORed over it
  * and extend it, and ctl bit 3 reseals its trailing checksum. A meta of
  * version 2 (in either mode) makes the target read the volume as FORMAT.md
  * "Reading with checkpoints" says, decoding chunk maps itself: the walk
@@ -138,6 +139,14 @@ static void add_closed(segidx_offset_set *s, uint32_t lo, uint32_t last)
     } else {
         CHECK(segidx_offset_set_add_range(s, lo, last + 1) == SEGIDX_OK);
     }
+}
+
+static uint64_t get64be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
 }
 
 static segidx_sid make_sid(uint8_t last)
@@ -699,9 +708,39 @@ static int collect_ckpt(void *ctx, const void *key, size_t klen, const void *val
     return 0;
 }
 
-/* The planted value: the input's bytes (ctl bit 2), or the value as written
- * with the input's bytes XORed over its start and any further ones
- * appended; its checksum resealed (bit 3); or no value at all (plant bit 7). */
+/* A chunk map for `key` built from the bytes: 1..8 offsets from
+ * b[2] % 32 on, b[3] % 4 + 1 apart, LSN fields of b[1] % 10 bits, one byte
+ * each from b[4] on. Valid as built, except that its LSNs may be any. */
+static size_t build_chunk_map(uint8_t *out, const uint8_t key[CKPT_KEY_LEN], const uint8_t *b,
+                              size_t n)
+{
+    unsigned count = 1 + (n > 0 ? b[0] : 0) % 8u, width = (n > 1 ? b[1] : 0) % 10u;
+    unsigned next = (n > 2 ? b[2] : 0) % 32u, step = 1 + (n > 3 ? b[3] : 0) % 4u;
+    size_t lb = ((size_t)count * width + 7) / 8, len = 24 + 2 * (size_t)count + lb + 8;
+    memset(out, 0, len);
+    memcpy(out, "SXCK", 4);
+    put_le(out + 4, 1, 2);
+    out[6] = key[36];
+    put_le(out + 8, get64be(key + 28), 8);
+    put_le(out + 16, (uint32_t)key[37] << 24 | (uint32_t)key[38] << 16 | (uint32_t)key[39] << 8 |
+                         key[40], 4);
+    put_le(out + 20, count - 1, 2);
+    out[22] = (uint8_t)width;
+    for (unsigned i = 0; i < count; i++, next += step) {
+        put_le(out + 24 + 2 * i, next, 2);
+        unsigned field = 4 + i < n ? b[4 + i] : 0;
+        for (unsigned bit = 0; bit < width; bit++)
+            if (field >> bit & 1)
+                out[24 + 2 * count + (i * width + bit) / 8] |= (uint8_t)(1u << ((i * width + bit) % 8));
+    }
+    put_le(out + len - 8, XXH3_64bits(out, len - 8), 8);
+    return len;
+}
+
+/* The planted value: a chunk map built from the input's bytes (ctl bit 2),
+ * or the value as written with the input's bytes XORed over its start and
+ * any further ones appended; its checksum resealed (bit 3); or no value at
+ * all (plant bit 7). */
 static void plant_cval(struct world *w, uint8_t plant, uint8_t ctl, const uint8_t *rest,
                        size_t rest_len)
 {
@@ -717,12 +756,17 @@ static void plant_cval(struct world *w, uint8_t plant, uint8_t ctl, const uint8_
         w->n_cv--;
         return;
     }
-    size_t len = ctl & 4 ? rest_len : cv->vlen > rest_len ? cv->vlen : rest_len;
+    if (ctl & 4) {
+        uint8_t *val = must_malloc(24 + 16 + 9 + 8);
+        free(cv->val);
+        cv->val = val;
+        cv->vlen = build_chunk_map(val, cv->key, rest, rest_len);
+        return;
+    }
+    size_t len = cv->vlen > rest_len ? cv->vlen : rest_len;
     uint8_t *val = must_malloc(len);
     for (size_t j = 0; j < len; j++)
-        val[j] = ctl & 4    ? rest[j]
-                 : j < cv->vlen ? (uint8_t)(cv->val[j] ^ (j < rest_len ? rest[j] : 0))
-                                : rest[j];
+        val[j] = j < cv->vlen ? (uint8_t)(cv->val[j] ^ (j < rest_len ? rest[j] : 0)) : rest[j];
     if ((ctl & 8) && len >= 8)
         put_le(val + len - 8, XXH3_64bits(val, len - 8), 8);
     free(cv->val);
@@ -971,14 +1015,6 @@ static int record_find(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_
 }
 
 /* ------------------------------------------------- spec reading: checkpoints */
-
-static uint64_t get64be(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static void ckpt_key(uint8_t key[CKPT_KEY_LEN], const segidx_vid *vid, uint64_t round,
                      unsigned level, uint32_t chunk)

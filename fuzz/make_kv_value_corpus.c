@@ -25,7 +25,8 @@
  *    checkpoint values stored), valid and with one field broken;
  *  - "ck-*": checkpoint mode ("CK", a schedule byte, a plant byte, then the
  *    usual three): the history committed with checkpoints, one value left
- *    as written, patched (resealed or not), replaced or deleted.
+ *    as written, patched (resealed or not), rebuilt from the input or
+ *    deleted.
  */
 #include <segidx.h>
 
@@ -401,7 +402,8 @@ int main(int argc, char **argv)
         { "ck-patch-level", 0x08, 0, SEAL_ENTRY, 7, 0xFF, 7, { [6] = 1 } },
         { "ck-patch-unsealed", 0x00, 4, 0, 7, 0xFF, 12, { [11] = 0x80 } },
         { "ck-delete", 0x00, 0x81, 0, 7, 0xFF, 0, { 0 } },
-        { "ck-replace-junk", 0x05, 2, SEAL_META, 6, 0x7F, 12, { 'S', 'X', 'C', 'K', 2, 0 } },
+        { "ck-built-map", 0x05, 2, SEAL_META, 6, 0x7F, 9, { 4, 4, 0, 1, 0, 1, 2, 3, 9 } },
+        { "ck-built-map-k1", 0x00, 5, SEAL_META, 7, 0xFF, 8, { 3, 3, 2, 1, 1, 2, 7, 0 } },
         { "ck-pruned", 0x12, 0xFF, 0, 7 | 3 << 6, 0xFF, 0, { 0 } },
     };
     for (size_t i = 0; i < sizeof ck / sizeof *ck; i++) {

@@ -565,32 +565,41 @@ struct vers_visit {
     const segidx_vid *vid;
     segidx_lsn max_lsn;
     segidx__vers *out;
-    segidx_lsn round, min_lsn; /* stored maps: the round and level asked for */
-    unsigned level;
+    segidx_offset_set *seen;   /* entries: offsets a newer commit wrote */
+    segidx_lsn min_lsn;        /* maps: the oldest LSN they may name */
     int err;
 };
 
+/* An entry, newest first: the offsets no newer commit wrote are its. */
 static int visit_entry_vers(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct vers_visit *v = ctx;
     struct entry e;
     if ((v->err = parse_entry(key, klen, val, vlen, v->vid, v->max_lsn, &e)))
         return 1;
-    v->err = segidx__vers_add_set(v->out, e.offsets, e.lsn);
+    segidx_offset_set *shadowed = segidx_offset_set_cut(e.offsets, v->seen);
+    if (!shadowed)
+        v->err = SEGIDX_ENOMEM;
+    else if (!(v->err = segidx__vers_add_set(v->out, e.offsets, e.lsn)) &&
+             !segidx__offset_set_union(v->seen, e.offsets))
+        v->err = SEGIDX_ENOMEM;
+    segidx_offset_set_free(shadowed);
     segidx_offset_set_free(e.offsets);
     return v->err != 0;
 }
 
-/* Every version the commits in [lo, hi] wrote. */
+/* The newest version of every offset the commits in [lo, hi] wrote and
+ * `seen` does not hold (it gathers them): one reverse scan, so that memory
+ * grows with the offsets, not with the commits (round 0 reads them all). */
 static int vers_from_entries(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lo,
-                             segidx_lsn hi, segidx__vers *out)
+                             segidx_lsn hi, segidx_offset_set *seen, segidx__vers *out)
 {
     if (lo > hi)
         return SEGIDX_OK;
     struct lsn_range r;
     lsn_range(&r, vid, lo, hi);
-    struct vers_visit v = { vid, hi, out, 0, 0, 0, 0 };
-    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, false,
+    struct vers_visit v = { vid, hi, out, seen, 0, 0 };
+    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, true,
                                visit_entry_vers, &v);
     return v.err ? v.err : scan < 0 ? scan : SEGIDX_OK;
 }
@@ -614,7 +623,7 @@ static int vers_from_stored(segidx_volume_index *vi, const segidx_vid *vid,
     uint8_t lo[CKPT_KEY_LEN], hi[CKPT_KEY_LEN];
     ckpt_key(lo, vid, round, level, 0);
     ckpt_key(hi, vid, round, level + 1, 0);
-    struct vers_visit v = { vid, 0, out, round, segidx__ckpt_min_lsn(pol, level, round), level, 0 };
+    struct vers_visit v = { vid, 0, out, NULL, segidx__ckpt_min_lsn(pol, level, round), 0 };
     int scan = segidx__kv_scan(&vi->kv, lo, CKPT_KEY_CHUNK, hi, CKPT_KEY_CHUNK, false,
                                visit_map_vers, &v);
     return v.err ? v.err : scan < 0 ? scan : SEGIDX_OK;
@@ -670,10 +679,16 @@ static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segi
     bool image = round % segidx__ckpt_image_every(pol) == 0;
     segidx__vers vers = { 0 };
     /* The round's own commits: this one, and those since the last round. */
-    segidx_lsn first = round == 0 ? 1 : lsn - pol->commits + 1;
-    int rc = vers_from_entries(vi, vid, first, lsn - 1, &vers);
+    segidx_offset_set *seen = segidx_offset_set_new();
+    int rc = seen ? SEGIDX_OK : SEGIDX_ENOMEM;
     for (size_t i = 0; i < n && !rc; i++)
-        rc = segidx__vers_add_set(&vers, segs[i].offsets, lsn);
+        if ((rc = segidx__vers_add_set(&vers, segs[i].offsets, lsn)) ||
+            !segidx__offset_set_union(seen, segs[i].offsets))
+            rc = rc ? rc : SEGIDX_ENOMEM;
+    segidx_lsn first = round == 0 ? 1 : lsn - pol->commits + 1;
+    if (!rc)
+        rc = vers_from_entries(vi, vid, first, lsn - 1, seen, &vers);
+    segidx_offset_set_free(seen);
     segidx__vers_newest(&vers);
     if (round > 0) {
         unsigned top = image ? pol->levels : segidx__ckpt_top_level(pol, round);
