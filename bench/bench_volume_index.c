@@ -2,10 +2,12 @@
  * LMDB with 100,000 commits of 1-32 skewed offsets each.
  *
  *   find_segments queries/s for 1024 written offsets at the latest and at
- *   the middle LSN, and the store entries each query read against the
- *   commits it had to walk (they must be equal: no extra scans);
- *   commits/s, nosync and durable, against bare LMDB puts of the same
- *   bytes in the same number of transactions. */
+ *   the middle LSN of a volume without checkpoints (the walk), and the
+ *   store entries each query read against the commits it had to walk (they
+ *   must be equal: no extra scans); commits/s, nosync (that volume) and
+ *   durable (with checkpoints, the default), against bare LMDB puts of the
+ *   same bytes in the same number of transactions. bench_checkpoint.c has
+ *   the reads with checkpoints. */
 #include "bench.h"
 
 #include <lmdb.h>
@@ -146,7 +148,14 @@ static double bare_lmdb_commits(const char *dir, bool nosync, uint32_t commits, 
     return per_s;
 }
 
-static segidx_volume_index *open_index(const char *dir, bool nosync, struct counting **count)
+/* The walk's figures: a volume without checkpoints (bench_checkpoint.c
+ * measures reads with them). */
+static const segidx_volume_index_options walk_only = { SEGIDX_CHECKPOINTS_OFF, 0, 0 };
+
+/* opts NULL: the defaults, checkpoints on. */
+static segidx_volume_index *open_index(const char *dir, bool nosync,
+                                       const segidx_volume_index_options *opts,
+                                       struct counting **count)
 {
     segidx_kv_lmdb_options o = { 0 };
     o.nosync = nosync;
@@ -156,7 +165,8 @@ static segidx_volume_index *open_index(const char *dir, bool nosync, struct coun
     struct counting *c = bench_xmalloc(sizeof *c);
     *c = (struct counting){ kv, 0 };
     segidx_volume_index *vi;
-    BENCH_CHECK(segidx_volume_index_open((segidx_kv){ &counting_vt, c }, &vi) == SEGIDX_OK);
+    BENCH_CHECK(segidx_volume_index_open_with((segidx_kv){ &counting_vt, c }, opts, &vi) ==
+                SEGIDX_OK);
     *count = c;
     return vi;
 }
@@ -257,10 +267,10 @@ static void bench_queries(const char *name, segidx_volume_index *vi, struct coun
         segidx_offset_set_free(q);
     }
     char line[96];
-    snprintf(line, sizeof line, "volume.find_segments %s", name);
+    snprintf(line, sizeof line, "volume.find_segments walk %s", name);
     bench_print(&(struct bench_figure){ .name = line, .value = QUERIES / ((double)t / 1e9),
                                         .unit = "q/s", .better = BENCH_HIGHER_IS_BETTER });
-    snprintf(line, sizeof line, "volume.entries_read %s", name);
+    snprintf(line, sizeof line, "volume.entries_read walk %s", name);
     bench_print(&(struct bench_figure){ .name = line, .value = (double)visited / QUERIES,
                                         .unit = "/query", .baseline = "commits walked + 1",
                                         .baseline_value = (double)walked / QUERIES });
@@ -275,7 +285,7 @@ int main(void)
     /* 100,000 commits, nosync, then the queries. */
     char *dir = scratch_dir("vi");
     struct counting *count;
-    segidx_volume_index *vi = open_index(dir, true, &count);
+    segidx_volume_index *vi = open_index(dir, true, &walk_only, &count);
     uint32_t marks[2] = { COMMITS / 2, COMMITS };
     uint32_t *at[2] = { bench_xmalloc(VOLUME_PAGES * 4), bench_xmalloc(VOLUME_PAGES * 4) };
     double nosync = index_commits(vi, &vid, COMMITS, 1, at, marks, 2);
@@ -300,12 +310,12 @@ int main(void)
     double bare_nosync = bare_lmdb_commits(dir, true, COMMITS, 1);
     remove_dir(dir);
     free(dir);
-    bench_print(&(struct bench_figure){ .name = "volume.commit nosync", .value = nosync,
+    bench_print(&(struct bench_figure){ .name = "volume.commit nosync walk", .value = nosync,
                                         .unit = "c/s", .better = BENCH_HIGHER_IS_BETTER,
                                         .baseline = "bare lmdb puts", .baseline_value = bare_nosync });
 
     dir = scratch_dir("durable");
-    vi = open_index(dir, false, &count);
+    vi = open_index(dir, false, NULL, &count);
     double durable = index_commits(vi, &vid, DURABLE_COMMITS, 2, NULL, NULL, 0);
     segidx_volume_index_close(vi);
     free(count);
