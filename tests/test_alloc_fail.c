@@ -1278,6 +1278,246 @@ static void volume_index_calls(void **state)
     assert_int_equal(fa.live, live);
 }
 
+/* ------------------------------------------------------------ checkpoints */
+
+/* A view of a store several indexes share: its close leaves the store
+ * open (the index that owns the store closes it). */
+static int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->get(kv->self, k, kl, fn, ctx);
+}
+
+static int borrow_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
+                       bool rev, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
+}
+
+static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->write(kv->self, ops, n);
+}
+
+static void borrow_close(void *self)
+{
+    (void)self;
+}
+
+static segidx_kv borrowed(segidx_kv *kv)
+{
+    static const segidx_kv_vtable vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
+                                         borrow_write, borrow_close };
+    return (segidx_kv){ &vt, kv };
+}
+
+/* K = 2, F = 2, L = 3 from LSN 1: round n closes at LSN 2n + 1. Round 0
+ * (LSN 1) and round 8 (LSN 17) are images; odd rounds (LSN 3, 7, 11, 15,
+ * 19) write a level-1 delta; rounds 2 and 6 (LSN 5, 13) levels 1 and 2,
+ * round 4 (LSN 9) levels 1 to 3. */
+static const segidx_volume_index_options ckpt_opts = { 2, 2, 3 };
+static const segidx_volume_index_options walk_opts = { SEGIDX_CHECKPOINTS_OFF, 0, 0 };
+enum { CK_COMMITS = 20, CK_HISTORY = 12 };
+
+static int vi_open_with_call(void *ctx)
+{
+    struct vi_ctx *c = ctx;
+    segidx_volume_index *vi = NULL;
+    int rc = segidx_volume_index_open_with(c->kv, &ckpt_opts, &vi);
+    if (rc == SEGIDX_OK) {
+        segidx_volume_index_close(vi);
+        long saved = faults_pause();
+        assert_int_equal(segidx_kv_mem_open(&c->kv), SEGIDX_OK);
+        faults_resume(saved);
+    }
+    return rc;
+}
+
+/* What a commit of the schedule above writes besides its entry. */
+enum { CK_BETWEEN, CK_LEVEL1, CK_LEVELS, CK_IMAGE, CK_KINDS };
+
+static unsigned ckpt_kind(segidx_lsn lsn)
+{
+    if (lsn % 2 == 0)
+        return CK_BETWEEN;
+    uint64_t round = (lsn - 1) / 2;
+    return round % 8 == 0 ? CK_IMAGE : round % 2 ? CK_LEVEL1 : CK_LEVELS;
+}
+
+static void commit_unarmed(segidx_volume_index *vi, unsigned v, segidx_lsn lsn)
+{
+    segidx_vid vid = vid_n(v);
+    segidx_commit_segment seg = { commit_sid(v, lsn), commit_offsets(v, lsn) };
+    assert_int_equal(segidx_volume_commit(vi, &vid, lsn, lsn * 10, &seg, 1), SEGIDX_OK);
+    segidx_offset_set_free((segidx_offset_set *)seg.offsets);
+}
+
+/* Volumes 0 and 1: CK_COMMITS commits on the schedule above. Volume 2:
+ * CK_HISTORY commits through a handle with checkpoints off, and then one
+ * through `vi`, which upgrades it. Unarmed: the reference. */
+static void ckpt_build(segidx_volume_index *vi, segidx_volume_index *walk)
+{
+    for (segidx_lsn lsn = 1; lsn <= CK_COMMITS; lsn++)
+        for (unsigned v = 0; v < 2; v++)
+            commit_unarmed(vi, v, lsn);
+    for (segidx_lsn lsn = 1; lsn <= CK_HISTORY; lsn++)
+        commit_unarmed(walk, 2, lsn);
+    commit_unarmed(vi, 2, CK_HISTORY + 1);
+}
+
+static bool stores_equal(segidx_kv a, segidx_kv b)
+{
+    test_bytes x = { 0 }, y = { 0 };
+    dump(a, &x);
+    dump(b, &y);
+    bool same = x.len == y.len && memcmp(x.p, y.p, x.len) == 0;
+    bytes_free(&x);
+    bytes_free(&y);
+    return same;
+}
+
+/* A find at c->vid and c->lsn over offsets 0..70 and UINT32_MAX, swept;
+ * the answer must be the reference's. */
+static void ckpt_find(struct vi_ctx *c, const char *name)
+{
+    segidx_offset_set_free(c->query);
+    segidx_offset_set_free(c->query_before);
+    c->query = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add_range(c->query, 0, 70), SEGIDX_OK);
+    assert_int_equal(segidx_offset_set_add(c->query, UINT32_MAX), SEGIDX_OK);
+    c->query_before = segidx_offset_set_copy(c->query);
+    segidx_offset_set *q = c->query;
+    c->query = segidx_offset_set_copy(q);
+    vi_reference(c, vi_find_call);
+    assert_true(c->want.len > 0);
+    segidx_offset_set_free(c->query);
+    c->query = q;
+    dump(c->kv, &c->before);
+    sweep f = SWEEP(name, vi_find_call, vi_query_unchanged, vi_find_answer, c);
+    fail_each(&f);
+}
+
+/* Checkpoint writes, reads and deletes: open_with; commits of each kind
+ * the schedule has (between rounds, a level-1 delta, deltas of higher
+ * levels, an image) and the round-0 commit that upgrades a volume written
+ * without checkpoints (one walk of its history); finds that read deltas
+ * and images; a prune that deletes checkpoint values. */
+static void checkpoint_calls(void **state)
+{
+    (void)state;
+    size_t live = fa.live;
+    struct vi_ctx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+
+    assert_int_equal(segidx_kv_mem_open(&c->kv), SEGIDX_OK);
+    sweep op = SWEEP("segidx_volume_index_open_with", vi_open_with_call, NULL, NULL, c);
+    fail_each(&op);
+    c->kv.vt->close(c->kv.self);
+
+    /* Under test: `vi` (checkpoints on) and `walk` (off) over one store;
+     * the reference: the same over another, built unarmed. */
+    segidx_volume_index *walk, *ref_walk;
+    assert_int_equal(segidx_kv_mem_open(&c->kv), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(c->kv, &ckpt_opts, &c->vi), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->kv), &walk_opts, &walk),
+                     SEGIDX_OK);
+    assert_int_equal(segidx_kv_mem_open(&c->ref_kv), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(c->ref_kv, &ckpt_opts, &c->ref), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->ref_kv), &walk_opts, &ref_walk),
+                     SEGIDX_OK);
+    ckpt_build(c->ref, ref_walk);
+
+    static const char *const kind_name[CK_KINDS] = {
+        "segidx_volume_commit (between rounds)",
+        "segidx_volume_commit (round: level-1 delta)",
+        "segidx_volume_commit (round: deltas up to level 2, 3)",
+        "segidx_volume_commit (image round)",
+    };
+    long points[CK_KINDS] = { 0 };
+    unsigned commits[CK_KINDS] = { 0 };
+    sweep cm = SWEEP("segidx_volume_commit (checkpoints)", vi_commit_call, vi_unchanged, NULL, c);
+    for (segidx_lsn lsn = 1; lsn <= CK_COMMITS; lsn++)
+        for (unsigned v = 0; v < 2; v++) {
+            c->vid = vid_n(v);
+            c->lsn = lsn;
+            c->segs[0] = (segidx_commit_segment){ commit_sid(v, lsn), commit_offsets(v, lsn) };
+            c->nsegs = 1;
+            dump(c->kv, &c->before);
+            points[ckpt_kind(lsn)] += sweep_points(&cm);
+            commits[ckpt_kind(lsn)]++;
+            segidx_offset_set_free((segidx_offset_set *)c->segs[0].offsets);
+        }
+    for (unsigned k = 0; k < CK_KINDS; k++) {
+        char over[32];
+        snprintf(over, sizeof over, " over %u commits", commits[k]);
+        report(kind_name[k], points[k], over);
+    }
+
+    /* The upgrade: volume 2's history without checkpoints, then its next
+     * commit through `vi` becomes round 0 and writes the image. */
+    for (segidx_lsn lsn = 1; lsn <= CK_HISTORY; lsn++)
+        commit_unarmed(walk, 2, lsn);
+    c->vid = vid_n(2);
+    c->lsn = CK_HISTORY + 1;
+    c->segs[0] = (segidx_commit_segment){ commit_sid(2, c->lsn), commit_offsets(2, c->lsn) };
+    c->nsegs = 1;
+    dump(c->kv, &c->before);
+    sweep up = SWEEP("segidx_volume_commit (round 0, upgrading)", vi_commit_call, vi_unchanged,
+                     NULL, c);
+    fail_each(&up);
+    segidx_offset_set_free((segidx_offset_set *)c->segs[0].offsets);
+    assert_true(stores_equal(c->kv, c->ref_kv));
+
+    /* Reads: at LSN 16 one commit walked, then the deltas of rounds 7
+     * (level 1), 6 (level 2) and 4 (level 3) and the image of round 0;
+     * at the head (20) one commit and round 9's delta over round 8's
+     * image; at the upgraded volume's round 0 its image alone; and the
+     * handle with checkpoints off reading by the volume's schedule. */
+    c->vid = vid_n(0);
+    c->lsn = 16;
+    ckpt_find(c, "segidx_volume_find_segments (deltas of 3 levels, image)");
+    c->vid = vid_n(1);
+    c->lsn = CK_COMMITS;
+    ckpt_find(c, "segidx_volume_find_segments (delta, image)");
+    c->vid = vid_n(2);
+    c->lsn = CK_HISTORY + 1;
+    ckpt_find(c, "segidx_volume_find_segments (upgraded: image)");
+    segidx_volume_index *vi = c->vi;
+    c->vi = walk;
+    c->vid = vid_n(0);
+    c->lsn = 15;
+    ckpt_find(c, "segidx_volume_find_segments (checkpoints off)");
+    c->vi = vi;
+
+    /* A prune to 18 keeps round 8's image (LSN 17) and deletes every
+     * checkpoint value of the rounds below it, with the entries' rewrites. */
+    c->vid = vid_n(0);
+    c->lsn = 18;
+    vi_reference(c, vi_prune_call);
+    dump(c->kv, &c->before);
+    sweep pr = SWEEP("segidx_volume_prune_report (checkpoints)", vi_prune_call, vi_unchanged,
+                     vi_got_want, c);
+    fail_each(&pr);
+    assert_true(stores_equal(c->kv, c->ref_kv));
+    c->lsn = 19;
+    ckpt_find(c, "segidx_volume_find_segments (after the prune)");
+
+    segidx_volume_index_close(walk);
+    segidx_volume_index_close(ref_walk);
+    segidx_volume_index_close(c->vi);
+    segidx_volume_index_close(c->ref);
+    segidx_offset_set_free(c->query);
+    segidx_offset_set_free(c->query_before);
+    bytes_free(&c->before);
+    bytes_free(&c->after);
+    bytes_free(&c->got);
+    bytes_free(&c->want);
+    free(c);
+    assert_int_equal(fa.live, live);
+}
+
 /* ------------------------------------------------------------ loader, reads */
 
 /* A segment source over NVOL x NCOMMITS segments in memory. */
@@ -1523,6 +1763,7 @@ int main(void)
         cmocka_unit_test(kv_mem_calls),
         cmocka_unit_test(kv_lmdb_calls),
         cmocka_unit_test(volume_index_calls),
+        cmocka_unit_test(checkpoint_calls),
         cmocka_unit_test(read_calls),
     };
     int rc = cmocka_run_group_tests_name("alloc_fail", tests, NULL, NULL);
