@@ -162,6 +162,12 @@ $(LMDB_TESTS): $(LMDB_STATIC) include/segidx_lmdb.h
 ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free
 $(BUILD)/tests/test_alloc_fail: TEST_LIBS = $(ALLOC_WRAP) $(LMDB_STATIC) $(STATIC) -lcmocka \
                                             $(LMDB_LIBS) $(DEP_LIBS)
+# The checkpoint tests refuse any allocation too large for them (malloc,
+# calloc and realloc wrapped the same way; tests/test_checkpoint.c).
+CKPT_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+$(BUILD)/tests/test_checkpoint: TEST_LIBS = $(CKPT_WRAP) $(STATIC) -lcmocka $(DEP_LIBS)
+$(BUILD)/tests/test_lmdb_checkpoint: TEST_LIBS = $(CKPT_WRAP) $(LMDB_STATIC) $(STATIC) -lcmocka \
+                                                 $(LMDB_LIBS) $(DEP_LIBS)
 
 check-unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t 2>&1; done

@@ -2,11 +2,11 @@
  * the brute-force model: reads at every LSN around every round of many
  * small schedules; what a read costs, whatever the history; prune; the
  * first checkpoint of a volume written without them; races run at every
- * store call; a failing store; planted damage; the options. The stored
- * checkpoint values are compared with what FORMAT.md says they hold,
- * decoded here from its text, not with the library's code. Over the
- * in-memory store, or over LMDB when built with CHECKPOINT_OVER_LMDB
- * (tests/test_lmdb_checkpoint.c). */
+ * store call; a failing store; planted damage; the options; a query of
+ * every offset. The stored checkpoint values are compared with what
+ * FORMAT.md says they hold, decoded here from its text, not with the
+ * library's code. Over the in-memory store, or over LMDB when built with
+ * CHECKPOINT_OVER_LMDB (tests/test_lmdb_checkpoint.c). */
 #include "vitest.h"
 
 #include "internal.h" /* little-endian helpers and the checksum, to plant values */
@@ -77,6 +77,51 @@ static int open_test_store(segidx_kv *out)
     return segidx_kv_mem_open(out);
 }
 #endif
+
+/* ------------------------------------------------------------ allocations
+ *
+ * This binary is linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+ * (the Makefile's lines for it): every allocation libsegidx (linked in
+ * statically) and this file make comes here. None of these tests needs a
+ * block of ALLOC_CAP bytes; a request above it is refused (NULL) and
+ * remembered, so that a call that would take memory in proportion to what
+ * it is asked rather than to what the volume holds shows as SEGIDX_ENOMEM,
+ * not as gigabytes taken from the machine.
+ */
+#define ALLOC_CAP ((size_t)64 << 20)
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+static size_t largest_refused; /* 0: none */
+
+static bool refuse(size_t n)
+{
+    if (n <= ALLOC_CAP)
+        return false;
+    largest_refused = n > largest_refused ? n : largest_refused;
+    return true;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return refuse(n) ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return size && refuse(n > SIZE_MAX / size ? SIZE_MAX : n * size) ? NULL
+                                                                    : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return refuse(n) ? NULL : __real_realloc(p, n);
+}
 
 /* ------------------------------------------------------------ schedules */
 
@@ -1934,6 +1979,64 @@ static void test_corrupt_values(void **state)
     fixture_close(&f);
 }
 
+/* ------------------------------------------------------------ 9. a query of every offset */
+
+/* A query of every u32 over a volume whose pages lie in 0..SPREAD: the
+ * part above the volume's last offset holds nothing and costs nothing.
+ * Without checkpoints the walk answers it with a few cuts of the set; with
+ * them the read must answer it too, for the chunks the volume's offsets
+ * span, and take no memory per offset asked. */
+static void test_query_of_every_offset(void **state)
+{
+    (void)state;
+    const policy p = { 2, 2, 2 };
+    const segidx_volume_index_options on = opts_of(p);
+    for (int ck = 0; ck < 2; ck++) {
+        fixture f;
+        fixture_open(&f, 9000, ck ? &on : &ckpt_off);
+        model_volume v = { 0 };
+        v.vid = random_vid(&f.rng);
+        for (segidx_lsn lsn = 1; lsn <= 40; lsn++) {
+            model_commit c = { lsn, { { { { 0 } }, segidx_offset_set_new() } }, 1 };
+            c.segs[0].sid.bytes[0] = (uint8_t)(1 + lsn % 5);
+            for (int k = 0; k < 20; k++)
+                segidx_offset_set_add(c.segs[0].offsets, (uint32_t)rng_below(&f.rng, SPREAD + 1));
+            assert_int_equal(commit_model(f.vi, &v.vid, &c, 0), SEGIDX_OK);
+            model_append(&v, &c);
+        }
+        segidx_offset_set *every = segidx_offset_set_new();
+        segidx_offset_set_add_range(every, 0, UINT32_MAX);
+        segidx_offset_set_add(every, UINT32_MAX);
+        largest_refused = 0;
+        int first_rc = SEGIDX_OK;
+        for (segidx_lsn lsn = 1; lsn <= v.n + 1; lsn += 3) {
+            found_list got;
+            segidx_offset_set *left;
+            int rc = find_into(f.vi, &v.vid, lsn, every, &got, &left);
+            if (rc == SEGIDX_OK) {
+                assert_find_like_model(&v, lsn, every, &got, left);
+            } else { /* an error, as the API allows: nothing called, query kept */
+                assert_int_equal(got.n, 0);
+                assert_true(segidx_offset_set_equals(left, every));
+                if (first_rc == SEGIDX_OK)
+                    print_error("checkpoints %s, read at %llu over every offset: %s; largest "
+                                "allocation refused: %zu bytes\n",
+                                ck ? "on" : "off", (unsigned long long)lsn,
+                                segidx_strerror(rc), largest_refused);
+                first_rc = first_rc ? first_rc : rc;
+            }
+            found_list_free(&got);
+            segidx_offset_set_free(left);
+        }
+        size_t refused = largest_refused;
+        segidx_offset_set_free(every);
+        model_volume_free(&v);
+        fixture_close(&f);
+        assert_int_equal(first_rc, SEGIDX_OK);
+        assert_int_equal(refused, 0);
+    }
+}
+
 /* ------------------------------------------------------------ 8. options */
 
 static void test_options(void **state)
@@ -1990,6 +2093,7 @@ int main(void)
         cmocka_unit_test(test_failing_store),
         cmocka_unit_test(test_corrupt_values),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_query_of_every_offset),
     };
 #ifdef CHECKPOINT_OVER_LMDB
     return cmocka_run_group_tests_name("checkpoints over lmdb", tests, NULL, NULL);
