@@ -112,6 +112,14 @@ void segidx__find_hits_free(segidx__find_hit *hits, size_t n);
 void segidx__offset_set_swap(segidx_offset_set *a, segidx_offset_set *b);
 /* a |= b; false if that could not be done. */
 bool segidx__offset_set_union(segidx_offset_set *a, const segidx_offset_set *b);
+/* The offsets of `s` in [lo, hi], ascending, at most `cap` of them, into
+ * `out`; returns how many. */
+size_t segidx__offset_set_range(const segidx_offset_set *s, uint32_t lo, uint32_t hi,
+                                uint32_t *out, size_t cap);
+/* Remove v[0..n) from s. */
+void segidx__offset_set_remove_many(segidx_offset_set *s, const uint32_t *v, size_t n);
+/* Remove every offset above x. */
+void segidx__offset_set_remove_above(segidx_offset_set *s, uint32_t x);
 /* Whether two sets share an offset. */
 bool segidx__offset_set_intersects(const segidx_offset_set *a, const segidx_offset_set *b);
 /* The largest offset of a non-empty set. */

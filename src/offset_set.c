@@ -102,6 +102,32 @@ bool segidx__offset_set_union(segidx_offset_set *a, const segidx_offset_set *b)
     return true; /* CRoaring 0.2.66 reports no allocation failure here */
 }
 
+size_t segidx__offset_set_range(const segidx_offset_set *s, uint32_t lo, uint32_t hi,
+                                uint32_t *out, size_t cap)
+{
+    roaring_uint32_iterator_t it;
+    roaring_init_iterator(cbm(s), &it);
+    size_t n = 0;
+    if (!roaring_move_uint32_iterator_equalorlarger(&it, lo))
+        return 0;
+    while (it.has_value && it.current_value <= hi && n < cap) {
+        out[n++] = it.current_value;
+        roaring_advance_uint32_iterator(&it);
+    }
+    return n;
+}
+
+void segidx__offset_set_remove_many(segidx_offset_set *s, const uint32_t *v, size_t n)
+{
+    roaring_bitmap_remove_many(bm(s), n, v);
+}
+
+void segidx__offset_set_remove_above(segidx_offset_set *s, uint32_t x)
+{
+    if (x < UINT32_MAX)
+        roaring_bitmap_remove_range_closed(bm(s), x + 1, UINT32_MAX);
+}
+
 bool segidx__offset_set_intersects(const segidx_offset_set *a, const segidx_offset_set *b)
 {
     return roaring_bitmap_intersect(cbm(a), cbm(b));

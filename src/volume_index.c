@@ -442,10 +442,11 @@ static int try_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn
     struct batch b = { 0 };
     if (!rc)
         rc = build_commit_batch(vi, &b, vid, lsn, prev, &next, segs, n);
-    if (!rc)
+    if (!rc) {
         rc = segidx__kv_write(&vi->kv, b.ops, b.n);
+        *lost = rc == SEGIDX_ECONFLICT; /* not next_meta's: the LSN was taken */
+    }
     batch_free(&b);
-    *lost = rc == SEGIDX_ECONFLICT;
     return rc;
 }
 
@@ -814,90 +815,143 @@ static int check_not_torn(segidx_volume_index *vi, const segidx_vid *vid, segidx
  * answered, and what the round's deltas and image answer for them. */
 struct ckpt_read {
     const segidx_vid *vid;
-    uint32_t *off; /* open offsets, ascending */
-    bool *taken;   /* taken[i]: off[i] was answered by the value just read */
-    size_t n;
+    segidx_offset_set *open; /* open offsets: the query's, up to the highest written */
     segidx__vers found;
-    size_t lo, hi;         /* the get under way: off[lo..hi), one chunk */
-    segidx_lsn min_lsn;    /* ... and the oldest LSN its value may name */
+    uint32_t *chunk_open;    /* the open offsets of the chunk under way... */
+    size_t n_chunk_open;
+    segidx_lsn min_lsn;      /* ... and the oldest LSN its value may name */
+    int err;                 /* scans: why the visit stopped */
 };
 
-static void ckpt_read_free(struct ckpt_read *r)
-{
-    free(r->off);
-    free(r->taken);
-    segidx__vers_free(&r->found);
-}
-
-static int collect_offset(segidx_offset o, void *ctx)
-{
-    struct ckpt_read *r = ctx;
-    r->off[r->n++] = o;
-    return 0;
-}
-
-/* The open offsets: the query's, up to the highest offset ever written
- * (above it no value can hold one). */
+/* Above the highest offset ever written no value can hold one: what is
+ * open is bounded by the volume, not by the query. */
 static int ckpt_read_init(struct ckpt_read *r, const segidx_offset_set *query,
                           const struct meta *m)
 {
-    uint64_t card = segidx_offset_set_cardinality(query);
-    r->off = card <= SIZE_MAX / sizeof *r->off ? malloc((size_t)card * sizeof *r->off) : NULL;
-    r->taken = r->off ? calloc((size_t)card, sizeof *r->taken) : NULL;
-    if (!r->off || !r->taken)
+    r->open = m->written ? segidx_offset_set_copy(query) : segidx_offset_set_new();
+    r->chunk_open = malloc(SEGIDX__CHUNK_OFFSETS * sizeof *r->chunk_open);
+    if (!r->open || !r->chunk_open)
         return SEGIDX_ENOMEM;
-    segidx_offset_set_iterate(query, collect_offset, r);
-    while (r->n && (!m->written || r->off[r->n - 1] > m->pub.last_offset))
-        r->n--;
+    segidx__offset_set_remove_above(r->open, m->pub.last_offset);
     return SEGIDX_OK;
 }
 
-static int visit_ckpt_value(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+static void ckpt_read_free(struct ckpt_read *r)
 {
-    (void)klen; /* the key asked for: kv_guard.c checks */
-    struct ckpt_read *r = ctx;
+    segidx_offset_set_free(r->open);
+    free(r->chunk_open);
+    segidx__vers_free(&r->found);
+}
+
+/* The open offsets of `chunk`, into r->chunk_open. */
+static size_t open_in_chunk(struct ckpt_read *r, uint32_t chunk)
+{
+    uint32_t lo = chunk << SEGIDX__CHUNK_BITS;
+    r->n_chunk_open = segidx__offset_set_range(r->open, lo, lo | (SEGIDX__CHUNK_OFFSETS - 1),
+                                               r->chunk_open, SEGIDX__CHUNK_OFFSETS);
+    return r->n_chunk_open;
+}
+
+/* A chunk's value: each of the chunk's open offsets it holds is found, with
+ * its LSN. */
+static int take_from_value(struct ckpt_read *r, const uint8_t *key, const void *val,
+                           size_t vlen)
+{
     segidx__chunk_map map;
     int rc = parse_ckpt_value(key, val, vlen, &map);
-    for (size_t i = r->lo; i < r->hi && !rc; i++) {
+    if (!rc)
+        rc = segidx__vers_reserve(&r->found, r->n_chunk_open);
+    for (size_t i = 0; i < r->n_chunk_open && !rc; i++) {
         unsigned pos;
         segidx_lsn lsn;
-        if (!segidx__chunk_map_find(&map, r->off[i], &pos))
-            continue;
-        if (!(rc = segidx__chunk_map_lsn(&map, pos, r->min_lsn, &lsn))) {
-            r->found.v[r->found.n++] = (segidx__ver){ r->off[i], lsn };
-            r->taken[i] = true;
-        }
+        if (segidx__chunk_map_find(&map, r->chunk_open[i], &pos) &&
+            !(rc = segidx__chunk_map_lsn(&map, pos, r->min_lsn, &lsn)))
+            r->found.v[r->found.n++] = (segidx__ver){ r->chunk_open[i], lsn };
     }
     return rc;
 }
 
-/* Answer what the value of `level` at round LSN `round` holds, one get per
- * chunk the open offsets span, and close those offsets. */
+static int visit_ckpt_get(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)klen; /* the key asked for: kv_guard.c checks */
+    return take_from_value(ctx, key, val, vlen);
+}
+
+static int visit_ckpt_scan(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct ckpt_read *r = ctx;
+    const uint8_t *k = key;
+    if (!is_ckpt_key(k, klen, r->vid)) {
+        r->err = SEGIDX_ECORRUPT;
+        return 1;
+    }
+    uint32_t chunk = (uint32_t)k[CKPT_KEY_CHUNK] << 24 | (uint32_t)k[CKPT_KEY_CHUNK + 1] << 16 |
+                     (uint32_t)k[CKPT_KEY_CHUNK + 2] << 8 | k[CKPT_KEY_CHUNK + 3];
+    if (chunk > (UINT32_MAX >> SEGIDX__CHUNK_BITS)) {
+        r->err = SEGIDX_ECORRUPT;
+        return 1;
+    }
+    if (open_in_chunk(r, chunk))
+        r->err = take_from_value(r, k, val, vlen);
+    return r->err != 0;
+}
+
+/* Up to this many chunks a value is read by a get per chunk; a query that
+ * spans more reads the values of its span in one scan, so that its cost
+ * is bounded by the chunks the volume has values for, not by the query. */
+#define GETS_UP_TO 16
+
+/* The chunks the open offsets span, counted up to GETS_UP_TO + 1. */
+static unsigned open_chunks(const struct ckpt_read *r, uint32_t *first, uint32_t *last)
+{
+    unsigned n = 0;
+    uint32_t at = 0, next;
+    while (n <= GETS_UP_TO && segidx__offset_set_range(r->open, at, UINT32_MAX, &next, 1)) {
+        uint32_t chunk = next >> SEGIDX__CHUNK_BITS;
+        if (n++ == 0)
+            *first = chunk;
+        *last = chunk;
+        if (chunk == UINT32_MAX >> SEGIDX__CHUNK_BITS)
+            break;
+        at = (chunk + 1) << SEGIDX__CHUNK_BITS;
+    }
+    if (n > GETS_UP_TO)
+        *last = segidx__offset_set_max(r->open) >> SEGIDX__CHUNK_BITS;
+    return n;
+}
+
+/* Answer what the value of `level` at round LSN `round` holds for the open
+ * offsets, chunk by chunk in order, and close those it answers. */
 static int consult(segidx_volume_index *vi, struct ckpt_read *r, const segidx__ckpt_policy *pol,
                    segidx_lsn round, unsigned level)
 {
     r->min_lsn = segidx__ckpt_min_lsn(pol, level, round);
+    size_t before = r->found.n;
+    uint32_t first = 0, last = 0;
+    unsigned chunks = open_chunks(r, &first, &last);
+    uint8_t lo[CKPT_KEY_LEN], hi[CKPT_KEY_LEN];
     int rc = SEGIDX_OK;
-    for (size_t i = 0, j; i < r->n && !rc; i = j) {
-        uint32_t chunk = r->off[i] >> SEGIDX__CHUNK_BITS;
-        for (j = i + 1; j < r->n && r->off[j] >> SEGIDX__CHUNK_BITS == chunk; j++)
-            ;
-        if ((rc = segidx__vers_reserve(&r->found, j - i)))
-            break;
-        uint8_t key[CKPT_KEY_LEN];
-        ckpt_key(key, r->vid, round, level, chunk);
-        r->lo = i;
-        r->hi = j;
-        rc = segidx__kv_get(&vi->kv, key, sizeof key, visit_ckpt_value, r);
+    if (chunks > GETS_UP_TO) {
+        ckpt_key(lo, r->vid, round, level, first);
+        ckpt_key(hi, r->vid, round, level, last + 1);
+        r->err = 0;
+        int scan = segidx__kv_scan(&vi->kv, lo, sizeof lo, hi, sizeof hi, false, visit_ckpt_scan,
+                                   r);
+        rc = r->err ? r->err : scan < 0 ? scan : SEGIDX_OK;
+    }
+    uint32_t at = first << SEGIDX__CHUNK_BITS, next;
+    while (chunks <= GETS_UP_TO && !rc && segidx__offset_set_range(r->open, at, UINT32_MAX, &next, 1)) {
+        uint32_t chunk = next >> SEGIDX__CHUNK_BITS;
+        open_in_chunk(r, chunk);
+        ckpt_key(lo, r->vid, round, level, chunk);
+        rc = segidx__kv_get(&vi->kv, lo, sizeof lo, visit_ckpt_get, r);
         rc = rc == SEGIDX_ENOTFOUND ? SEGIDX_OK : rc;
+        if (chunk == UINT32_MAX >> SEGIDX__CHUNK_BITS)
+            break;
+        at = (chunk + 1) << SEGIDX__CHUNK_BITS;
     }
-    size_t k = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        if (!r->taken[i])
-            r->off[k++] = r->off[i];
-        r->taken[i] = false;
-    }
-    r->n = k;
+    for (size_t i = before; i < r->found.n; i++)
+        segidx__offset_set_remove_many(r->open, &r->found.v[i].off, 1);
     return rc;
 }
 
@@ -971,12 +1025,12 @@ static int read_checkpoints(segidx_volume_index *vi, const segidx_vid *vid,
     struct ckpt_read r = { .vid = vid };
     int rc = ckpt_read_init(&r, w->query, m);
     uint64_t image = round - round % segidx__ckpt_image_every(pol);
-    for (uint64_t p = round; p > image && r.n && !rc;) {
+    for (uint64_t p = round; p > image && !rc && !segidx_offset_set_is_empty(r.open);) {
         unsigned level = segidx__ckpt_top_level(pol, p);
         rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, p), level);
         p -= segidx__ckpt_span(pol, level);
     }
-    if (!rc && r.n)
+    if (!rc && !segidx_offset_set_is_empty(r.open))
         rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, image), 0);
     if (!rc)
         rc = resolve_found(vi, vid, w, &r.found);
