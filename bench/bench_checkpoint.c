@@ -564,7 +564,10 @@ static void one_run(const struct run *r, const segidx_volume_index_options *poli
             char which[48];
             snprintf(which, sizeof which, "%s %u", at ? "middle" : "latest", sizes[k]);
             progress(r, which);
-            struct query_set qs = make_queries(&qg, r->zipf, r->queries, sizes[k], 0);
+            /* Single pages walk little on average but with a long tail:
+             * more of them. */
+            int n = sizes[k] == 1 && r->queries < 40 ? 40 : r->queries;
+            struct query_set qs = make_queries(&qg, r->zipf, n, sizes[k], 0);
             measure(r, sides, &vid, at ? middle : latest, at ? at_middle : at_latest, &qs,
                     which);
             query_set_free(&qs);
