@@ -93,25 +93,46 @@ int segidx__vers_add_set(segidx__vers *l, const segidx_offset_set *s, segidx_lsn
     return SEGIDX_OK;
 }
 
-/* By offset, the newest version first. */
-static int compare_vers(const void *a, const void *b)
+/* A stable sort by offset: four passes of a byte each (LSD radix), so that
+ * an image of a few hundred thousand versions sorts in linear time. */
+static int sort_by_offset(segidx__vers *l)
 {
-    const segidx__ver *x = a, *y = b;
-    if (x->off != y->off)
-        return x->off < y->off ? -1 : 1;
-    return (x->lsn < y->lsn) - (x->lsn > y->lsn);
+    segidx__ver *tmp = malloc(l->n * sizeof *tmp);
+    if (!tmp)
+        return SEGIDX_ENOMEM;
+    segidx__ver *from = l->v, *to = tmp;
+    for (unsigned shift = 0; shift < 32; shift += 8) {
+        size_t count[257] = { 0 };
+        for (size_t i = 0; i < l->n; i++)
+            count[(from[i].off >> shift & 0xFF) + 1]++;
+        if (count[(from[0].off >> shift & 0xFF) + 1] == l->n)
+            continue; /* one bucket: this byte orders nothing */
+        for (unsigned b = 0; b < 256; b++)
+            count[b + 1] += count[b];
+        for (size_t i = 0; i < l->n; i++)
+            to[count[from[i].off >> shift & 0xFF]++] = from[i];
+        segidx__ver *t = from;
+        from = to;
+        to = t;
+    }
+    if (from != l->v)
+        memcpy(l->v, from, l->n * sizeof *l->v);
+    free(tmp);
+    return SEGIDX_OK;
 }
 
-void segidx__vers_newest(segidx__vers *l)
+int segidx__vers_newest(segidx__vers *l)
 {
     if (l->n < 2)
-        return;
-    qsort(l->v, l->n, sizeof *l->v, compare_vers);
+        return SEGIDX_OK;
+    if (sort_by_offset(l))
+        return SEGIDX_ENOMEM;
     size_t k = 1;
     for (size_t i = 1; i < l->n; i++)
         if (l->v[i].off != l->v[k - 1].off)
             l->v[k++] = l->v[i];
     l->n = k;
+    return SEGIDX_OK;
 }
 
 /* ------------------------------------------------------------ chunk map */
@@ -278,23 +299,34 @@ int segidx__chunk_map_lsn(const segidx__chunk_map *m, unsigned i, segidx_lsn min
     return SEGIDX_OK;
 }
 
+/* The i-th version of a map, whose offset is `bit` in the chunk. */
+static int add_map_version(segidx__vers *l, const segidx__chunk_map *m, unsigned i, unsigned bit,
+                           segidx_lsn min_lsn)
+{
+    segidx_lsn lsn;
+    if (segidx__chunk_map_lsn(m, i, min_lsn, &lsn))
+        return SEGIDX_ECORRUPT;
+    l->v[l->n++] = (segidx__ver){ m->chunk << SEGIDX__CHUNK_BITS | bit, lsn };
+    return SEGIDX_OK;
+}
+
 int segidx__vers_add_map(segidx__vers *l, const segidx__chunk_map *m, segidx_lsn min_lsn)
 {
-    if (min_lsn > m->round || segidx__vers_reserve(l, m->count))
-        return min_lsn > m->round ? SEGIDX_ECORRUPT : SEGIDX_ENOMEM;
-    uint32_t base = m->chunk << SEGIDX__CHUNK_BITS;
+    if (min_lsn > m->round)
+        return SEGIDX_ECORRUPT;
+    if (segidx__vers_reserve(l, m->count))
+        return SEGIDX_ENOMEM;
+    int rc = SEGIDX_OK;
     unsigned i = 0;
-    for (unsigned bit = 0; bit < SEGIDX__CHUNK_OFFSETS && i < m->count; bit++) {
-        if (m->bitmap ? !(m->offsets[bit >> 3] >> (bit & 7) & 1)
-                      : segidx__load16(m->offsets + 2 * i) != bit)
-            continue;
-        segidx_lsn lsn;
-        if (segidx__chunk_map_lsn(m, i, min_lsn, &lsn))
-            return SEGIDX_ECORRUPT;
-        l->v[l->n++] = (segidx__ver){ base | bit, lsn };
-        i++;
-    }
-    return SEGIDX_OK;
+    if (!m->bitmap)
+        for (; i < m->count && !rc; i++)
+            rc = add_map_version(l, m, i, segidx__load16(m->offsets + 2 * i), min_lsn);
+    /* A bitmap: its set bits, a word at a time (bit b of byte k is offset
+     * 8k + b, so a little-endian word holds 64 offsets in order). */
+    for (unsigned word = 0; m->bitmap && word < SEGIDX__CHUNK_OFFSETS / 64 && !rc; word++)
+        for (uint64_t bits = segidx__load64(m->offsets + 8 * word); bits && !rc; bits &= bits - 1)
+            rc = add_map_version(l, m, i++, word * 64 + (unsigned)__builtin_ctzll(bits), min_lsn);
+    return rc;
 }
 
 static unsigned width_of(const segidx__ver *v, size_t n, segidx_lsn round)

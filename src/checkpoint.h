@@ -57,8 +57,9 @@ void segidx__vers_free(segidx__vers *l);
 int segidx__vers_reserve(segidx__vers *l, size_t more);
 /* Append every offset of `s` with `lsn`. SEGIDX_OK or SEGIDX_ENOMEM. */
 int segidx__vers_add_set(segidx__vers *l, const segidx_offset_set *s, segidx_lsn lsn);
-/* Keep, for each offset, its newest version only; sorted by offset. */
-void segidx__vers_newest(segidx__vers *l);
+/* Keep, for each offset, the first of its versions in the list (callers
+ * append newest first), sorted by offset. SEGIDX_OK or SEGIDX_ENOMEM. */
+int segidx__vers_newest(segidx__vers *l);
 
 /* A chunk map, parsed in place (the bytes stay the caller's). */
 typedef struct segidx__chunk_map {

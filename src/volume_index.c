@@ -690,14 +690,15 @@ static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segi
     if (!rc)
         rc = vers_from_entries(vi, vid, first, lsn - 1, seen, &vers);
     segidx_offset_set_free(seen);
-    segidx__vers_newest(&vers);
+    /* Versions are gathered newest first throughout: of two versions of
+     * one offset, the one gathered first is kept. */
+    if (!rc)
+        rc = segidx__vers_newest(&vers);
     if (round > 0) {
         unsigned top = image ? pol->levels : segidx__ckpt_top_level(pol, round);
         for (unsigned level = 1; level <= top && !rc; level++) {
-            if (level > 1) {
-                rc = vers_from_siblings(vi, vid, pol, round, level - 1, &vers);
-                segidx__vers_newest(&vers);
-            }
+            if (level > 1 && !(rc = vers_from_siblings(vi, vid, pol, round, level - 1, &vers)))
+                rc = segidx__vers_newest(&vers);
             if (!rc && !image)
                 rc = batch_chunk_maps(b, vid, &vers, level, lsn);
         }
@@ -707,7 +708,8 @@ static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segi
             if (!rc)
                 rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, previous), 0,
                                       &vers);
-            segidx__vers_newest(&vers);
+            if (!rc)
+                rc = segidx__vers_newest(&vers);
         }
     }
     if (image && !rc)
