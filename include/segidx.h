@@ -883,9 +883,9 @@ typedef struct segidx_volume_index_options {
 /** Commits per checkpoint round by default. */
 #define SEGIDX_DEFAULT_CHECKPOINT_COMMITS 16u
 /** Checkpoint fanout by default. */
-#define SEGIDX_DEFAULT_CHECKPOINT_FANOUT 8u
-/** Checkpoint delta levels by default: an image every 16·8^3 = 8192 commits. */
-#define SEGIDX_DEFAULT_CHECKPOINT_LEVELS 3u
+#define SEGIDX_DEFAULT_CHECKPOINT_FANOUT 4u
+/** Checkpoint delta levels by default: an image every 16·4^4 = 4096 commits. */
+#define SEGIDX_DEFAULT_CHECKPOINT_LEVELS 4u
 /** segidx_volume_index_options::checkpoint_commits: start no checkpoints. */
 #define SEGIDX_CHECKPOINTS_OFF UINT32_MAX
 

@@ -2072,8 +2072,8 @@ static void test_options(void **state)
         const segidx_volume_index_options *o;
         policy want;
     } good[] = {
-        { NULL, { 16, 8, 3 } },
-        { &(segidx_volume_index_options){ 0, 0, 0 }, { 16, 8, 3 } },
+        { NULL, { 16, 4, 4 } },
+        { &(segidx_volume_index_options){ 0, 0, 0 }, { 16, 4, 4 } },
         { &(segidx_volume_index_options){ 1u << 24, 64, 6 }, { 1u << 24, 64, 6 } },
         { &(segidx_volume_index_options){ 1, 2, 1 }, { 1, 2, 1 } },
         { &ckpt_off, { 0, 0, 0 } },
