@@ -188,17 +188,25 @@ static unsigned bits_for(uint64_t v)
     return w;
 }
 
-static unsigned popcount_bytes(const uint8_t *p, size_t n)
+/* Bits set in x, without a call (built for CPUs without POPCNT, the
+ * builtin becomes a library call per word). */
+static unsigned popcount64(uint64_t x)
+{
+    x -= x >> 1 & 0x5555555555555555u;
+    x = (x & 0x3333333333333333u) + (x >> 2 & 0x3333333333333333u);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Fu;
+    return (unsigned)((x * 0x0101010101010101u) >> 56);
+}
+
+/* A bitmap's rank table (the bits set before each word); returns the bits
+ * set in all. */
+static unsigned rank_words(const uint8_t *p, uint16_t rank[SEGIDX__CHUNK_OFFSETS / 64])
 {
     unsigned c = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        c += (unsigned)__builtin_popcountll(w);
+    for (size_t i = 0; i < SEGIDX__CHUNK_OFFSETS / 64; i++) {
+        rank[i] = (uint16_t)c;
+        c += popcount64(segidx__load64(p + 8 * i));
     }
-    for (; i < n; i++)
-        c += (unsigned)__builtin_popcount(p[i]);
     return c;
 }
 
@@ -236,7 +244,7 @@ int segidx__chunk_map_parse(const void *val, size_t len, segidx__chunk_map *m)
         return SEGIDX_ECORRUPT;
     m->offsets = p + MAP_HEADER;
     m->lsns = m->offsets + ob;
-    bool ok = m->bitmap ? popcount_bytes(m->offsets, ob) == m->count
+    bool ok = m->bitmap ? rank_words(m->offsets, m->rank) == m->count
                         : list_increasing(m->offsets, m->count);
     /* The last LSN byte's unused bits are zero: one stored form per map. */
     unsigned used = (unsigned)((size_t)m->count * m->width % 8);
@@ -249,12 +257,11 @@ bool segidx__chunk_map_find(const segidx__chunk_map *m, uint32_t off, unsigned *
 {
     unsigned bit = off & (SEGIDX__CHUNK_OFFSETS - 1);
     if (m->bitmap) {
-        if (!(m->offsets[bit >> 3] >> (bit & 7) & 1))
+        uint64_t word = segidx__load64(m->offsets + 8 * (bit >> 6));
+        if (!(word >> (bit & 63) & 1))
             return false;
         /* Rank: the bits set below `bit`. */
-        unsigned whole = bit >> 3;
-        *i = popcount_bytes(m->offsets, whole) +
-             (unsigned)__builtin_popcount(m->offsets[whole] & ((1u << (bit & 7)) - 1));
+        *i = m->rank[bit >> 6] + popcount64(word & ((UINT64_C(1) << (bit & 63)) - 1));
         return true;
     }
     unsigned lo = 0, hi = m->count;
@@ -271,22 +278,6 @@ bool segidx__chunk_map_find(const segidx__chunk_map *m, uint32_t off, unsigned *
             hi = mid;
     }
     return false;
-}
-
-uint32_t segidx__chunk_map_offset(const segidx__chunk_map *m, unsigned i)
-{
-    uint32_t base = m->chunk << SEGIDX__CHUNK_BITS;
-    if (!m->bitmap)
-        return base | segidx__load16(m->offsets + 2 * i);
-    unsigned seen = 0;
-    for (unsigned byte = 0;; byte++) {
-        unsigned c = (unsigned)__builtin_popcount(m->offsets[byte]);
-        if (seen + c > i)
-            for (unsigned b = 0; b < 8; b++)
-                if (m->offsets[byte] >> b & 1 && seen++ == i)
-                    return base | (byte * 8 + b);
-        seen += c;
-    }
 }
 
 int segidx__chunk_map_lsn(const segidx__chunk_map *m, unsigned i, segidx_lsn min_lsn,

@@ -69,6 +69,7 @@ typedef struct segidx__chunk_map {
     unsigned count, width;
     bool bitmap;
     const uint8_t *offsets, *lsns;
+    uint16_t rank[SEGIDX__CHUNK_OFFSETS / 64]; /* bitmap: bits set before each word */
 } segidx__chunk_map;
 
 /* Check every structural fact FORMAT.md lists (not the LSN range, which
@@ -78,8 +79,6 @@ int segidx__chunk_map_parse(const void *val, size_t len, segidx__chunk_map *m);
 /* Whether the map holds `off` (an offset of its chunk); if so, its
  * position among the map's offsets through *i. */
 bool segidx__chunk_map_find(const segidx__chunk_map *m, uint32_t off, unsigned *i);
-/* The offset at position i (< count). */
-uint32_t segidx__chunk_map_offset(const segidx__chunk_map *m, unsigned i);
 /* The LSN at position i, checked to lie in [min_lsn, round]: SEGIDX_OK or
  * SEGIDX_ECORRUPT. */
 int segidx__chunk_map_lsn(const segidx__chunk_map *m, unsigned i, segidx_lsn min_lsn,

@@ -36,9 +36,24 @@
 
 #include <lmdb.h>
 
+/* A read transaction and its cursor (NULL until a scan needs one). */
+typedef struct reader {
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+} reader;
+
+/* Read transactions kept reset between calls, per store: renewing one
+ * costs no allocation and no pass over the shared reader table, which a
+ * read that resolves a thousand LSNs would otherwise pay a thousand times.
+ * Each keeps its reader slot (see segidx_kv_lmdb_options::max_readers). */
+#define IDLE_READERS 4
+
 typedef struct lmdb_kv {
     MDB_env *env;
     MDB_dbi dbi;
+    segidx__mutex readers_lock;
+    reader idle[IDLE_READERS];
+    unsigned n_idle;
     size_t max_key;             /* longest key LMDB takes */
     segidx__atomic_int last_rc; /* the last LMDB code that was an error */
     /* Its place in the list of open stores (all under open_stores_lock). */
@@ -92,6 +107,53 @@ static int val_cmp(const MDB_val *v, const void *b, size_t blen)
     return segidx__key_cmp(v->mv_data, v->mv_size, b, blen);
 }
 
+/* ------------------------------------------------------------ readers */
+
+static void reader_free(reader *r)
+{
+    if (r->cursor)
+        mdb_cursor_close(r->cursor);
+    if (r->txn)
+        mdb_txn_abort(r->txn);
+    *r = (reader){ NULL, NULL };
+}
+
+/* Start a read: an idle transaction renewed, or a new one; with a cursor
+ * when `cursor`. Returns an LMDB code; on failure *r holds nothing. */
+static int read_begin(lmdb_kv *kv, reader *r, bool cursor)
+{
+    *r = (reader){ NULL, NULL };
+    segidx__mutex_lock(&kv->readers_lock);
+    if (kv->n_idle)
+        *r = kv->idle[--kv->n_idle];
+    segidx__mutex_unlock(&kv->readers_lock);
+    int rc = r->txn ? mdb_txn_renew(r->txn) : MDB_SUCCESS;
+    if (rc)
+        reader_free(r);
+    if (!r->txn && (rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &r->txn)))
+        r->txn = NULL;
+    if (!rc && cursor)
+        rc = r->cursor ? mdb_cursor_renew(r->txn, r->cursor)
+                       : mdb_cursor_open(r->txn, kv->dbi, &r->cursor);
+    if (rc)
+        reader_free(r);
+    return rc;
+}
+
+/* End a read: its snapshot released, the transaction kept idle if there
+ * is room. */
+static void read_end(lmdb_kv *kv, reader *r)
+{
+    mdb_txn_reset(r->txn);
+    segidx__mutex_lock(&kv->readers_lock);
+    if (kv->n_idle < IDLE_READERS) {
+        kv->idle[kv->n_idle++] = *r;
+        *r = (reader){ NULL, NULL };
+    }
+    segidx__mutex_unlock(&kv->readers_lock);
+    reader_free(r);
+}
+
 /* A key LMDB can store: 1 to max_key bytes. */
 static bool key_valid(const lmdb_kv *kv, const void *key, size_t klen)
 {
@@ -105,19 +167,19 @@ static int lmdb_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn
     lmdb_kv *kv = self;
     if (!kv || !fn || !key_valid(kv, key, klen))
         return SEGIDX_EINVAL;
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+    reader r;
+    int rc = read_begin(kv, &r, false);
     if (rc)
         return fail(kv, rc);
     MDB_val k = { klen, (void *)key }, v;
-    rc = mdb_get(txn, kv->dbi, &k, &v);
+    rc = mdb_get(r.txn, kv->dbi, &k, &v);
     if (rc == MDB_SUCCESS)
         rc = fn(ctx, key, klen, v.mv_data, v.mv_size);
     else if (rc == MDB_NOTFOUND)
         rc = SEGIDX_ENOTFOUND;
     else
         rc = fail(kv, rc);
-    mdb_txn_abort(txn);
+    read_end(kv, &r);
     return rc;
 }
 
@@ -166,16 +228,11 @@ static int lmdb_scan(void *self, const void *lo, size_t lolen, const void *hi, s
         return SEGIDX_EINVAL;
     if (lolen && hilen && segidx__key_cmp(lo, lolen, hi, hilen) >= 0)
         return SEGIDX_OK; /* [lo, hi) is empty */
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &txn);
+    reader r;
+    int rc = read_begin(kv, &r, true);
     if (rc)
         return fail(kv, rc);
-    MDB_cursor *c;
-    rc = mdb_cursor_open(txn, kv->dbi, &c);
-    if (rc) {
-        mdb_txn_abort(txn);
-        return fail(kv, rc);
-    }
+    MDB_cursor *c = r.cursor;
     MDB_val k, v;
     MDB_cursor_op step = reverse ? MDB_PREV : MDB_NEXT;
     rc = reverse ? seek_reverse(kv, c, hi, hilen, &k, &v)
@@ -192,8 +249,7 @@ static int lmdb_scan(void *self, const void *lo, size_t lolen, const void *hi, s
     }
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
         result = fail(kv, rc);
-    mdb_cursor_close(c);
-    mdb_txn_abort(txn);
+    read_end(kv, &r);
     return result;
 }
 
@@ -294,6 +350,9 @@ static void lmdb_close(void *self)
     while (kv->backups) /* copying through env: wait for them to finish */
         segidx__cond_wait(&backup_done, &open_stores_lock);
     segidx__mutex_unlock(&open_stores_lock);
+    while (kv->n_idle)
+        reader_free(&kv->idle[--kv->n_idle]);
+    segidx__mutex_destroy(&kv->readers_lock);
     mdb_env_close(kv->env);
     free(kv);
 }
@@ -400,14 +459,20 @@ int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_options *opts, se
         return SEGIDX_EIO;
     }
     lmdb_kv *kv = malloc(sizeof *kv);
+    if (kv && segidx__mutex_init(&kv->readers_lock)) {
+        free(kv);
+        kv = NULL;
+    }
     if (!kv) {
         *lmdb_rc = ENOMEM;
         return SEGIDX_ENOMEM;
     }
+    kv->n_idle = 0;
     segidx__mutex_lock(&open_stores_lock);
     int rc = env_open(kv, path, opts, lmdb_rc);
     if (rc) {
         segidx__mutex_unlock(&open_stores_lock);
+        segidx__mutex_destroy(&kv->readers_lock);
         free(kv);
         return rc;
     }
