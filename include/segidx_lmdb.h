@@ -72,8 +72,10 @@ typedef struct segidx_kv_lmdb_options {
      *  database. A process crash loses nothing. */
     bool nosync;
     /** Most read transactions at once, over every process sharing the
-     *  store (each get or scan in flight takes one); 0 = LMDB's default
-     *  (126). More than that fail with #SEGIDX_EIO. */
+     *  store (each get or scan in flight takes one, and each open store
+     *  keeps up to 4 idle ones between calls, renewed rather than begun
+     *  again); 0 = LMDB's default (126). More than that fail with
+     *  #SEGIDX_EIO. */
     unsigned max_readers;
     /** If not NULL, receives the LMDB or errno code of a failed open (0
      *  when open succeeds); segidx_kv_lmdb_strerror() names it. The only
