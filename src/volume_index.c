@@ -898,10 +898,12 @@ static int visit_ckpt_scan(void *ctx, const void *key, size_t klen, const void *
     return r->err != 0;
 }
 
-/* Up to this many chunks a value is read by a get per chunk; a query that
- * spans more reads the values of its span in one scan, so that its cost
- * is bounded by the chunks the volume has values for, not by the query. */
-#define GETS_UP_TO 16
+/* Up to this many chunks a value is read by a get per chunk (a get hands
+ * the value over in place; a scan copies each, to check the order); a
+ * query that spans more reads the values of its span in one scan, so that
+ * its cost is bounded by the chunks the volume has values for, not by the
+ * query. */
+#define GETS_UP_TO 64
 
 /* The chunks the open offsets span, counted up to GETS_UP_TO + 1. */
 static unsigned open_chunks(const struct ckpt_read *r, uint32_t *first, uint32_t *last)

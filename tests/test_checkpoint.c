@@ -392,14 +392,14 @@ static void add_edges(segidx_offset_set *q)
 
 /* Kinds: 0 every ordinary offset and the edges; 1 a few random offsets;
  * 2 one offset; 3 one whole chunk; 4 the hot set and the edges; 5 one
- * offset in each of 64 chunks (most never written), a run across a chunk
+ * offset in each of 80 chunks (most never written), a run across a chunk
  * edge and the edges. Half of them also ask for pages never written. */
 static segidx_offset_set *gen_query(test_rng *r, unsigned kind)
 {
     segidx_offset_set *q = segidx_offset_set_new();
     switch (kind % 6) {
     case 5: /* more chunks than a read asks one by one: it scans their values */
-        for (uint32_t c = 0; c < 64; c++)
+        for (uint32_t c = 0; c < 80; c++)
             segidx_offset_set_add(q, c << 12 | (uint32_t)rng_below(r, 4096));
         segidx_offset_set_add_range(q, 4000, 4200);
         add_edges(q);
@@ -1026,7 +1026,7 @@ static struct cost cost_since(const stub_kv *s, struct cost before)
 
 /* One read, checked against the model and against its bound: the meta
  * twice; at most K - 1 commits walked; per chunk at most (F - 1)·L + 1
- * values (over more than 16 chunks: one scan per value of the cover,
+ * values (over more than 64 chunks: one scan per value of the cover,
  * visiting the chunks written); one scan per LSN resolved, of that
  * commit's entries. */
 static struct cost measured_read(fixture *f, const model_volume *v, policy p, segidx_lsn lsn,
@@ -1048,12 +1048,12 @@ static struct cost measured_read(fixture *f, const model_volume *v, policy p, se
             resolved += (long)entries_at(v, got.f[i].lsn);
             lsns++;
         }
-    /* A query over more than 16 chunks reads each value of the cover by
+    /* A query over more than 64 chunks reads each value of the cover by
      * one scan of its span instead: it visits at most the chunks written. */
     long cover = (long)((p.f - 1) * p.l + 1), written_chunks = SPREAD / 4096 + 3;
-    bool scanning = chunks_of(asked) > 16;
+    bool scanning = chunks_of(asked) > 64;
     assert_true(walked <= (long)(p.k - 1) * MODEL_MAX_SEGS);
-    assert_true(c.gets <= 2 + (long)(scanning ? 16 : chunks_of(asked)) * cover);
+    assert_true(c.gets <= 2 + (long)(scanning ? 64 : chunks_of(asked)) * cover);
     assert_true(c.scans <= 1 + lsns + (scanning ? cover : 0));
     assert_true(c.visited <= walked + resolved + (scanning ? cover * written_chunks : 0));
     found_list_free(&got);
