@@ -1379,14 +1379,17 @@ static bool stores_equal(segidx_kv a, segidx_kv b)
 }
 
 /* A find at c->vid and c->lsn over offsets 0..70 and UINT32_MAX, swept;
- * the answer must be the reference's. */
-static void ckpt_find(struct vi_ctx *c, const char *name)
+ * the answer must be the reference's. `wide`: also one offset in each of
+ * 80 chunks, more than a read gets one by one (it scans the values). */
+static void ckpt_find(struct vi_ctx *c, const char *name, bool wide)
 {
     segidx_offset_set_free(c->query);
     segidx_offset_set_free(c->query_before);
     c->query = segidx_offset_set_new();
     assert_int_equal(segidx_offset_set_add_range(c->query, 0, 70), SEGIDX_OK);
     assert_int_equal(segidx_offset_set_add(c->query, UINT32_MAX), SEGIDX_OK);
+    for (uint32_t chunk = 1; wide && chunk <= 80; chunk++)
+        assert_int_equal(segidx_offset_set_add(c->query, chunk << 12 | 7), SEGIDX_OK);
     c->query_before = segidx_offset_set_copy(c->query);
     segidx_offset_set *q = c->query;
     c->query = segidx_offset_set_copy(q);
@@ -1477,18 +1480,19 @@ static void checkpoint_calls(void **state)
      * handle with checkpoints off reading by the volume's schedule. */
     c->vid = vid_n(0);
     c->lsn = 16;
-    ckpt_find(c, "segidx_volume_find_segments (deltas of 3 levels, image)");
+    ckpt_find(c, "segidx_volume_find_segments (deltas of 3 levels, image)", false);
+    ckpt_find(c, "segidx_volume_find_segments (deltas of 3 levels, image, 80 chunks)", true);
     c->vid = vid_n(1);
     c->lsn = CK_COMMITS;
-    ckpt_find(c, "segidx_volume_find_segments (delta, image)");
+    ckpt_find(c, "segidx_volume_find_segments (delta, image)", false);
     c->vid = vid_n(2);
     c->lsn = CK_HISTORY + 1;
-    ckpt_find(c, "segidx_volume_find_segments (upgraded: image)");
+    ckpt_find(c, "segidx_volume_find_segments (upgraded: image)", false);
     segidx_volume_index *vi = c->vi;
     c->vi = walk;
     c->vid = vid_n(0);
     c->lsn = 15;
-    ckpt_find(c, "segidx_volume_find_segments (checkpoints off)");
+    ckpt_find(c, "segidx_volume_find_segments (checkpoints off)", false);
     c->vi = vi;
 
     /* A prune to 18 keeps round 8's image (LSN 17) and deletes every
@@ -1502,7 +1506,7 @@ static void checkpoint_calls(void **state)
     fail_each(&pr);
     assert_true(stores_equal(c->kv, c->ref_kv));
     c->lsn = 19;
-    ckpt_find(c, "segidx_volume_find_segments (after the prune)");
+    ckpt_find(c, "segidx_volume_find_segments (after the prune)", false);
 
     segidx_volume_index_close(walk);
     segidx_volume_index_close(ref_walk);
