@@ -932,15 +932,21 @@ SEGIDX_API int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *v
                                     size_t n);
 
 /**
- * @brief Which segments answer `query` at `lsn`: walk the volume's commits
- *        newest first from min(lsn, the volume's LSN), cutting `query` by
- *        each commit's offsets, until `query` is empty.
+ * @brief Which segments answer `query` at `lsn`: the volume's commits
+ *        newest first from min(lsn, the volume's LSN), each cutting `query`
+ *        by its offsets, until `query` is empty.
  *
- * Reads one store entry per commit segment walked, and one key more once
- * the query is empty (each key is taken only when the next shows that the
- * store handed them out in order), and the volume's meta twice: before the
- * walk, and after it, so that a prune that passed `lsn` meanwhile makes
- * the call #SEGIDX_ERANGE instead of a torn answer.
+ * Without checkpoints (a volume written with #SEGIDX_CHECKPOINTS_OFF, or
+ * an LSN below its first checkpoint) this walks the commits: one store
+ * entry per commit segment walked, and one key more once the query is
+ * empty (each key is taken only when the next shows that the store handed
+ * them out in order). With checkpoints it walks at most K - 1 commits, then
+ * reads the round's deltas and image for the chunks the rest of the query
+ * spans, then the entries of each commit they name: the same answer, at a
+ * cost that does not grow with the history (segidx_volume_index_options).
+ * Either way the volume's meta is read twice: before, and after, so that
+ * a prune that passed `lsn` meanwhile makes the call #SEGIDX_ERANGE
+ * instead of a torn answer.
  *
  * @param[in,out] query the offsets asked for; afterwards exactly those never
  *            written up to `lsn` (read them as zero pages).
