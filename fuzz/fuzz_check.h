@@ -73,6 +73,40 @@ static inline uint64_t get_be64(const uint8_t *p)
     return v;
 }
 
+/* A store as a second index sees it: the same calls, and closing the
+ * index leaves it open (the caller closes it). */
+static inline int fuzz_borrow_get(void *self, const void *key, size_t klen,
+                                  segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->get(kv->self, key, klen, fn, ctx);
+}
+
+static inline int fuzz_borrow_scan(void *self, const void *lo, size_t lolen, const void *hi,
+                                   size_t hilen, bool reverse, segidx_kv_visit_fn fn, void *ctx)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->scan(kv->self, lo, lolen, hi, hilen, reverse, fn, ctx);
+}
+
+static inline int fuzz_borrow_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    const segidx_kv *kv = self;
+    return kv->vt->write(kv->self, ops, n);
+}
+
+static inline void fuzz_borrow_close(void *self)
+{
+    (void)self;
+}
+
+static inline segidx_kv fuzz_borrowed(segidx_kv *kv)
+{
+    static const segidx_kv_vtable vt = { SEGIDX_KV_VTABLE_VERSION, fuzz_borrow_get,
+                                         fuzz_borrow_scan, fuzz_borrow_write, fuzz_borrow_close };
+    return (segidx_kv){ &vt, kv };
+}
+
 static inline segidx_offset_set *new_set(void)
 {
     segidx_offset_set *s = segidx_offset_set_new();

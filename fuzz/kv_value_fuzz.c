@@ -141,14 +141,6 @@ static void add_closed(segidx_offset_set *s, uint32_t lo, uint32_t last)
     }
 }
 
-static uint64_t get64be(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static segidx_sid make_sid(uint8_t last)
 {
     segidx_sid sid;
@@ -652,34 +644,6 @@ static void world_build(struct world *w, const uint8_t *data, size_t size)
 
 /* ------------------------------------------------------------ checkpoint mode */
 
-/* A store several indexes share: closing an index leaves it open. */
-static int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->get(kv->self, k, kl, fn, ctx);
-}
-
-static int borrow_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
-                       bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->write(kv->self, ops, n);
-}
-
-static void borrow_close(void *self)
-{
-    (void)self;
-}
-
-static const segidx_kv_vtable borrow_vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
-                                            borrow_write, borrow_close };
-
 struct ckpt_collect {
     struct world *w;
     uint8_t meta[META_V2_BYTES];
@@ -721,7 +685,7 @@ static size_t build_chunk_map(uint8_t *out, const uint8_t key[CKPT_KEY_LEN], con
     memcpy(out, "SXCK", 4);
     put_le(out + 4, 1, 2);
     out[6] = key[36];
-    put_le(out + 8, get64be(key + 28), 8);
+    put_le(out + 8, get_be64(key + 28), 8);
     put_le(out + 16, (uint32_t)key[37] << 24 | (uint32_t)key[38] << 16 | (uint32_t)key[39] << 8 |
                          key[40], 4);
     put_le(out + 20, count - 1, 2);
@@ -798,8 +762,8 @@ static void world_build_ckpt(struct world *w, const uint8_t *data, size_t size)
     CHECK(segidx_kv_mem_open(&raw) == SEGIDX_OK);
     segidx_volume_index_options sched = { 1 + (pol & 3u), 2 + (pol >> 2 & 1u), 1 + (pol >> 3 & 1u) };
     segidx_volume_index *off, *on;
-    CHECK(segidx_volume_index_open_with((segidx_kv){ &borrow_vt, &raw }, &walk_only, &off) == 0);
-    CHECK(segidx_volume_index_open_with((segidx_kv){ &borrow_vt, &raw }, &sched, &on) == 0);
+    CHECK(segidx_volume_index_open_with(fuzz_borrowed(&raw), &walk_only, &off) == 0);
+    CHECK(segidx_volume_index_open_with(fuzz_borrowed(&raw), &sched, &on) == 0);
     for (unsigned j = 1; j <= hist_lsn; j++) {
         segidx_volume_index *vi = j < c0 ? off : on;
         segidx_commit_segment seg = { make_sid((uint8_t)(1 + j % 3)), NULL };
@@ -1049,7 +1013,7 @@ static int spec_chunk_map(const uint8_t *p, size_t n, const uint8_t key[CKPT_KEY
     uint32_t chunk = (uint32_t)key[37] << 24 | (uint32_t)key[38] << 16 | (uint32_t)key[39] << 8 |
                      key[40];
     m->round = get64(p + 8);
-    if (p[7] > 1 || p[23] || p[6] != key[36] || m->round != get64be(key + 28) ||
+    if (p[7] > 1 || p[23] || p[6] != key[36] || m->round != get_be64(key + 28) ||
         get32(p + 16) != chunk || width > 64 || bitmap != (count >= 256))
         return SEGIDX_ECORRUPT;
     size_t ob = bitmap ? 512 : 2 * (size_t)count, lb = ((size_t)count * width + 7) / 8;

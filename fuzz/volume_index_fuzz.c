@@ -533,34 +533,6 @@ static const segidx_kv_vtable hostile_vt = { SEGIDX_KV_VTABLE_VERSION, h_get, h_
 /* The same store as a version-1 vtable: the index drops its EXPECTs. */
 static const segidx_kv_vtable hostile_vt1 = { 1, h_get, h_scan, h_write, h_close };
 
-/* The raw store as a second index sees it: honest, and not closed by it. */
-static int borrow_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->get(kv->self, key, klen, fn, ctx);
-}
-
-static int borrow_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
-                       bool reverse, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->scan(kv->self, lo, lolen, hi, hilen, reverse, fn, ctx);
-}
-
-static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->write(kv->self, ops, n);
-}
-
-static void borrow_close(void *self)
-{
-    (void)self;
-}
-
-static const segidx_kv_vtable borrow_vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
-                                            borrow_write, borrow_close };
-
 /* The whole raw store, every key and value with their lengths, hashed:
  * two equal hashes mean the same bytes. */
 static int dump_pair(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
@@ -1313,7 +1285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st->h->raw = st->kv;
     CHECK(segidx_volume_index_open_with((segidx_kv){ &hostile_vt, st->h }, &schedule, &st->vi) ==
           SEGIDX_OK);
-    CHECK(segidx_volume_index_open_with((segidx_kv){ &borrow_vt, &st->kv }, &schedule,
+    CHECK(segidx_volume_index_open_with(fuzz_borrowed(&st->kv), &schedule,
                                         &st->check_vi) == SEGIDX_OK);
 
     struct reader r = { data, size };

@@ -32,6 +32,11 @@ uint64_t segidx__ckpt_image_every(const segidx__ckpt_policy *p)
     return power(p->fanout, p->levels);
 }
 
+uint64_t segidx__ckpt_image_round(const segidx__ckpt_policy *p, uint64_t n)
+{
+    return n - n % segidx__ckpt_image_every(p);
+}
+
 segidx_lsn segidx__ckpt_min_lsn(const segidx__ckpt_policy *p, unsigned level, segidx_lsn round)
 {
     return level == 0 ? 1 : round - segidx__ckpt_span(p, level) * p->commits + 1;

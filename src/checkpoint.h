@@ -35,6 +35,13 @@ static inline segidx_lsn segidx__ckpt_round_lsn(const segidx__ckpt_policy *p, ui
 {
     return p->from + n * p->commits;
 }
+/* The newest round ending at or before `lsn` (>= from). */
+static inline uint64_t segidx__ckpt_round_of(const segidx__ckpt_policy *p, segidx_lsn lsn)
+{
+    return (lsn - p->from) / p->commits;
+}
+/* The newest image round at or before round n. */
+uint64_t segidx__ckpt_image_round(const segidx__ckpt_policy *p, uint64_t n);
 /* The lowest LSN a value of `level` at round LSN `round` may name. */
 segidx_lsn segidx__ckpt_min_lsn(const segidx__ckpt_policy *p, unsigned level, segidx_lsn round);
 /* The highest delta level stored at round n (>= 1, not an image round). */

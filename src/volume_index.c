@@ -51,6 +51,17 @@ static void store_be64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
+static void store_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint32_t load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static uint64_t load_be64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -536,8 +547,7 @@ static void ckpt_key(uint8_t key[CKPT_KEY_LEN], const segidx_vid *vid, segidx_ls
     memcpy(key + CKPT_PREFIX_LEN, vid->bytes, 16);
     store_be64(key + CKPT_KEY_LSN, round);
     key[CKPT_KEY_LEVEL] = (uint8_t)level;
-    for (int i = 3; i >= 0; i--, chunk >>= 8)
-        key[CKPT_KEY_CHUNK + i] = (uint8_t)chunk;
+    store_be32(key + CKPT_KEY_CHUNK, chunk);
 }
 
 static bool is_ckpt_key(const uint8_t *key, size_t klen, const segidx_vid *vid)
@@ -554,10 +564,8 @@ static int parse_ckpt_value(const uint8_t *key, const void *val, size_t vlen,
     int rc = segidx__chunk_map_parse(val, vlen, map);
     if (rc)
         return rc == SEGIDX_EVERSION ? rc : SEGIDX_ECORRUPT;
-    uint32_t chunk = (uint32_t)key[CKPT_KEY_CHUNK] << 24 | (uint32_t)key[CKPT_KEY_CHUNK + 1] << 16 |
-                     (uint32_t)key[CKPT_KEY_CHUNK + 2] << 8 | key[CKPT_KEY_CHUNK + 3];
     bool same = map->round == load_be64(key + CKPT_KEY_LSN) &&
-                map->level == key[CKPT_KEY_LEVEL] && map->chunk == chunk;
+                map->level == key[CKPT_KEY_LEVEL] && map->chunk == load_be32(key + CKPT_KEY_CHUNK);
     return same ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
@@ -676,8 +684,8 @@ static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segi
 {
     const segidx__ckpt_policy *pol = &m->ckpt;
     segidx_lsn lsn = m->pub.lsn;
-    uint64_t round = (lsn - pol->from) / pol->commits;
-    bool image = round % segidx__ckpt_image_every(pol) == 0;
+    uint64_t round = segidx__ckpt_round_of(pol, lsn);
+    bool image = segidx__ckpt_image_round(pol, round) == round;
     segidx__vers vers = { 0 };
     /* The round's own commits: this one, and those since the last round. */
     segidx_offset_set *seen = segidx_offset_set_new();
@@ -820,7 +828,7 @@ struct ckpt_read {
     segidx_offset_set *open; /* open offsets: the query's, up to the highest written */
     segidx__vers found;
     uint32_t *chunk_open;    /* the open offsets of the chunk under way... */
-    size_t n_chunk_open;
+    size_t n_chunk_open, cap_chunk_open;
     segidx_lsn min_lsn;      /* ... and the oldest LSN its value may name */
     int err;                 /* scans: why the visit stopped */
 };
@@ -831,11 +839,15 @@ static int ckpt_read_init(struct ckpt_read *r, const segidx_offset_set *query,
                           const struct meta *m)
 {
     r->open = m->written ? segidx_offset_set_copy(query) : segidx_offset_set_new();
-    r->chunk_open = malloc(SEGIDX__CHUNK_OFFSETS * sizeof *r->chunk_open);
-    if (!r->open || !r->chunk_open)
+    if (!r->open)
         return SEGIDX_ENOMEM;
     segidx__offset_set_remove_above(r->open, m->pub.last_offset);
-    return SEGIDX_OK;
+    /* A chunk holds at most this many open offsets: a read of a few pages
+     * asks for room for a few. */
+    uint64_t open = segidx_offset_set_cardinality(r->open);
+    r->cap_chunk_open = open < SEGIDX__CHUNK_OFFSETS ? (size_t)open + 1 : SEGIDX__CHUNK_OFFSETS;
+    r->chunk_open = malloc(r->cap_chunk_open * sizeof *r->chunk_open);
+    return r->chunk_open ? SEGIDX_OK : SEGIDX_ENOMEM;
 }
 
 static void ckpt_read_free(struct ckpt_read *r)
@@ -850,7 +862,7 @@ static size_t open_in_chunk(struct ckpt_read *r, uint32_t chunk)
 {
     uint32_t lo = chunk << SEGIDX__CHUNK_BITS;
     r->n_chunk_open = segidx__offset_set_range(r->open, lo, lo | (SEGIDX__CHUNK_OFFSETS - 1),
-                                               r->chunk_open, SEGIDX__CHUNK_OFFSETS);
+                                               r->chunk_open, r->cap_chunk_open);
     return r->n_chunk_open;
 }
 
@@ -887,8 +899,7 @@ static int visit_ckpt_scan(void *ctx, const void *key, size_t klen, const void *
         r->err = SEGIDX_ECORRUPT;
         return 1;
     }
-    uint32_t chunk = (uint32_t)k[CKPT_KEY_CHUNK] << 24 | (uint32_t)k[CKPT_KEY_CHUNK + 1] << 16 |
-                     (uint32_t)k[CKPT_KEY_CHUNK + 2] << 8 | k[CKPT_KEY_CHUNK + 3];
+    uint32_t chunk = load_be32(k + CKPT_KEY_CHUNK);
     if (chunk > (UINT32_MAX >> SEGIDX__CHUNK_BITS)) {
         r->err = SEGIDX_ECORRUPT;
         return 1;
@@ -1028,7 +1039,7 @@ static int read_checkpoints(segidx_volume_index *vi, const segidx_vid *vid,
     const segidx__ckpt_policy *pol = &m->ckpt;
     struct ckpt_read r = { .vid = vid };
     int rc = ckpt_read_init(&r, w->query, m);
-    uint64_t image = round - round % segidx__ckpt_image_every(pol);
+    uint64_t image = segidx__ckpt_image_round(pol, round);
     for (uint64_t p = round; p > image && !rc && !segidx_offset_set_is_empty(r.open);) {
         unsigned level = segidx__ckpt_top_level(pol, p);
         rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, p), level);
@@ -1055,7 +1066,7 @@ static int find_walk_run(segidx_volume_index *vi, const segidx_vid *vid, segidx_
         return SEGIDX_ENOMEM;
     segidx_lsn at = lsn < m->pub.lsn ? lsn : m->pub.lsn;
     bool checkpoints = m->ckpt.from && at >= m->ckpt.from;
-    uint64_t round = checkpoints ? (at - m->ckpt.from) / m->ckpt.commits : 0;
+    uint64_t round = checkpoints ? segidx__ckpt_round_of(&m->ckpt, at) : 0;
     /* From 0 without checkpoints: an entry at LSN 0 is corrupt, as in
      * every other walk. */
     segidx_lsn from = checkpoints ? segidx__ckpt_round_lsn(&m->ckpt, round) + 1 : 0;
@@ -1378,8 +1389,7 @@ static int plan_checkpoint_deletes(segidx_volume_index *vi, struct batch *b,
     const segidx__ckpt_policy *pol = &m->ckpt;
     if (!pol->from || keep_from < pol->from)
         return SEGIDX_OK;
-    uint64_t round = (keep_from - pol->from) / pol->commits;
-    round -= round % segidx__ckpt_image_every(pol);
+    uint64_t round = segidx__ckpt_image_round(pol, segidx__ckpt_round_of(pol, keep_from));
     uint8_t lo[CKPT_KEY_LEN], hi[CKPT_KEY_LEN];
     ckpt_key(lo, vid, 0, 0, 0);
     ckpt_key(hi, vid, segidx__ckpt_round_lsn(pol, round), 0, 0);
