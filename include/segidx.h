@@ -1030,6 +1030,167 @@ SEGIDX_API int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *
                                                const segidx_offset_set *offsets),
                                      void *ctx);
 
+/* ------------------------------------------------------------ compaction */
+
+typedef struct segidx_loader segidx_loader; /* below, with the loader */
+
+/**
+ * @brief One commit's pages, moved by a compaction into new segments.
+ *
+ * `segs` (`n` >= 1, borrowed for the call) name the new segments and, for
+ * each, the offsets of commit (`vid`, `lsn`) it holds, at exactly `lsn`:
+ * what segidx_packer_options.commit_ready hands a compaction packer.
+ */
+typedef struct segidx_repoint {
+    segidx_vid vid;
+    segidx_lsn lsn;
+    const segidx_commit_segment *segs;
+    size_t n;
+} segidx_repoint;
+
+/**
+ * @brief Re-point the catalog from old segments to the new segments a
+ *        compaction wrote, in one atomic store write.
+ *
+ * For every move, the entries of commit (vid, lsn) that name a sid of
+ * `old` are replaced by one entry per new segment, holding that segment's
+ * offsets restricted to what the replaced entries held (a prune may have
+ * cut them since the compaction read them; what it cut stays cut).
+ * Entries naming other segments are left as they are; a commit with no
+ * entry in `old` any more (pruned) is skipped. Every read at every LSN
+ * answers the same pages before and after, from segments holding the
+ * same bytes; no meta and no checkpoint changes (checkpoints name LSNs,
+ * never segments).
+ *
+ * The write is conditional (#SEGIDX_KV_EXPECT) on every replaced entry
+ * still holding what this call read, and on the new keys being absent, so
+ * a prune, or another compaction, in any process, that got in between
+ * makes it read again and retry; commits and checkpoints, which never
+ * touch an existing entry, do not conflict with it. With a version-1
+ * store it is serialized with this handle's other writes only.
+ *
+ * The new segments must exist, durable, before this call (the entries
+ * name them from the moment it returns), and the old ones must stay
+ * readable until every read that may have found them has finished (see
+ * segidx_volume_index_segments()).
+ *
+ * @param[in] old sids being replaced (`n_old` >= 1); borrowed.
+ * @param[in] moves `n` >= 1 commits, no (vid, lsn) twice; borrowed.
+ * @return #SEGIDX_OK; #SEGIDX_EINVAL (NULL, n or n_old 0, a (vid, lsn)
+ *         twice, a move's segments not distinct and non-zero, offsets
+ *         empty or overlapping, a new sid also in `old` or already named
+ *         by that commit, or an offset of a replaced entry that no new
+ *         segment holds: pages would be lost); #SEGIDX_ECONFLICT (other
+ *         writers changed those entries through 16 tries in a row);
+ *         #SEGIDX_ECORRUPT; #SEGIDX_ENOMEM; the store's error. On any
+ *         error the catalog is as it was.
+ */
+SEGIDX_API int segidx_volume_repoint(segidx_volume_index *vi, const segidx_sid *old,
+                                     size_t n_old, const segidx_repoint *moves, size_t n);
+
+/**
+ * @brief Visit every segment that some commit entry of some volume names,
+ *        once each, in sid order: what a garbage collector must keep.
+ *
+ * One scan of every entry (keys only: no value is decoded), so what it
+ * reports is one consistent state of the store when the store's scans
+ * are snapshots (LMDB's are). A segment written but not yet catalogued
+ * (a packer's emit before its commit_ready, a compaction before its
+ * re-point) is named by no entry, and one that a re-point or prune just
+ * stopped naming may still be read by a read that found it earlier:
+ * delete only segments that have been unreferenced longer than any write
+ * and read takes (the `segidx gc` command waits a grace period).
+ *
+ * @param[in] fn called after the scan with a borrowed sid; a non-zero
+ *            return stops and is returned. It may call the library.
+ * @return 0, fn's stop value, #SEGIDX_ECORRUPT (a key that is no entry
+ *         key), #SEGIDX_ENOMEM, or the store's error.
+ */
+SEGIDX_API int segidx_volume_index_segments(segidx_volume_index *vi,
+                                            int (*fn)(void *ctx, const segidx_sid *sid),
+                                            void *ctx);
+
+/** Defaults of segidx_compact_options. */
+#define SEGIDX_DEFAULT_COMPACT_SMALL_BYTES (4u << 20)
+#define SEGIDX_DEFAULT_COMPACT_MAX_INPUT_BYTES ((size_t)256 << 20)
+
+/**
+ * @brief What segidx_volume_compact() compacts, and how it writes.
+ *
+ * A segment is a candidate for volume `vid` when any of these holds:
+ * - it is small: fewer than `small_bytes` bytes;
+ * - it is shared: it holds pages of other volumes too (compaction makes
+ *   volume-local segments, as Graft's design does);
+ * - it is mostly garbage: fewer than half of this volume's pages in it
+ *   are still named by the catalog (the rest were pruned away).
+ * Candidates are taken oldest first (by the first commit naming them)
+ * until their live pages pass `max_input_bytes`. A plan of one segment is
+ * carried out only when that segment is shared or mostly garbage: a
+ * lone small volume-local segment has nothing to merge with.
+ */
+typedef struct segidx_compact_options {
+    /** Page size (must match the segments), max_bytes and allocator of
+     *  the new segments; 0 = default. */
+    segidx_segment_options segment;
+    /** As segidx_packer_options: a fresh sid per segment, and taking one
+     *  finished segment durably. `emit` gets only this volume's pages.
+     *  Both required. */
+    int (*next_sid)(void *ctx, segidx_sid *sid);
+    int (*emit)(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                const segidx_packed_commit *commits, size_t n);
+    /** Optional: called once the plan is made, before any segment is
+     *  written, with the sids to be replaced (borrowed); a non-zero return
+     *  stops the call and is returned (nothing written). A host can record
+     *  here when the old segments stop being needed. */
+    int (*planned)(void *ctx, const segidx_sid *old, size_t n);
+    void *ctx;
+    /** 0 = #SEGIDX_DEFAULT_COMPACT_SMALL_BYTES. */
+    size_t small_bytes;
+    /** 0 = #SEGIDX_DEFAULT_COMPACT_MAX_INPUT_BYTES. */
+    size_t max_input_bytes;
+} segidx_compact_options;
+
+/** @brief What one segidx_volume_compact() did. */
+typedef struct segidx_compact_stats {
+    size_t segments_seen;     /**< segments the volume's entries name */
+    size_t segments_in;       /**< replaced (0: nothing worth doing) */
+    size_t segments_out;      /**< written */
+    size_t commits;           /**< (vid, lsn) re-pointed */
+    uint64_t pages;           /**< page versions rewritten */
+    uint64_t bytes_in;        /**< bytes of the replaced segments */
+    uint64_t bytes_out;       /**< bytes of the new segments */
+} segidx_compact_stats;
+
+/**
+ * @brief Compact one volume: plan, rewrite its live pages of the planned
+ *        segments into new volume-local segments, and re-point its
+ *        entries at them (segidx_volume_repoint(), one atomic write).
+ *
+ * Only page versions some entry of `vid` names are rewritten, each at its
+ * own LSN, in commit order, through a packer that keeps every segment
+ * within max_bytes and the rLSN span. Each page is checked against its
+ * checksum and against its entry before it is copied: a segment lacking a
+ * named page, or holding a damaged one, stops the call with
+ * #SEGIDX_ECORRUPT before anything is re-pointed. A host calls this
+ * periodically; each call does at most `max_input_bytes` of work.
+ *
+ * The old segments are not deleted: other volumes may still name them,
+ * and reads in flight may still use them (segidx_volume_index_segments()).
+ * After an error the catalog is as it was; segments emitted before the
+ * error are named by nothing.
+ *
+ * @param[in] l where the old segments are read (pins one at a time).
+ * @param[out] stats optional.
+ * @return #SEGIDX_OK (also when there was nothing worth doing:
+ *         stats->segments_in 0); #SEGIDX_EINVAL; #SEGIDX_ENOTFOUND (unknown
+ *         volume); #SEGIDX_ECORRUPT; #SEGIDX_ECONFLICT (see
+ *         segidx_volume_repoint()); #SEGIDX_ENOMEM; the loader's, the
+ *         store's or a callback's error.
+ */
+SEGIDX_API int segidx_volume_compact(segidx_volume_index *vi, segidx_loader *l,
+                                     const segidx_vid *vid, const segidx_compact_options *opts,
+                                     segidx_compact_stats *stats);
+
 /* ------------------------------------------------------------ loader */
 
 /** The segment source vtable version this header describes. */

@@ -1229,6 +1229,68 @@ int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *vid,
     return w.err ? w.err : scan; /* scan: 0, fn's stop, or an error */
 }
 
+/* ------------------------------------------------------------ segments named */
+
+/* The sids of every entry key of every volume, as one scan hands them. */
+struct sid_list {
+    segidx_sid *sids;
+    size_t n, cap;
+    int err;
+};
+
+static int visit_entry_sid(void *ctx, const void *key, size_t klen, const void *val,
+                           size_t vlen)
+{
+    (void)val, (void)vlen;
+    struct sid_list *l = ctx;
+    const uint8_t *k = key;
+    if (klen != SEGMENT_KEY_LEN || memcmp(k, SEGMENTS_PREFIX, SEGMENTS_PREFIX_LEN) != 0 ||
+        load_be64(k + SEGMENT_KEY_LSN) == 0) {
+        l->err = SEGIDX_ECORRUPT;
+        return 1;
+    }
+    /* A commit's entries come together, and a segment often holds several
+     * commits in a row: skip a repeat of the last sid before storing. */
+    if (l->n && memcmp(l->sids[l->n - 1].bytes, k + SEGMENT_KEY_SID, 16) == 0)
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        segidx_sid *sids = realloc(l->sids, cap * sizeof *sids);
+        if (!sids) {
+            l->err = SEGIDX_ENOMEM;
+            return 1;
+        }
+        l->sids = sids;
+        l->cap = cap;
+    }
+    memcpy(l->sids[l->n++].bytes, k + SEGMENT_KEY_SID, 16);
+    return 0;
+}
+
+static int compare_sids(const void *a, const void *b);
+
+int segidx_volume_index_segments(segidx_volume_index *vi,
+                                 int (*fn)(void *ctx, const segidx_sid *sid), void *ctx)
+{
+    if (!vi || !fn)
+        return SEGIDX_EINVAL;
+    uint8_t hi[SEGMENTS_PREFIX_LEN];
+    memcpy(hi, SEGMENTS_PREFIX, SEGMENTS_PREFIX_LEN);
+    hi[SEGMENTS_PREFIX_LEN - 1]++; /* "segments0": just past every entry key */
+    struct sid_list l = { NULL, 0, 0, 0 };
+    int rc = segidx__kv_scan(&vi->kv, SEGMENTS_PREFIX, SEGMENTS_PREFIX_LEN, hi, sizeof hi,
+                             false, visit_entry_sid, &l);
+    if (l.err)
+        rc = l.err;
+    if (!rc && l.n > 1)
+        qsort(l.sids, l.n, sizeof *l.sids, compare_sids);
+    for (size_t i = 0; i < l.n && !rc; i++)
+        if (i == 0 || compare_sids(&l.sids[i], &l.sids[i - 1]))
+            rc = fn(ctx, &l.sids[i]);
+    free(l.sids);
+    return rc;
+}
+
 /* ------------------------------------------------------------ prune */
 
 /* Every commit entry of a volume, oldest first, read in one scan. */
