@@ -1057,7 +1057,8 @@ typedef struct segidx_repoint {
  * offsets restricted to what the replaced entries held (a prune may have
  * cut them since the compaction read them; what it cut stays cut).
  * Entries naming other segments are left as they are; a commit with no
- * entry in `old` any more (pruned) is skipped. Every read at every LSN
+ * entry in `old` any more (pruned, or re-pointed already: repeating a
+ * re-point is harmless) is skipped. Every read at every LSN
  * answers the same pages before and after, from segments holding the
  * same bytes; no meta and no checkpoint changes (checkpoints name LSNs,
  * never segments).
@@ -1078,8 +1079,9 @@ typedef struct segidx_repoint {
  * @param[in] moves `n` >= 1 commits, no (vid, lsn) twice; borrowed.
  * @return #SEGIDX_OK; #SEGIDX_EINVAL (NULL, n or n_old 0, a (vid, lsn)
  *         twice, a move's segments not distinct and non-zero, offsets
- *         empty or overlapping, a new sid also in `old` or already named
- *         by that commit, or an offset of a replaced entry that no new
+ *         empty or overlapping, a new sid also in `old`, or, for a
+ *         commit that still has entries to replace, a new sid another of
+ *         its entries names or an offset of a replaced entry that no new
  *         segment holds: pages would be lost); #SEGIDX_ECONFLICT (other
  *         writers changed those entries through 16 tries in a row);
  *         #SEGIDX_ECORRUPT; #SEGIDX_ENOMEM; the store's error. On any

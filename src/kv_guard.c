@@ -155,12 +155,31 @@ bool segidx__kv_has_expect(const segidx_kv *kv)
     return kv->vt->version >= 2;
 }
 
+/* A version-1 store gets the batch without its EXPECTs (the volume index
+ * serializes its own writes instead). */
+static int write_without_expects(const segidx_kv *kv, const segidx_kv_op *ops, size_t n)
+{
+    while (n && ops->op == SEGIDX_KV_EXPECT) /* the usual place: first */
+        ops++, n--;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        kept += ops[i].op != SEGIDX_KV_EXPECT;
+    if (kept == n)
+        return segidx__host_rc(kv->vt->write(kv->self, ops, n));
+    segidx_kv_op *changes = malloc(kept * sizeof *changes + 1);
+    if (!changes)
+        return SEGIDX_ENOMEM;
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (ops[i].op != SEGIDX_KV_EXPECT)
+            changes[j++] = ops[i];
+    int rc = segidx__host_rc(kv->vt->write(kv->self, changes, kept));
+    free(changes);
+    return rc;
+}
+
 int segidx__kv_write(const segidx_kv *kv, const segidx_kv_op *ops, size_t n)
 {
-    if (!segidx__kv_has_expect(kv)) {
-        /* The volume index puts its EXPECTs first in every batch. */
-        while (n && ops->op == SEGIDX_KV_EXPECT)
-            ops++, n--;
-    }
+    if (!segidx__kv_has_expect(kv))
+        return write_without_expects(kv, ops, n);
     return segidx__host_rc(kv->vt->write(kv->self, ops, n));
 }

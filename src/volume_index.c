@@ -1294,52 +1294,101 @@ int segidx_volume_index_segments(segidx_volume_index *vi,
 /* ------------------------------------------------------------ prune */
 
 /* Every commit entry of a volume, oldest first, read in one scan. */
+/* Entries at or below `keep_raw` also keep the value bytes the store
+ * holds (raw[i], else NULL): what a write that changes them EXPECTs. */
 struct entry_list {
     struct entry *e;
+    struct raw_value {
+        uint8_t *val;
+        size_t len;
+    } *raw;
     size_t n, cap;
     const segidx_vid *vid;
-    segidx_lsn max_lsn;
+    segidx_lsn max_lsn, keep_raw;
     int err;
 };
 
 static void entry_list_free(struct entry_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         segidx_offset_set_free(l->e[i].offsets);
+        free(l->raw[i].val);
+    }
     free(l->e);
+    free(l->raw);
+}
+
+static int entry_list_grow(struct entry_list *l)
+{
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    struct entry *e = realloc(l->e, cap * sizeof *e);
+    if (e)
+        l->e = e;
+    struct raw_value *raw = e ? realloc(l->raw, cap * sizeof *raw) : NULL;
+    if (!raw)
+        return SEGIDX_ENOMEM;
+    l->raw = raw;
+    l->cap = cap;
+    return SEGIDX_OK;
 }
 
 static int visit_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct entry_list *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        struct entry *e = realloc(l->e, cap * sizeof *e);
-        if (!e) {
-            l->err = SEGIDX_ENOMEM;
-            return 1;
-        }
-        l->e = e;
-        l->cap = cap;
-    }
-    if ((l->err = parse_entry(key, klen, val, vlen, l->vid, l->max_lsn, &l->e[l->n])))
+    if (l->n == l->cap && (l->err = entry_list_grow(l)))
         return 1;
+    struct entry *e = &l->e[l->n];
+    if ((l->err = parse_entry(key, klen, val, vlen, l->vid, l->max_lsn, e)))
+        return 1;
+    struct raw_value *raw = &l->raw[l->n];
+    *raw = (struct raw_value){ NULL, vlen };
+    if (e->lsn <= l->keep_raw && !(raw->val = malloc(vlen))) {
+        segidx_offset_set_free(e->offsets);
+        l->err = SEGIDX_ENOMEM;
+        return 1;
+    }
+    if (raw->val)
+        memcpy(raw->val, val, vlen);
     l->n++;
     return 0;
 }
 
-static int read_entries(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn max_lsn,
-                        struct entry_list *l)
+/* The entries with lsn in [lo, hi], oldest first, in one scan. */
+static int read_entry_range(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lo,
+                            segidx_lsn hi, segidx_lsn max_lsn, segidx_lsn keep_raw,
+                            struct entry_list *l)
 {
     struct lsn_range r;
-    lsn_range(&r, vid, 0, max_lsn);
-    *l = (struct entry_list){ NULL, 0, 0, vid, max_lsn, 0 };
+    lsn_range(&r, vid, lo, hi);
+    *l = (struct entry_list){ NULL, NULL, 0, 0, vid, max_lsn, keep_raw, 0 };
     int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, false, visit_collect,
                                l);
     int rc = l->err ? l->err : scan < 0 ? scan : SEGIDX_OK;
     if (rc)
         entry_list_free(l);
     return rc;
+}
+
+/* Every entry up to max_lsn. */
+static int read_entries(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn max_lsn,
+                        segidx_lsn keep_raw, struct entry_list *l)
+{
+    return read_entry_range(vi, vid, 0, max_lsn, max_lsn, keep_raw, l);
+}
+
+/* A write's condition: entry (vid, lsn, sid) holds exactly `val`, or is
+ * absent when `val` is NULL. */
+static int batch_expect_entry(struct batch *b, const segidx_vid *vid, segidx_lsn lsn,
+                              const segidx_sid *sid, const uint8_t *val, size_t vlen)
+{
+    size_t len = val ? vlen : 0;
+    uint8_t *buf = op_buffer(SEGMENT_KEY_LEN, len);
+    if (!buf)
+        return SEGIDX_ENOMEM;
+    segment_key(buf, vid, lsn, sid);
+    if (len)
+        memcpy(buf + SEGMENT_KEY_LEN, val, len);
+    return batch_add(b, SEGIDX_KV_EXPECT, buf, SEGMENT_KEY_LEN, len);
 }
 
 static int compare_sids(const void *a, const void *b)
@@ -1361,6 +1410,16 @@ static void prune_plan_free(struct prune_plan *p)
     batch_free(&p->b);
     free(p->kept);
     free(p->dropped);
+}
+
+/* Change an entry on the condition that it still holds what was read: a
+ * re-point may have replaced it since (segidx_volume_repoint()), and a
+ * change written over that would name the old segment again. */
+static int batch_change_entry(struct batch *b, const segidx_vid *vid, const struct entry *e,
+                              const struct raw_value *raw, const segidx_offset_set *offsets)
+{
+    int rc = batch_expect_entry(b, vid, e->lsn, &e->sid, raw->val, raw->len);
+    return rc ? rc : batch_entry(b, vid, e->lsn, &e->sid, offsets);
 }
 
 /* Walk the entries newest first. `seen` gathers the offsets of commits in
@@ -1392,14 +1451,13 @@ static int plan_prune(struct prune_plan *p, const segidx_vid *vid, struct entry_
             rc = SEGIDX_ENOMEM;
             break;
         }
-        if (segidx_offset_set_is_empty(e->offsets)) {
+        bool drop = segidx_offset_set_is_empty(e->offsets);
+        if (drop)
             p->dropped[p->n_dropped++] = e->sid;
-            rc = batch_entry(&p->b, vid, e->lsn, &e->sid, NULL);
-        } else {
+        else
             p->kept[p->n_kept++] = e->sid;
-            if (segidx_offset_set_cardinality(e->offsets) < before)
-                rc = batch_entry(&p->b, vid, e->lsn, &e->sid, e->offsets);
-        }
+        if (drop || segidx_offset_set_cardinality(e->offsets) < before)
+            rc = batch_change_entry(&p->b, vid, e, &l->raw[i], drop ? NULL : e->offsets);
     }
     segidx_offset_set_free(seen);
     return rc;
@@ -1474,7 +1532,7 @@ static int try_prune(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn 
     if (rc || keep_from <= m.pub.keep_from)
         return rc;
     struct entry_list l;
-    if ((rc = read_entries(vi, vid, m.pub.lsn, &l)))
+    if ((rc = read_entries(vi, vid, m.pub.lsn, keep_from, &l)))
         return rc;
     rc = batch_expect_meta(&p->b, vid, &m);
     if (!rc)
@@ -1516,6 +1574,182 @@ int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_vid *vid,
 int segidx_volume_prune(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn keep_from)
 {
     return segidx_volume_prune_report(vi, vid, keep_from, NULL, NULL);
+}
+
+/* ------------------------------------------------------------ re-point */
+
+/* A move's own checks, before anything is read: its segments as a commit
+ * would take them, none of them among the old ones. */
+static int check_move(const segidx_repoint *mv, const segidx_sid *old, size_t n_old)
+{
+    uint32_t max;
+    if (mv->lsn == 0 || mv->n == 0 || !mv->segs || check_commit_segments(mv->segs, mv->n, &max))
+        return SEGIDX_EINVAL;
+    for (size_t i = 0; i < mv->n; i++)
+        if (bsearch(&mv->segs[i].sid, old, n_old, sizeof *old, compare_sids))
+            return SEGIDX_EINVAL;
+    return SEGIDX_OK;
+}
+
+static int compare_moves(const void *pa, const void *pb)
+{
+    const segidx_repoint *a = *(const segidx_repoint *const *)pa;
+    const segidx_repoint *b = *(const segidx_repoint *const *)pb;
+    int c = memcmp(a->vid.bytes, b->vid.bytes, 16);
+    return c ? c : (a->lsn > b->lsn) - (a->lsn < b->lsn);
+}
+
+/* The moves in (vid, lsn) order, each checked, none twice; `old` sorted. */
+static int sort_moves(const segidx_repoint *moves, size_t n, const segidx_sid *old,
+                      size_t n_old, const segidx_repoint **order)
+{
+    for (size_t i = 0; i < n; i++) {
+        order[i] = &moves[i];
+        if (check_move(&moves[i], old, n_old))
+            return SEGIDX_EINVAL;
+    }
+    qsort(order, n, sizeof *order, compare_moves);
+    for (size_t i = 1; i < n; i++)
+        if (!compare_moves(&order[i - 1], &order[i]))
+            return SEGIDX_EINVAL;
+    return SEGIDX_OK;
+}
+
+/* `a` minus what `b` holds, in place. */
+static int subtract(segidx_offset_set *a, const segidx_offset_set *b)
+{
+    segidx_offset_set *shared = segidx_offset_set_cut(a, b);
+    segidx_offset_set_free(shared);
+    return shared ? SEGIDX_OK : SEGIDX_ENOMEM;
+}
+
+/* What the replaced entries of one commit held. When they held anything,
+ * no other entry of the commit may name a new segment: the new entry
+ * would overwrite it. (When they held nothing, the move is done already,
+ * or pruned away: a repeated re-point is no error.) */
+static int replaced_offsets(const struct entry_list *l, const segidx_repoint *mv,
+                            const segidx_sid *old, size_t n_old, segidx_offset_set *held)
+{
+    bool named = false;
+    for (size_t i = 0; i < l->n; i++) {
+        if (bsearch(&l->e[i].sid, old, n_old, sizeof *old, compare_sids)) {
+            if (!segidx__offset_set_union(held, l->e[i].offsets))
+                return SEGIDX_ENOMEM;
+            continue;
+        }
+        for (size_t j = 0; j < mv->n; j++)
+            named |= segidx__id_equal(l->e[i].sid.bytes, mv->segs[j].sid.bytes);
+    }
+    return named && !segidx_offset_set_is_empty(held) ? SEGIDX_EINVAL : SEGIDX_OK;
+}
+
+/* Every offset held must have a new home, or its page would be lost. */
+static int check_covered(const segidx_offset_set *held, const segidx_repoint *mv)
+{
+    segidx_offset_set *rest = segidx_offset_set_copy(held);
+    int rc = rest ? SEGIDX_OK : SEGIDX_ENOMEM;
+    for (size_t i = 0; i < mv->n && !rc; i++)
+        rc = subtract(rest, mv->segs[i].offsets);
+    if (!rc && !segidx_offset_set_is_empty(rest))
+        rc = SEGIDX_EINVAL;
+    segidx_offset_set_free(rest);
+    return rc;
+}
+
+/* The new entries of one commit: each new segment's offsets that the
+ * replaced entries still held, under "key absent". */
+static int batch_new_entries(struct batch *b, const segidx_repoint *mv,
+                             const segidx_offset_set *held)
+{
+    int rc = SEGIDX_OK;
+    for (size_t i = 0; i < mv->n && !rc; i++) {
+        segidx_offset_set *copy = segidx_offset_set_copy(mv->segs[i].offsets);
+        segidx_offset_set *part = copy ? segidx_offset_set_cut(copy, held) : NULL;
+        rc = part ? SEGIDX_OK : SEGIDX_ENOMEM;
+        if (!rc && !segidx_offset_set_is_empty(part)) {
+            rc = batch_expect_entry(b, &mv->vid, mv->lsn, &mv->segs[i].sid, NULL, 0);
+            if (!rc)
+                rc = batch_entry(b, &mv->vid, mv->lsn, &mv->segs[i].sid, part);
+        }
+        segidx_offset_set_free(part);
+        segidx_offset_set_free(copy);
+    }
+    return rc;
+}
+
+/* One commit's part of the batch: EXPECT and DEL each replaced entry as
+ * read, then the new entries. Nothing when no replaced entry is left. */
+static int plan_move(segidx_volume_index *vi, struct batch *b, const segidx_repoint *mv,
+                     const struct meta *m, const segidx_sid *old, size_t n_old)
+{
+    struct entry_list l;
+    int rc = read_entry_range(vi, &mv->vid, mv->lsn, mv->lsn, m->pub.lsn, UINT64_MAX, &l);
+    if (rc)
+        return rc;
+    segidx_offset_set *held = segidx_offset_set_new();
+    rc = held ? replaced_offsets(&l, mv, old, n_old, held) : SEGIDX_ENOMEM;
+    if (!rc && !segidx_offset_set_is_empty(held)) {
+        rc = check_covered(held, mv);
+        for (size_t i = 0; i < l.n && !rc; i++)
+            if (bsearch(&l.e[i].sid, old, n_old, sizeof *old, compare_sids))
+                rc = batch_change_entry(b, &mv->vid, &l.e[i], &l.raw[i], NULL);
+        if (!rc)
+            rc = batch_new_entries(b, mv, held);
+    }
+    segidx_offset_set_free(held);
+    entry_list_free(&l);
+    return rc;
+}
+
+/* One read of everything the moves touch and one conditional write. A
+ * move of a volume with no meta, or above its LSN, has nothing to move. */
+static int try_repoint(segidx_volume_index *vi, const segidx_repoint *const *order, size_t n,
+                       const segidx_sid *old, size_t n_old, bool *lost)
+{
+    *lost = false;
+    struct batch b = { 0 };
+    struct meta m;
+    int rc = SEGIDX_OK, meta_rc = SEGIDX_ENOTFOUND;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (i == 0 || !segidx__id_equal(order[i]->vid.bytes, order[i - 1]->vid.bytes))
+            meta_rc = read_meta(vi, &order[i]->vid, &m);
+        if (meta_rc && meta_rc != SEGIDX_ENOTFOUND)
+            rc = meta_rc;
+        else if (!meta_rc && order[i]->lsn <= m.pub.lsn)
+            rc = plan_move(vi, &b, order[i], &m, old, n_old);
+    }
+    if (!rc && b.n) {
+        rc = segidx__kv_write(&vi->kv, b.ops, b.n);
+        *lost = rc == SEGIDX_ECONFLICT;
+    }
+    batch_free(&b);
+    return rc;
+}
+
+int segidx_volume_repoint(segidx_volume_index *vi, const segidx_sid *old, size_t n_old,
+                          const segidx_repoint *moves, size_t n)
+{
+    if (!vi || !old || !moves || !n_old || !n || n > SIZE_MAX / sizeof(void *) ||
+        n_old > SIZE_MAX / sizeof *old)
+        return SEGIDX_EINVAL;
+    segidx_sid *sorted = malloc(n_old * sizeof *sorted);
+    const segidx_repoint **order = malloc(n * sizeof *order);
+    int rc = sorted && order ? SEGIDX_OK : SEGIDX_ENOMEM;
+    if (!rc) {
+        memcpy(sorted, old, n_old * sizeof *sorted);
+        qsort(sorted, n_old, sizeof *sorted, compare_sids);
+        rc = sort_moves(moves, n, sorted, n_old, order);
+    }
+    if (!rc) {
+        segidx__mutex_lock(&vi->write_lock);
+        bool lost = true;
+        for (int attempt = 0; lost && attempt <= WRITE_RETRIES; attempt++)
+            rc = try_repoint(vi, order, n, sorted, n_old, &lost);
+        segidx__mutex_unlock(&vi->write_lock);
+    }
+    free(order);
+    free(sorted);
+    return rc;
 }
 
 /* ------------------------------------------------------------ sync */
