@@ -381,6 +381,245 @@ static void test_repoint_by_hand(void **state)
     cw_close(&w);
 }
 
+/* ------------------------------------------------------------ bad segments */
+
+static cw_segment *stored(cw_world *w, const segidx_sid *sid)
+{
+    for (size_t i = 0; i < w->segs.n; i++)
+        if (!memcmp(w->segs.s[i].sid.bytes, sid->bytes, 16))
+            return &w->segs.s[i];
+    fail_msg("segment not in the store");
+    return NULL;
+}
+
+/* Compacting volume 0 fails with ECORRUPT and changes nothing. */
+static void assert_compact_refused(cw_world *w)
+{
+    dump before = dump_store(w->raw);
+    compact(w, w->vi, 0, 1 << 20, 1 << 20, SEGIDX_ECORRUPT);
+    dump after = dump_store(w->raw);
+    assert_dumps_equal(&before, &after);
+    free(before.p);
+    free(after.p);
+}
+
+/* A segment lacking a page its entry names, and one with a damaged page:
+ * compaction copies neither, and re-points nothing. */
+static void test_bad_segments_refused(void **state)
+{
+    (void)state;
+    for (int damage = 0; damage < 2; damage++) {
+        cw_world w;
+        cw_open(&w, 13, &small_rounds);
+        build(&w, 60);
+        commit_entries c;
+        find_commit(&w, 0, &c);
+        cw_segment *seg = stored(&w, &c.sid[0]);
+        segidx_offset first = 0;
+        segidx_offset_set_iterate(c.off[0], drop_first, &first);
+        if (damage) {
+            segidx_segment *s;
+            assert_int_equal(segidx_segment_open(seg->buf, seg->len, &s), SEGIDX_OK);
+            segidx_page_ref ref;
+            segidx_vid vid = cw_vid(0);
+            assert_int_equal(segidx_segment_find(s, &vid, first, c.lsn, &ref), SEGIDX_OK);
+            uint64_t at;
+            uint32_t len;
+            assert_int_equal(segidx_segment_page_range(s, ref.local, &at, &len), SEGIDX_OK);
+            segidx_segment_close(s);
+            seg->buf[at + 7] ^= 0x40;
+        } else {
+            /* The same sid, built again without the commit's first page. */
+            segidx_offset_set *less = segidx_offset_set_copy(c.off[0]);
+            segidx_offset_set *gone = segidx_offset_set_new();
+            assert_int_equal(segidx_offset_set_add(gone, first), SEGIDX_OK);
+            segidx_offset_set_free(segidx_offset_set_cut(less, gone));
+            size_t n = w.segs.n;
+            write_segment(&w, &c.sid[0], c.lsn, less);
+            free(seg->buf);
+            *seg = w.segs.s[--w.segs.n];
+            assert_int_equal(w.segs.n, n);
+            segidx_offset_set_free(less);
+            segidx_offset_set_free(gone);
+        }
+        assert_compact_refused(&w);
+        commit_entries_free(&c);
+        cw_close(&w);
+    }
+}
+
+/* ------------------------------------------------------------ races
+ *
+ * The racing operation runs through the world's second handle exactly
+ * before call k of the operation under test, for every k the operation
+ * makes; afterwards (and after a gc of everything nothing names) every
+ * read at every retained LSN is exact and prune's cut holds.
+ */
+typedef struct race {
+    cw_world w;
+    unsigned v;
+    segidx_lsn keep;
+    bool ran;
+} race;
+
+static void race_open(race *r)
+{
+    cw_open(&r->w, 4242, &small_rounds);
+    build(&r->w, 90);
+    r->v = 1;
+    r->ran = false;
+    /* Half the volume's history below the prune point. */
+    r->keep = r->w.vol[r->v].lsn / 2 + 1;
+}
+
+static void prune_now(void *ctx)
+{
+    race *r = ctx;
+    segidx_vid vid = cw_vid(r->v);
+    assert_int_equal(segidx_volume_prune(r->w.other, &vid, r->keep), SEGIDX_OK);
+    r->w.vol[r->v].keep_from = r->keep;
+    r->ran = true;
+}
+
+static void compact_now(void *ctx)
+{
+    race *r = ctx;
+    compact(&r->w, r->w.other, r->v, 1 << 20, 1 << 20, SEGIDX_OK);
+    r->ran = true;
+}
+
+static void commit_now(void *ctx)
+{
+    race *r = ctx;
+    for (int i = 0; i < 3; i++)
+        cw_commit(&r->w, r->v);
+    cw_flush(&r->w);
+    r->ran = true;
+}
+
+static void do_compact(race *r)
+{
+    compact(&r->w, r->w.vi, r->v, 1 << 20, 1 << 20, SEGIDX_OK);
+}
+
+static void do_prune(race *r)
+{
+    segidx_vid vid = cw_vid(r->v);
+    assert_int_equal(segidx_volume_prune(r->w.vi, &vid, r->keep), SEGIDX_OK);
+    r->w.vol[r->v].keep_from = r->keep;
+}
+
+/* Run `op` with `racer` before its call k, for k = 1, 2, ... until op
+ * makes fewer than k calls. */
+static void race_every_call(void (*op)(race *r), void (*racer)(void *ctx))
+{
+    for (long k = 1;; k++) {
+        race r;
+        race_open(&r);
+        stub_hook(r.w.stub, k, racer, &r);
+        op(&r);
+        r.w.stub->hook_at = 0;
+        bool ran = r.ran;
+        cw_flush(&r.w);
+        cw_gc(&r.w.segs, r.w.vi);
+        cw_check_all(&r.w, r.w.vi);
+        cw_check_pruned(&r.w, r.w.vi);
+        cw_close(&r.w);
+        if (!ran)
+            break;
+    }
+}
+
+static void test_race_prune_under_compact(void **state)
+{
+    (void)state;
+    race_every_call(do_compact, prune_now);
+}
+
+static void test_race_compact_under_prune(void **state)
+{
+    (void)state;
+    race_every_call(do_prune, compact_now);
+}
+
+static void test_race_commit_under_compact(void **state)
+{
+    (void)state;
+    race_every_call(do_compact, commit_now);
+}
+
+static void test_race_compact_under_compact(void **state)
+{
+    (void)state;
+    race_every_call(do_compact, compact_now);
+}
+
+/* The prune that lost to a re-point would have written its cut back under
+ * the old sid: the old segment named again after gc deleted it. Here the
+ * prune's write meets the re-point first, so it must read again. */
+static void test_race_compact_under_prune_write(void **state)
+{
+    (void)state;
+    race r;
+    race_open(&r);
+    /* A prune's calls: meta get, entries scan, checkpoint scan, write. */
+    r.w.stub->writes = 0;
+    stub_hook(r.w.stub, 4, compact_now, &r);
+    do_prune(&r);
+    assert_true(r.ran);
+    cw_gc(&r.w.segs, r.w.vi);
+    cw_check_all(&r.w, r.w.vi);
+    cw_check_pruned(&r.w, r.w.vi);
+    cw_close(&r.w);
+}
+
+/* ------------------------------------------------------------ failures */
+
+/* A store failing at call k of a compaction, for every k: the call fails
+ * with the store's error, the catalog is as it was, reads stay exact. */
+static void fail_at(int method, long k, bool *reached)
+{
+    race r;
+    race_open(&r);
+    dump before = dump_store(r.w.raw);
+    long *at = method == 0 ? &r.w.stub->fail_get_at
+             : method == 1 ? &r.w.stub->fail_scan_at : &r.w.stub->fail_write_at;
+    *at = k;
+    segidx_loader *l = cw_loader(&r.w.segs);
+    segidx_compact_options o = cw_compact_options(&r.w, 1 << 20, 1 << 20);
+    segidx_vid vid = cw_vid(r.v);
+    int rc = segidx_volume_compact(r.w.vi, l, &vid, &o, NULL);
+    segidx_loader_free(l);
+    *reached = *at == 0;
+    if (*reached) {
+        assert_int_equal(rc, SEGIDX_EIO);
+        dump after = dump_store(r.w.raw);
+        assert_dumps_equal(&before, &after);
+        free(after.p);
+    } else {
+        assert_int_equal(rc, SEGIDX_OK);
+    }
+    *at = 0;
+    free(before.p);
+    cw_gc(&r.w.segs, r.w.vi);
+    cw_check_all(&r.w, r.w.vi);
+    cw_close(&r.w);
+}
+
+static void test_store_fails_at_every_call(void **state)
+{
+    (void)state;
+    for (int method = 0; method < 3; method++) {
+        long failures = 0;
+        bool reached = true;
+        for (long k = 1; reached; k++) {
+            fail_at(method, k, &reached);
+            failures += reached;
+        }
+        assert_true(failures >= 1);
+    }
+}
+
 const struct CMUnitTest compaction_tests[] = {
     cmocka_unit_test(test_model_random),
     cmocka_unit_test(test_model_walk_only),
@@ -389,6 +628,13 @@ const struct CMUnitTest compaction_tests[] = {
     cmocka_unit_test(test_plan_stop),
     cmocka_unit_test(test_repoint_invalid),
     cmocka_unit_test(test_repoint_by_hand),
+    cmocka_unit_test(test_bad_segments_refused),
+    cmocka_unit_test(test_race_prune_under_compact),
+    cmocka_unit_test(test_race_compact_under_prune),
+    cmocka_unit_test(test_race_commit_under_compact),
+    cmocka_unit_test(test_race_compact_under_compact),
+    cmocka_unit_test(test_race_compact_under_prune_write),
+    cmocka_unit_test(test_store_fails_at_every_call),
 };
 
 int main(void)
