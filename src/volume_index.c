@@ -8,6 +8,9 @@
  * whole (SEGIDX_ECONFLICT); the loser reads again and either finds its LSN
  * taken (a commit's ECONFLICT) or tries once more. Within one process a
  * mutex also orders writers, which is all a version-1 store gets.
+ * A re-point after compaction changes no answer and no meta: it EXPECTs
+ * the entries it replaces instead, and prune, the other writer of
+ * existing entries, EXPECTs the entries it changes as well.
  *
  * Exactness of reads: a read's meta and its scan are two calls, so a prune
  * may land between them. find_segments reads the meta again after its
