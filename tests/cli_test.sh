@@ -119,8 +119,8 @@ if [ ! -e "$tmp/nowhere" ]; then ok; else bad "ls created the directory it was a
 
 # Usage errors: exactly 2.
 expect 2 "no arguments" "$bin"
-expect 2 "--help" "$bin" --help
-expect 2 help "$bin" help
+expect 0 "--help" "$bin" --help
+expect 0 help "$bin" help
 expect 2 "unknown command" "$bin" frobnicate
 expect 2 "inspect, no file" "$bin" inspect
 expect 2 "inspect, unknown option" "$bin" inspect "$seg" --yaml

@@ -323,18 +323,6 @@ static int index_bytes(struct demo *d, uint64_t *bytes, uint64_t *pages)
 
 /* ------------------------------------------------------------ main */
 
-static int parse_count(const cli_flag *f, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    if (!f->seen)
-        return 0;
-    uint64_t v;
-    if (!cli_parse_u64(f->value, &v) || v < lo || v > hi)
-        return cli_usage_error("demo: %s wants a number from %llu to %llu, not %s", f->name,
-                               (unsigned long long)lo, (unsigned long long)hi, f->value);
-    *out = v;
-    return 0;
-}
-
 static void demo_free(struct demo *d)
 {
     segidx_volume_index_close(d->vi);
@@ -347,25 +335,25 @@ static void demo_free(struct demo *d)
     free(d->sids);
 }
 
-int cli_demo(int argc, char **argv)
+static int run_demo(const cli_command *cmd, int argc, char **argv)
 {
-    cli_flag flags[] = {
-        { "--volumes", true, false, NULL }, { "--commits", true, false, NULL },
-        { "--pages", true, false, NULL },   { "--reads", true, false, NULL },
-        { "--seed", true, false, NULL },    { "--acks", false, false, NULL },
+    cli_opt opts[] = {
+        { "volumes", true, false, NULL }, { "commits", true, false, NULL },
+        { "pages", true, false, NULL },   { "reads", true, false, NULL },
+        { "seed", true, false, NULL },    { "acks", false, false, NULL },
     };
     cli_args a;
-    int rc = cli_parse_args(argc, argv, flags, 6, &a);
+    int rc = cli_parse(cmd, argc, argv, opts, 6, &a);
     if (rc)
         return rc;
     if (a.npos > 1)
-        return cli_usage_error("demo: expected at most one DIR");
+        return cli_usage_error(cmd, "expected at most one DIR");
     uint64_t volumes = 4, commits = 200, pages = 32, reads = 20000, seed = 1;
-    if ((rc = parse_count(&flags[0], 1, 1000, &volumes)) ||
-        (rc = parse_count(&flags[1], 1, 100000, &commits)) ||
-        (rc = parse_count(&flags[2], 1, 10000, &pages)) ||
-        (rc = parse_count(&flags[3], 0, 100000000, &reads)) ||
-        (rc = parse_count(&flags[4], 0, UINT64_MAX, &seed)))
+    if ((rc = cli_opt_u64(cmd, &opts[0], 1, 1000, &volumes)) ||
+        (rc = cli_opt_u64(cmd, &opts[1], 1, 100000, &commits)) ||
+        (rc = cli_opt_u64(cmd, &opts[2], 1, 10000, &pages)) ||
+        (rc = cli_opt_u64(cmd, &opts[3], 0, 100000000, &reads)) ||
+        (rc = cli_opt_u64(cmd, &opts[4], 0, UINT64_MAX, &seed)))
         return rc;
 
     static struct demo d; /* zeroed; large path buffers */
@@ -375,7 +363,7 @@ int cli_demo(int argc, char **argv)
     d.reads = reads;
     d.seed = d.rng = seed;
     d.space = pages * 16 > 4096 ? (uint32_t)pages * 16 : 4096;
-    d.acks = flags[5].seen;
+    d.acks = opts[5].seen;
     d.tty = isatty(STDOUT_FILENO) && !d.acks; /* a progress bar would garble the ack lines */
     if (a.npos == 1) {
         snprintf(d.dir, sizeof d.dir, "%s", a.pos[0]);
@@ -389,7 +377,7 @@ int cli_demo(int argc, char **argv)
     }
     snprintf(d.seg_dir, sizeof d.seg_dir, "%s/segments", d.dir);
     if ((size_t)snprintf(d.files.dir, sizeof d.files.dir, "%s", d.seg_dir) >= sizeof d.files.dir)
-        return cli_usage_error("demo: DIR is too long");
+        return cli_usage_error(cmd, "DIR is too long");
     snprintf(d.index_dir, sizeof d.index_dir, "%s/index", d.dir);
     struct stat st;
     if (stat(d.index_dir, &st) == 0 || stat(d.seg_dir, &st) == 0) {
@@ -480,3 +468,21 @@ int cli_demo(int argc, char **argv)
     printf("all %llu reads checked: ok\n", (unsigned long long)d.reads);
     return CLI_OK;
 }
+
+const cli_command cli_cmd_demo = {
+    "demo", "write volumes, read them back, check every page",
+    "usage: segidx demo [DIR] [--volumes N] [--commits N] [--pages N] [--reads N]\n"
+    "                   [--seed S] [--acks]\n"
+    "Simulates volumes committing pages (seeded), packs them into segment files\n"
+    "under DIR/segments, records the commits in an LMDB volume index under\n"
+    "DIR/index, then reads random pages at random LSNs back and checks every\n"
+    "one. DIR must be new; without it a temporary directory is made.\n"
+    "  --volumes N          volumes to write, 1..1000 (default 4)\n"
+    "  --commits N          commits per volume, 1..100000 (default 200)\n"
+    "  --pages N            mean pages per commit, 1..10000 (default 32)\n"
+    "  --reads N            random reads to check, 0..100000000 (default 20000)\n"
+    "  --seed S             the simulation's seed (default 1)\n"
+    "  --acks               print \"ack VID LSN PAGES\" as each commit enters the\n"
+    "                       index\n",
+    run_demo,
+};
