@@ -103,6 +103,17 @@ static void get(int vol) { b(5 | vol << 3 | 0 << 4); }
 static void list(void) { b(5 | 1 << 4); }
 static void commits(int vol) { b(5 | vol << 3 | 2 << 4); }
 
+/* Re-point commit `lsn`'s segments picked by `mask` (0: all) onto new sids. */
+static void repoint(int vol, int lsn, int mask, int salt)
+{
+    b(5 | vol << 3 | 3 << 4);
+    b(lsn);
+    b(mask);
+    b(salt);
+}
+
+static void segments(void) { b(5 | 4 << 4); }
+
 static void reads(int vol)
 {
     get(vol);
@@ -595,5 +606,59 @@ int main(int argc, char **argv)
     commit1(0, 22, 3, 0, 1);
     reads(0);
     emit("hostile-version1");
+
+    /* Re-points: of whole commits and of one segment of two, again onto
+     * the first names, after a prune cut the entries, of a commit with
+     * none and above the head; then the referenced sids. */
+    history(0);
+    history(1);
+    repoint(0, 1, 0, 0x10);
+    repoint(0, 3, 1, 0x22);
+    segments();
+    reads(0);
+    prune(0, 3, 1);
+    repoint(0, 1, 0, 0x10);   /* back to sid 1, what the prune left of it */
+    repoint(0, 3, 2, 0x30);
+    repoint(0, 4, 0, 0x40);   /* the empty commit */
+    repoint(0, 0xFF, 0, 0x50);
+    segments();
+    reads(0);
+    commit1(0, 20, 2, 0, 7);
+    repoint(0, 6, 0, 0x60);
+    find(0, 0xFF, 0, 0, 15);
+    segments();
+    emit("clean-repoint");
+
+    /* Re-points through a lying store: its meta get, its scan, its write. */
+    history(0);
+    LIE(get_lie(G_FLIP, 0), 0, 0);
+    repoint(0, 1, 0, 0x10);
+    LIE(0, scan_lie(S_FOREIGN, 1), 0);
+    repoint(0, 1, 0, 0x10);
+    LIE(0, scan_lie(S_REPEAT, 0), 0);
+    repoint(0, 3, 0, 0x10);
+    LIE(0, 0, write_lie(W_FAIL, RC_ECONFLICT), 0, 0, 0);
+    repoint(0, 3, 0, 0x10);
+    LIE(0, 0, write_lie(W_APPLY_FAIL, RC_MINUS_5));
+    repoint(0, 2, 0, 0x20);
+    LIE(scan_lie(S_FLIP, 0));
+    segments();
+    LIE(scan_lie(S_CUT_KEY, 1));
+    segments();
+    other_version();
+    repoint(0, 5, 0, 0x30);
+    reads(0);
+    segments();
+    emit("hostile-repoint");
+
+    /* Re-points over planted entries. */
+    history(0);
+    plant_entry_raw(0, 3, 3, "\x01\x02\x03", 3);
+    repoint(0, 3, 0, 0x10);
+    plant_segments_key(0, 2, 1, 1);
+    segments();
+    repoint(0, 1, 0, 0x10);
+    reads(0);
+    emit("planted-repoint");
     return 0;
 }

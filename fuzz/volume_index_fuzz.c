@@ -10,7 +10,10 @@
  *   0, 1  commit    [lsn mode] [time] [n segs] n * ([sid] [offsets])
  *   2, 3  find      [lsn] [stop after] [offsets]
  *   4     prune     [keep_from]                   (c >> 4 odd: prune_report)
- *   5     read      get / list / commits          ((c >> 4) % 3)
+ *   5     read      get / list / commits          ((c >> 4) % 5: 0..2)
+ *         repoint   [lsn] [mask] [salt]           (3: re-point a commit's
+ *                                                   segments onto new sids)
+ *         segments  the referenced sids            (4)
  *   6     plant     [key kind] ... [value kind] ...
  *   7     lie       c >> 4 script bytes           (replace the lie script;
  *                                                   bit 3: reopen the index
@@ -1100,6 +1103,152 @@ static void verify_clean(struct state *st, struct volume *v)
     check_commits(st, st->check_vi, v);
 }
 
+/* ------------------------------------------------------------ re-point */
+
+/* A new sid for `old`: the same but for byte 1, so that a program's sids
+ * (make_sid: byte 0 only) and the re-pointed ones never meet, while one
+ * re-pointed twice may come back to its first name. */
+static segidx_sid moved_sid(const segidx_sid *old, uint8_t salt)
+{
+    segidx_sid sid = *old;
+    sid.bytes[1] ^= (uint8_t)(salt | 1);
+    return sid;
+}
+
+/* Re-point commit `lsn` of the volume: the segments `mask` picks (all
+ * when it picks none) onto moved sids, each with the commit's whole
+ * offsets (the re-point keeps only what the entries still hold). */
+static void op_repoint(struct state *st, struct volume *v, struct reader *r)
+{
+    uint64_t lsn = read_lsn(r);
+    uint8_t mask = u8(r), salt = u8(r);
+    struct commit *c = lsn >= 1 && lsn <= v->lsn ? &v->c[lsn - 1] : NULL;
+    segidx_sid old[MAX_SEGS];
+    segidx_commit_segment segs[MAX_SEGS];
+    size_t n = 0;
+    bool picked[MAX_SEGS] = { false };
+    for (size_t i = 0; c && i < c->n; i++)
+        picked[i] = (mask >> i) & 1;
+    bool any = false;
+    for (size_t i = 0; c && i < c->n; i++)
+        any |= picked[i];
+    for (size_t i = 0; c && i < c->n; i++)
+        if (picked[i] || !any) {
+            picked[i] = true;
+            old[n] = c->sid[i];
+            segs[n] = (segidx_commit_segment){ moved_sid(&c->sid[i], salt), c->off[i] };
+            n++;
+        }
+    segidx_offset_set *one = NULL;
+    if (!n) { /* nothing to move: a move of a commit with no entries */
+        one = segidx_offset_set_new();
+        CHECK(one != NULL && segidx_offset_set_add(one, 0) == SEGIDX_OK);
+        old[0] = make_sid(1);
+        segs[0] = (segidx_commit_segment){ moved_sid(&old[0], salt), one };
+        n = 1;
+    }
+    segidx_repoint mv = { v->vid, c ? lsn : UINT64_MAX, segs, n }; /* no commit: above any */
+    /* A moved sid that another entry of the commit names is refused, when
+     * the commit still has something to move. */
+    bool clash = false;
+    struct mentry *now = calloc(MAX_ENTRIES, sizeof *now);
+    CHECK(now != NULL);
+    size_t nn = v->dirty ? 0 : model_entries(v, v->keep_from, now);
+    bool held = false;
+    for (size_t i = 0; i < nn; i++) {
+        if (now[i].lsn != mv.lsn)
+            continue;
+        bool replaced = false;
+        for (size_t j = 0; j < n; j++)
+            replaced |= !memcmp(now[i].sid.bytes, old[j].bytes, 16);
+        held |= replaced;
+        for (size_t j = 0; j < n && !replaced; j++)
+            clash |= !memcmp(now[i].sid.bytes, segs[j].sid.bytes, 16);
+    }
+    mentries_free(now, nn);
+    free(now);
+    XXH128_hash_t dump = dump_store(st->h);
+    call_begin(st);
+    int rc = segidx_volume_repoint(st->vi, old, n, &mv, 1);
+    const struct hostile *h = st->h;
+    CHECK(allowed(st, rc));
+    CHECK(h->applied <= 1);
+    if (!h->applied)
+        CHECK(XXH128_isEqual(dump, dump_store(h)));
+    if (!v->dirty) {
+        int want = held && clash ? SEGIDX_EINVAL : SEGIDX_OK;
+        CHECK(rc == want || lie_error(st, rc));
+        CHECK(!h->applied || (held && !clash)); /* written only when there was a move */
+        if (rc == SEGIDX_OK && !h->lies)
+            CHECK(h->applied == (held && !clash)); /* and always then */
+        if (h->applied && c) { /* taken, whatever the store then said */
+            for (size_t i = 0, j = 0; i < c->n; i++)
+                if (picked[i])
+                    c->sid[i] = segs[j++].sid;
+            for (size_t i = 1; i < c->n; i++) /* sid order again, offsets along */
+                for (size_t k = i; k > 0 && compare_sid(&c->sid[k], &c->sid[k - 1]) < 0; k--) {
+                    segidx_sid ts = c->sid[k];
+                    segidx_offset_set *to = c->off[k];
+                    c->sid[k] = c->sid[k - 1];
+                    c->off[k] = c->off[k - 1];
+                    c->sid[k - 1] = ts;
+                    c->off[k - 1] = to;
+                }
+        }
+        verify_clean(st, v);
+    }
+    segidx_offset_set_free(one);
+}
+
+/* ------------------------------------------------------------ referenced */
+
+struct refs_ctx {
+    segidx_sid sid[MAX_ENTRIES * 2];
+    size_t n;
+};
+
+static int refs_cb(void *ctx, const segidx_sid *sid)
+{
+    struct refs_ctx *r = ctx;
+    CHECK(sid != NULL && r->n < MAX_ENTRIES * 2);
+    CHECK(r->n == 0 || compare_sid(&r->sid[r->n - 1], sid) < 0); /* sid order, once each */
+    r->sid[r->n++] = *sid;
+    return 0;
+}
+
+/* segidx_volume_index_segments(): with nothing planted, exactly the sids
+ * the model's entries name, over both volumes. */
+static void check_segments(struct state *st)
+{
+    struct refs_ctx *r = calloc(1, sizeof *r);
+    struct mentry *want = calloc(MAX_ENTRIES, sizeof *want);
+    CHECK(r != NULL && want != NULL);
+    call_begin(st);
+    int rc = segidx_volume_index_segments(st->vi, refs_cb, r);
+    CHECK(st->h->writes == 0);
+    CHECK(allowed(st, rc));
+    if (!st->planted && rc != SEGIDX_OK) {
+        CHECK(lie_error(st, rc));
+    } else if (!st->planted) {
+        size_t named = 0;
+        for (size_t v = 0; v < 2; v++) {
+            size_t n = model_entries(&st->vol[v], st->vol[v].keep_from, want);
+            for (size_t i = 0; i < n; i++) {
+                bool found = false;
+                for (size_t k = 0; k < r->n && !found; k++)
+                    found = !memcmp(r->sid[k].bytes, want[i].sid.bytes, 16);
+                CHECK(found);
+                named++;
+            }
+            mentries_free(want, n);
+        }
+        CHECK(r->n <= named);
+        CHECK(named > 0 || r->n == 0);
+    }
+    free(want);
+    free(r);
+}
+
 /* ------------------------------------------------------------ plant */
 
 static void build_meta(uint8_t *out, struct reader *r)
@@ -1305,15 +1454,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             op_prune(st, v, (c >> 4) & 1, &r);
             break;
         case 5:
-            switch ((c >> 4) % 3) {
+            switch ((c >> 4) % 5) {
             case 0:
                 check_get(st, st->vi, v);
                 break;
             case 1:
                 check_list(st);
                 break;
-            default:
+            case 2:
                 check_commits(st, st->vi, v);
+                break;
+            case 3:
+                op_repoint(st, v, &r);
+                break;
+            default:
+                check_segments(st);
                 break;
             }
             break;
