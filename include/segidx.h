@@ -598,9 +598,10 @@ typedef struct segidx_packer_options {
      *
      * Compaction (segidx_compact()) hands each (vid, lsn) it repacked to
      * commit_ready too, with its new segments. Those commits are already in
-     * the catalog: a compaction host must not commit them again (re-pointing
-     * the catalog at new segments is not part of this API yet); leave
-     * commit_ready NULL on a compaction packer.
+     * the catalog: a compaction host must not commit them again, but
+     * re-point them (segidx_volume_repoint(), which takes exactly these
+     * segments), or leave commit_ready NULL on a compaction packer.
+     * segidx_volume_compact() does all of it for one volume.
      */
     int (*commit_ready)(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
                         const segidx_commit_segment *segs, size_t n);
