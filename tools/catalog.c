@@ -9,46 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ------------------------------------------------------------ volumes */
-
-/* The volumes of an index, copied out of segidx_volume_list(), whose
- * callback may not call the index back. */
-struct volume {
-    segidx_vid vid;
-    segidx_volume_meta meta;
-    uint64_t entries; /* stats: its commit entries */
-};
-struct volumes {
-    struct volume *v;
-    size_t n, cap;
-};
-
-static int add_volume(void *ctx, const segidx_vid *vid, const segidx_volume_meta *meta)
-{
-    struct volumes *vs = ctx;
-    if (vs->n == vs->cap) {
-        size_t cap = vs->cap ? 2 * vs->cap : 16;
-        struct volume *v = realloc(vs->v, cap * sizeof *v);
-        if (!v)
-            return SEGIDX_ENOMEM;
-        vs->v = v;
-        vs->cap = cap;
-    }
-    vs->v[vs->n++] = (struct volume){ *vid, *meta, 0 };
-    return 0;
-}
-
-static int list_volumes(segidx_volume_index *vi, struct volumes *out)
-{
-    memset(out, 0, sizeof *out);
-    int rc = segidx_volume_list(vi, add_volume, out);
-    if (rc) {
-        free(out->v);
-        memset(out, 0, sizeof *out);
-    }
-    return rc;
-}
-
 /* ------------------------------------------------------------ ls */
 
 struct ls_state {
@@ -346,7 +306,7 @@ static int check_found(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_
 }
 
 /* Every page the volume has as of its LSN, found in one read. */
-static int check_read_all(struct check *c, segidx_volume_index *vi, const struct volume *v)
+static int check_read_all(struct check *c, segidx_volume_index *vi, const cli_volume *v)
 {
     segidx_offset_set *q = segidx_offset_set_new();
     int rc = q ? segidx_offset_set_add_range(q, 0, v->meta.last_offset) : SEGIDX_ENOMEM;
@@ -364,7 +324,7 @@ static int check_read_all(struct check *c, segidx_volume_index *vi, const struct
     return rc ? CLI_FAIL : CLI_OK;
 }
 
-static int check_volume(struct check *c, segidx_volume_index *vi, const struct volume *v)
+static int check_volume(struct check *c, segidx_volume_index *vi, const cli_volume *v)
 {
     c->vid = &v->vid;
     cli_hex16(v->vid.bytes, c->vid_hex);
@@ -430,8 +390,8 @@ static int run_check(const cli_command *cmd, int argc, char **argv)
         return rc;
     struct check c = { 0 };
     c.dir = a.pos[0];
-    struct volumes vs;
-    if ((rc = list_volumes(vi, &vs))) {
+    cli_volumes vs;
+    if ((rc = cli_volumes_list(vi, &vs))) {
         char index[4200];
         cli_dir_index_path(c.dir, index, sizeof index);
         check_problem(&c, index, "%s", segidx_strerror(rc));
@@ -440,7 +400,7 @@ static int run_check(const cli_command *cmd, int argc, char **argv)
         rc = check_volume(&c, vi, &vs.v[i]);
     check_report(&c, vs.n, opts[0].seen);
     check_free(&c);
-    free(vs.v);
+    cli_volumes_free(&vs);
     segidx_volume_index_close(vi);
     return c.problem[0] ? CLI_FAIL : CLI_OK;
 }
@@ -492,11 +452,11 @@ static int count_entry(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
                        const segidx_offset_set *offsets)
 {
     (void)lsn, (void)sid, (void)offsets;
-    ((struct volume *)ctx)->entries++;
+    (*(uint64_t *)ctx)++;
     return 0;
 }
 
-static void stats_volume(const struct volume *v, size_t i, bool json)
+static void stats_volume(const cli_volume *v, uint64_t entries, size_t i, bool json)
 {
     char hex[33], utc[32];
     cli_hex16(v->vid.bytes, hex);
@@ -504,7 +464,7 @@ static void stats_volume(const struct volume *v, size_t i, bool json)
         printf("%s\n  {\"vid\": \"%s\", \"lsn\": %llu, \"last_offset\": %u, \"keep_from\": %llu, "
                "\"entries\": %llu, ",
                i ? "," : "", hex, (unsigned long long)v->meta.lsn, (unsigned)v->meta.last_offset,
-               (unsigned long long)v->meta.keep_from, (unsigned long long)v->entries);
+               (unsigned long long)v->meta.keep_from, (unsigned long long)entries);
         cli_json_time("last_commit", v->meta.last_commit);
         putchar('}');
         return;
@@ -515,16 +475,43 @@ static void stats_volume(const struct volume *v, size_t i, bool json)
     cli_time_utc(v->meta.last_commit, utc);
     printf("%s  %10llu  %11u  %10llu  %10llu  %s\n", hex, (unsigned long long)v->meta.lsn,
            (unsigned)v->meta.last_offset, (unsigned long long)v->meta.keep_from,
-           (unsigned long long)v->entries, utc);
+           (unsigned long long)entries, utc);
 }
 
-static void stats_report(const char *dir, const struct volumes *vs, const cli_sid_set *ref,
-                         const struct stats *s, uint64_t index_bytes, bool json)
+/* What stats reads from the index: the volumes, their entries, and the
+ * segments the entries name. */
+struct stats_index {
+    cli_volumes vs;
+    uint64_t *entries; /* per volume */
+    uint64_t total;
+    cli_sid_set ref;
+};
+
+static int stats_read_index(segidx_volume_index *vi, struct stats_index *x)
 {
-    uint64_t entries = 0;
-    for (size_t i = 0; i < vs->n; i++)
-        entries += vs->v[i].entries;
-    uint64_t missing = ref->n - s->referenced_present;
+    int rc = cli_volumes_list(vi, &x->vs);
+    if (!rc && !(x->entries = calloc(x->vs.n + 1, sizeof *x->entries)))
+        rc = SEGIDX_ENOMEM;
+    for (size_t i = 0; !rc && i < x->vs.n; i++) {
+        rc = segidx_volume_commits(vi, &x->vs.v[i].vid, count_entry, &x->entries[i]);
+        x->total += x->entries[i];
+    }
+    if (!rc)
+        rc = cli_sid_set_referenced(vi, &x->ref);
+    return rc;
+}
+
+static void stats_index_free(struct stats_index *x)
+{
+    cli_volumes_free(&x->vs);
+    cli_sid_set_free(&x->ref);
+    free(x->entries);
+}
+
+static void stats_report(const char *dir, const struct stats_index *x, const struct stats *s,
+                         uint64_t index_bytes, bool json)
+{
+    uint64_t missing = x->ref.n - s->referenced_present;
     if (json) {
         printf("{\"dir\": ");
         cli_json_string(dir);
@@ -533,15 +520,15 @@ static void stats_report(const char *dir, const struct volumes *vs, const cli_si
                "\"unreferenced_files\": %llu, \"unreferenced_bytes\": %llu, "
                "\"tmp_files\": %llu, \"tmp_bytes\": %llu, \"other_files\": %llu, "
                "\"index_bytes\": %llu,\n \"volume_list\": [",
-               vs->n, (unsigned long long)entries, ref->n, (unsigned long long)missing,
+               x->vs.n, (unsigned long long)x->total, x->ref.n, (unsigned long long)missing,
                (unsigned long long)s->present.n, (unsigned long long)s->present.bytes,
                (unsigned long long)s->unreferenced.n, (unsigned long long)s->unreferenced.bytes,
                (unsigned long long)s->tmp.n, (unsigned long long)s->tmp.bytes,
                (unsigned long long)s->other.n, (unsigned long long)index_bytes);
     } else {
-        printf("volumes              %zu\n", vs->n);
-        printf("commit entries       %llu\n", (unsigned long long)entries);
-        printf("segments referenced  %zu (%llu missing)\n", ref->n, (unsigned long long)missing);
+        printf("volumes              %zu\n", x->vs.n);
+        printf("commit entries       %llu\n", (unsigned long long)x->total);
+        printf("segments referenced  %zu (%llu missing)\n", x->ref.n, (unsigned long long)missing);
         printf("segment files        %llu, %llu bytes\n", (unsigned long long)s->present.n,
                (unsigned long long)s->present.bytes);
         printf("unreferenced files   %llu, %llu bytes\n", (unsigned long long)s->unreferenced.n,
@@ -551,22 +538,10 @@ static void stats_report(const char *dir, const struct volumes *vs, const cli_si
         printf("other files          %llu\n", (unsigned long long)s->other.n);
         printf("index bytes          %llu (LMDB data.mdb)\n", (unsigned long long)index_bytes);
     }
-    for (size_t i = 0; i < vs->n; i++)
-        stats_volume(&vs->v[i], i, json);
+    for (size_t i = 0; i < x->vs.n; i++)
+        stats_volume(&x->vs.v[i], x->entries[i], i, json);
     if (json)
         printf("]}\n");
-}
-
-/* What stats reads from the index: the volumes, their entries, and the
- * segments the entries name. */
-static int stats_read_index(segidx_volume_index *vi, struct volumes *vs, cli_sid_set *ref)
-{
-    int rc = list_volumes(vi, vs);
-    for (size_t i = 0; !rc && i < vs->n; i++)
-        rc = segidx_volume_commits(vi, &vs->v[i].vid, count_entry, &vs->v[i]);
-    if (!rc)
-        rc = cli_sid_set_referenced(vi, ref);
-    return rc;
 }
 
 static int run_stats(const cli_command *cmd, int argc, char **argv)
@@ -582,17 +557,16 @@ static int run_stats(const cli_command *cmd, int argc, char **argv)
     segidx_volume_index *vi;
     if ((rc = cli_open_index(dir, &vi)))
         return rc;
-    struct volumes vs = { 0 };
-    cli_sid_set ref = { 0 };
+    struct stats_index x = { 0 };
     char path[4200];
     cli_dir_index_path(dir, path, sizeof path);
-    rc = stats_read_index(vi, &vs, &ref);
+    rc = stats_read_index(vi, &x);
     segidx_volume_index_close(vi);
     if (rc) {
-        free(vs.v);
+        stats_index_free(&x);
         return cli_fail(path, rc);
     }
-    struct stats s = { &ref, { 0 }, { 0 }, { 0 }, { 0 }, 0 };
+    struct stats s = { &x.ref, { 0 }, { 0 }, { 0 }, { 0 }, 0 };
     struct stat st;
     snprintf(path + strlen(path), sizeof path - strlen(path), "/data.mdb");
     if (stat(path, &st) != 0)
@@ -600,9 +574,8 @@ static int run_stats(const cli_command *cmd, int argc, char **argv)
     if (!rc)
         rc = cli_dir_scan_segments(dir, count_file, &s);
     if (!rc)
-        stats_report(dir, &vs, &ref, &s, (uint64_t)st.st_size, opts[0].seen);
-    cli_sid_set_free(&ref);
-    free(vs.v);
+        stats_report(dir, &x, &s, (uint64_t)st.st_size, opts[0].seen);
+    stats_index_free(&x);
     return rc;
 }
 

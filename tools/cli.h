@@ -130,6 +130,23 @@ void cli_dir_segment_path(const char *dir, const segidx_sid *sid, char *out, siz
  * failure prints one line and returns 1. */
 int cli_open_index(const char *dir, segidx_volume_index **out);
 
+/* fsync a directory, so that the names made in it last; -1 and errno on
+ * failure. */
+int cli_sync_dir(const char *path);
+
+/* The volumes of an index, copied out of segidx_volume_list(), whose
+ * callback may not call the index back. */
+typedef struct cli_volume {
+    segidx_vid vid;
+    segidx_volume_meta meta;
+} cli_volume;
+typedef struct cli_volumes {
+    cli_volume *v;
+    size_t n, cap;
+} cli_volumes;
+int cli_volumes_list(segidx_volume_index *vi, cli_volumes *out);
+void cli_volumes_free(cli_volumes *vs);
+
 /* A sorted set of sids. */
 typedef struct cli_sid_set {
     segidx_sid *sids;

@@ -7,9 +7,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void cli_dir_index_path(const char *dir, char *out, size_t cap)
 {
@@ -26,6 +28,16 @@ void cli_dir_segment_path(const char *dir, const segidx_sid *sid, char *out, siz
     char hex[33];
     cli_hex16(sid->bytes, hex);
     snprintf(out, cap, "%s/segments/%s.seg", dir, hex);
+}
+
+int cli_sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
 }
 
 int cli_open_index(const char *dir, segidx_volume_index **out)
@@ -55,6 +67,38 @@ int cli_open_index(const char *dir, segidx_volume_index **out)
         return cli_fail(path, rc);
     }
     return CLI_OK;
+}
+
+/* ------------------------------------------------------------ volumes */
+
+static int add_volume(void *ctx, const segidx_vid *vid, const segidx_volume_meta *meta)
+{
+    cli_volumes *vs = ctx;
+    if (vs->n == vs->cap) {
+        size_t cap = vs->cap ? 2 * vs->cap : 16;
+        cli_volume *v = realloc(vs->v, cap * sizeof *v);
+        if (!v)
+            return SEGIDX_ENOMEM;
+        vs->v = v;
+        vs->cap = cap;
+    }
+    vs->v[vs->n++] = (cli_volume){ *vid, *meta };
+    return 0;
+}
+
+int cli_volumes_list(segidx_volume_index *vi, cli_volumes *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = segidx_volume_list(vi, add_volume, out);
+    if (rc)
+        cli_volumes_free(out);
+    return rc;
+}
+
+void cli_volumes_free(cli_volumes *vs)
+{
+    free(vs->v);
+    memset(vs, 0, sizeof *vs);
 }
 
 /* ------------------------------------------------------------ sid sets */

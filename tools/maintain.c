@@ -14,17 +14,6 @@
 
 /* ------------------------------------------------------------ backup */
 
-/* fsync a directory, so that the names made in it last. */
-static int sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 static int write_all(int fd, const char *p, size_t len)
 {
     for (size_t done = 0; done < len;) {
@@ -122,7 +111,7 @@ static int backup_segments(struct backup *b)
         rc = cli_fail_errno(segs, SEGIDX_EIO, errno);
     for (size_t i = 0; !rc && i < ref.n; i++)
         rc = backup_segment(b, &ref.sids[i]);
-    if (!rc && sync_dir(segs) != 0)
+    if (!rc && cli_sync_dir(segs) != 0)
         rc = cli_fail_errno(segs, SEGIDX_EIO, errno);
     cli_sid_set_free(&ref);
     return rc;
