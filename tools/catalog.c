@@ -70,20 +70,18 @@ static void ls_volume_header(const char *vid, const segidx_volume_meta *m, bool 
 
 static int run_ls(const cli_command *cmd, int argc, char **argv)
 {
-    cli_opt opts[] = { { "json", false, false, NULL } };
     cli_args a;
-    int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
+    bool json;
+    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
     if (rc)
         return rc;
-    if (a.npos < 1 || a.npos > 2)
-        return cli_usage_error(cmd, "expected DIR [VID]");
     segidx_vid vid;
     if (a.npos == 2 && !cli_parse_hex16(a.pos[1], vid.bytes))
         return cli_usage_error(cmd, "VID must be 32 hex characters: %s", a.pos[1]);
     segidx_volume_index *vi;
     if ((rc = cli_open_index(a.pos[0], &vi)))
         return rc;
-    struct ls_state s = { opts[0].seen, 0 };
+    struct ls_state s = { json, 0 };
     char what[4200];
     bool open_json = s.json && a.npos == 1;
     if (a.npos == 1) {
@@ -113,7 +111,8 @@ static int run_ls(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_ls = {
-    "ls", "the volumes of DIR's index, or one volume's commits",
+    "ls", "DIR [VID]", 1, 2,
+    "the volumes of DIR's index, or one volume's commits",
     "usage: segidx ls DIR [VID] [--json]\n"
     "The volumes of DIR/index with their LSN, last offset, prune point and\n"
     "last commit time (UTC), or volume VID's commit entries: LSN, segment,\n"
@@ -378,13 +377,11 @@ static void check_report(const struct check *c, size_t volumes, bool json)
 
 static int run_check(const cli_command *cmd, int argc, char **argv)
 {
-    cli_opt opts[] = { { "json", false, false, NULL } };
     cli_args a;
-    int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
+    bool json;
+    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
     if (rc)
         return rc;
-    if (a.npos != 1)
-        return cli_usage_error(cmd, "expected one DIR");
     segidx_volume_index *vi;
     if ((rc = cli_open_index(a.pos[0], &vi)))
         return rc;
@@ -398,7 +395,7 @@ static int run_check(const cli_command *cmd, int argc, char **argv)
     }
     for (size_t i = 0; !rc && i < vs.n; i++)
         rc = check_volume(&c, vi, &vs.v[i]);
-    check_report(&c, vs.n, opts[0].seen);
+    check_report(&c, vs.n, json);
     check_free(&c);
     cli_volumes_free(&vs);
     segidx_volume_index_close(vi);
@@ -406,7 +403,8 @@ static int run_check(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_check = {
-    "check", "every catalog entry against the segment files it names",
+    "check", "one DIR", 1, 1,
+    "every catalog entry against the segment files it names",
     "usage: segidx check DIR [--json]\n"
     "Holds every commit entry of every volume in DIR/index to the segment file\n"
     "it names: the file exists, opens, is the segment its name says, every page\n"
@@ -546,13 +544,11 @@ static void stats_report(const char *dir, const struct stats_index *x, const str
 
 static int run_stats(const cli_command *cmd, int argc, char **argv)
 {
-    cli_opt opts[] = { { "json", false, false, NULL } };
     cli_args a;
-    int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
+    bool json;
+    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
     if (rc)
         return rc;
-    if (a.npos != 1)
-        return cli_usage_error(cmd, "expected one DIR");
     const char *dir = a.pos[0];
     segidx_volume_index *vi;
     if ((rc = cli_open_index(dir, &vi)))
@@ -574,13 +570,14 @@ static int run_stats(const cli_command *cmd, int argc, char **argv)
     if (!rc)
         rc = cli_dir_scan_segments(dir, count_file, &s);
     if (!rc)
-        stats_report(dir, &x, &s, (uint64_t)st.st_size, opts[0].seen);
+        stats_report(dir, &x, &s, (uint64_t)st.st_size, json);
     stats_index_free(&x);
     return rc;
 }
 
 const cli_command cli_cmd_stats = {
-    "stats", "what DIR holds: volumes, entries, segments, files, bytes",
+    "stats", "one DIR", 1, 1,
+    "what DIR holds: volumes, entries, segments, files, bytes",
     "usage: segidx stats DIR [--json]\n"
     "Volumes and commit entries in DIR/index, the segments they reference\n"
     "(and how many of those are missing), the segment files in DIR/segments\n"

@@ -63,8 +63,8 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_opt *opts, size
     if (nopts > MAX_OPTS)
         return cli_usage_error(cmd, "too many options to parse");
     for (size_t i = 0; i < nopts; i++) {
-        lo[i] = (struct option){ opts[i].name, opts[i].takes_value ? required_argument : no_argument,
-                                 NULL, OPT_BASE + (int)i };
+        int has_arg = opts[i].takes_value ? required_argument : no_argument;
+        lo[i] = (struct option){ opts[i].name, has_arg, NULL, OPT_BASE + (int)i };
     }
     lo[nopts] = (struct option){ "help", no_argument, NULL, 'h' };
     lo[nopts + 1] = (struct option){ NULL, 0, NULL, 0 };
@@ -93,7 +93,19 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_opt *opts, size
     }
     while (optind < argc) /* after "--" */
         out->pos[out->npos++] = argv[optind++];
+    if (cmd->max_args == 0 && out->npos)
+        return cli_usage_error(cmd, "takes no arguments");
+    if (out->npos < cmd->min_args || (cmd->max_args >= 0 && out->npos > cmd->max_args))
+        return cli_usage_error(cmd, "expected %s", cmd->args);
     return CLI_OK;
+}
+
+int cli_parse_json(const cli_command *cmd, int argc, char **argv, cli_args *out, bool *json)
+{
+    cli_opt opts[] = { { "json", false, false, NULL } };
+    int rc = cli_parse(cmd, argc, argv, opts, 1, out);
+    *json = opts[0].seen;
+    return rc;
 }
 
 int cli_opt_u64(const cli_command *cmd, const cli_opt *opt, uint64_t lo, uint64_t hi,

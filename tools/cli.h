@@ -22,6 +22,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_HELP = 3 };
 typedef struct cli_command cli_command;
 struct cli_command {
     const char *name;
+    const char *args;     /* its positionals, for "expected ..." */
+    int min_args, max_args; /* how many it takes; max -1: no bound */
     const char *summary;  /* one line for `segidx --help` */
     /* `segidx NAME --help`: synopsis lines, then one line per option
      * (-h, --help is added when printed). */
@@ -57,10 +59,13 @@ typedef struct cli_args {
 
 /* Parse a subcommand's argv with getopt_long: options may come before,
  * between or after positionals, as --opt=value or --opt value; `--` ends
- * them; -h and --help print the usage on standard output. Returns CLI_OK,
+ * them; -h and --help print the usage on standard output. The number of
+ * positionals must be within the command's bounds. Returns CLI_OK,
  * CLI_HELP, or CLI_USAGE after saying what is wrong. */
 int cli_parse(const cli_command *cmd, int argc, char **argv, cli_opt *opts, size_t nopts,
               cli_args *out);
+/* cli_parse for the many commands whose one option is --json. */
+int cli_parse_json(const cli_command *cmd, int argc, char **argv, cli_args *out, bool *json);
 /* An option's value as a number in [lo, hi] into *out (left alone when the
  * option was not given). Returns CLI_OK, or CLI_USAGE after saying why. */
 int cli_opt_u64(const cli_command *cmd, const cli_opt *opt, uint64_t lo, uint64_t hi,

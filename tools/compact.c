@@ -190,8 +190,6 @@ static int run_compact(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, opts, 3, &a);
     if (rc)
         return rc;
-    if (a.npos != 1)
-        return cli_usage_error(cmd, "expected one DIR");
     uint64_t small = SEGIDX_DEFAULT_COMPACT_SMALL_BYTES;
     uint64_t max_input = SEGIDX_DEFAULT_COMPACT_MAX_INPUT_BYTES;
     if ((rc = cli_opt_u64(cmd, &opts[0], 1, SIZE_MAX, &small)) ||
@@ -214,7 +212,8 @@ static int run_compact(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_compact = {
-    "compact", "rewrite fragmented segments and re-point the catalog",
+    "compact", "one DIR", 1, 1,
+    "rewrite fragmented segments and re-point the catalog",
     "usage: segidx compact DIR [--small-bytes N] [--max-input-bytes N] [--dry-run]\n"
     "For every volume of DIR/index, rewrites its live pages out of segments that\n"
     "are shared with other volumes, small, or mostly pruned into new\n"

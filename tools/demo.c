@@ -346,8 +346,6 @@ static int run_demo(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, opts, 6, &a);
     if (rc)
         return rc;
-    if (a.npos > 1)
-        return cli_usage_error(cmd, "expected at most one DIR");
     uint64_t volumes = 4, commits = 200, pages = 32, reads = 20000, seed = 1;
     if ((rc = cli_opt_u64(cmd, &opts[0], 1, 1000, &volumes)) ||
         (rc = cli_opt_u64(cmd, &opts[1], 1, 100000, &commits)) ||
@@ -470,7 +468,8 @@ static int run_demo(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_demo = {
-    "demo", "write volumes, read them back, check every page",
+    "demo", "at most one DIR", 0, 1,
+    "write volumes, read them back, check every page",
     "usage: segidx demo [DIR] [--volumes N] [--commits N] [--pages N] [--reads N]\n"
     "                   [--seed S] [--acks]\n"
     "Simulates volumes committing pages (seeded), packs them into segment files\n"

@@ -71,19 +71,29 @@ int cli_open_index(const char *dir, segidx_volume_index **out)
 
 /* ------------------------------------------------------------ volumes */
 
+/* Room for one more element in an array that doubles as it grows. */
+static int grow(void **items, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return SEGIDX_OK;
+    size_t more = *cap ? 2 * *cap : 16;
+    void *p = realloc(*items, more * size);
+    if (!p)
+        return SEGIDX_ENOMEM;
+    *items = p;
+    *cap = more;
+    return SEGIDX_OK;
+}
+
 static int add_volume(void *ctx, const segidx_vid *vid, const segidx_volume_meta *meta)
 {
     cli_volumes *vs = ctx;
-    if (vs->n == vs->cap) {
-        size_t cap = vs->cap ? 2 * vs->cap : 16;
-        cli_volume *v = realloc(vs->v, cap * sizeof *v);
-        if (!v)
-            return SEGIDX_ENOMEM;
-        vs->v = v;
-        vs->cap = cap;
-    }
-    vs->v[vs->n++] = (cli_volume){ *vid, *meta };
-    return 0;
+    void *items = vs->v;
+    int rc = grow(&items, &vs->cap, vs->n, sizeof *vs->v);
+    vs->v = items;
+    if (!rc)
+        vs->v[vs->n++] = (cli_volume){ *vid, *meta };
+    return rc;
 }
 
 int cli_volumes_list(segidx_volume_index *vi, cli_volumes *out)
@@ -106,16 +116,12 @@ void cli_volumes_free(cli_volumes *vs)
 static int sid_set_add(void *ctx, const segidx_sid *sid)
 {
     cli_sid_set *s = ctx;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        segidx_sid *sids = realloc(s->sids, cap * sizeof *sids);
-        if (!sids)
-            return SEGIDX_ENOMEM;
-        s->sids = sids;
-        s->cap = cap;
-    }
-    s->sids[s->n++] = *sid;
-    return 0;
+    void *items = s->sids;
+    int rc = grow(&items, &s->cap, s->n, sizeof *s->sids);
+    s->sids = items;
+    if (!rc)
+        s->sids[s->n++] = *sid;
+    return rc;
 }
 
 static int compare_sids(const void *a, const void *b)

@@ -57,14 +57,11 @@ static void inspect_volume(const segidx_segment_volume *v, uint32_t i, bool json
 
 static int run_inspect(const cli_command *cmd, int argc, char **argv)
 {
-    cli_opt opts[] = { { "json", false, false, NULL } };
     cli_args a;
-    int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
+    bool json;
+    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
     if (rc)
         return rc;
-    if (a.npos != 1)
-        return cli_usage_error(cmd, "expected one SEGMENT");
-    bool json = opts[0].seen;
     const char *path = a.pos[0];
     cli_segment_file f;
     if ((rc = cli_segment_file_open(path, &f)))
@@ -95,7 +92,8 @@ static int run_inspect(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_inspect = {
-    "inspect", "a segment's header, volumes and checksums",
+    "inspect", "one SEGMENT", 1, 1,
+    "a segment's header, volumes and checksums",
     "usage: segidx inspect SEGMENT [--json]\n"
     "A segment's header facts, each volume it holds (pages, offsets, LSN range,\n"
     "offset encoding, rLSN width, index bytes) and whether every page checksum\n"
@@ -144,14 +142,11 @@ static void verify_line(const char *path, int rc, int err, bool json, int i)
 
 static int run_verify(const cli_command *cmd, int argc, char **argv)
 {
-    cli_opt opts[] = { { "json", false, false, NULL } };
     cli_args a;
-    int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
+    bool json;
+    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
     if (rc)
         return rc;
-    if (a.npos < 1)
-        return cli_usage_error(cmd, "expected SEGMENT...");
-    bool json = opts[0].seen;
     int bad = 0;
     if (json)
         printf("{\"files\": [");
@@ -167,7 +162,8 @@ static int run_verify(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_verify = {
-    "verify", "full validation of segment files, one line each",
+    "verify", "SEGMENT...", 1, -1,
+    "full validation of segment files, one line each",
     "usage: segidx verify SEGMENT... [--json]\n"
     "Validates each file fully (its index and every page checksum), one line\n"
     "each: \"OK PATH\" or \"FAIL PATH: why\"; exit 1 when any fails.\n"
@@ -214,18 +210,16 @@ static int dump_page(void *ctx, const segidx_segment_page *p)
 
 static int run_dump(const cli_command *cmd, int argc, char **argv)
 {
-    cli_opt opts[] = { { "json", false, false, NULL } };
     cli_args a;
-    int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
+    bool json;
+    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
     if (rc)
         return rc;
-    if (a.npos != 1)
-        return cli_usage_error(cmd, "expected one SEGMENT");
     const char *path = a.pos[0];
     cli_segment_file f;
     if ((rc = cli_segment_file_open(path, &f)))
         return rc;
-    struct dump d = { f.seg, opts[0].seen, 0, 0 };
+    struct dump d = { f.seg, json, 0, 0 };
     segidx_segment_stats st;
     segidx_segment_stats_get(f.seg, &st);
     char hex[33];
@@ -254,7 +248,8 @@ static int run_dump(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_dump = {
-    "dump", "every page version of a segment, one line each",
+    "dump", "one SEGMENT", 1, 1,
+    "every page version of a segment, one line each",
     "usage: segidx dump SEGMENT [--json]\n"
     "Every page version the segment holds, one line each in (vid, offset, lsn)\n"
     "order: vid, offset, lsn, local index, byte range in the file, and whether\n"
@@ -441,7 +436,8 @@ static int run_get(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_get = {
-    "get", "where a page is, in a segment or through a volume index",
+    "get", "SEGMENT VID OFFSET [LSN]", 2, 4,
+    "where a page is, in a segment or through a volume index",
     "usage: segidx get SEGMENT VID OFFSET [LSN] [--hex] [--json]\n"
     "       segidx get --index DIR VID OFFSET [LSN] [--hex] [--json]\n"
     "Where page OFFSET of volume VID is as of LSN (the latest by default): in\n"

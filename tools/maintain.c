@@ -124,8 +124,6 @@ static int run_backup(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
     if (rc)
         return rc;
-    if (a.npos != 2)
-        return cli_usage_error(cmd, "expected DIR DEST");
     struct backup b = { a.pos[0], a.pos[1], opts[0].seen, 0, 0, 0 };
     char from[4200], to[4200], data[4300];
     struct stat st;
@@ -149,7 +147,8 @@ static int run_backup(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_backup = {
-    "backup", "a consistent copy of a live index and its segments",
+    "backup", "DIR DEST", 2, 2,
+    "a consistent copy of a live index and its segments",
     "usage: segidx backup DIR DEST [--copy]\n"
     "Copies DIR/index to DEST/index as one consistent snapshot while writers go\n"
     "on (segidx_kv_lmdb_backup; a raw copy of a live data.mdb is no backup),\n"
@@ -255,8 +254,6 @@ static int run_gc(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, opts, 3, &a);
     if (rc)
         return rc;
-    if (a.npos != 1)
-        return cli_usage_error(cmd, "expected one DIR");
     struct gc g = { 0 };
     g.grace = 3600;
     g.dry_run = opts[1].seen;
@@ -291,7 +288,8 @@ static int run_gc(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_gc = {
-    "gc", "delete segment files no catalog entry references",
+    "gc", "one DIR", 1, 1,
+    "delete segment files no catalog entry references",
     "usage: segidx gc DIR [--grace SECONDS] [--dry-run] [--json]\n"
     "Deletes the files of DIR/segments that no commit entry in DIR/index\n"
     "references, once they are older (by mtime) than the grace period, and\n"

@@ -58,8 +58,6 @@ static int run_help(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, NULL, 0, &a);
     if (rc)
         return rc;
-    if (a.npos > 1)
-        return cli_usage_error(cmd, "expected at most one COMMAND");
     if (a.npos == 0) {
         print_usage(stdout);
         return CLI_OK;
@@ -72,7 +70,8 @@ static int run_help(const cli_command *cmd, int argc, char **argv)
 }
 
 static const cli_command cli_cmd_help = {
-    "help", "the list of commands, or one command's usage",
+    "help", "at most one COMMAND", 0, 1,
+    "the list of commands, or one command's usage",
     "usage: segidx help [COMMAND]\n"
     "The list of commands, or COMMAND's usage, on standard output.\n",
     run_help,
@@ -84,14 +83,13 @@ static int run_version(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, NULL, 0, &a);
     if (rc)
         return rc;
-    if (a.npos)
-        return cli_usage_error(cmd, "takes no arguments");
     printf("%s\n", segidx_version_string());
     return CLI_OK;
 }
 
 static const cli_command cli_cmd_version = {
-    "version", "the library's version (also --version)",
+    "version", "", 0, 0,
+    "the library's version (also --version)",
     "usage: segidx version\n"
     "       segidx --version\n"
     "The version of libsegidx this command was built with.\n",
@@ -115,8 +113,6 @@ static int run_bench(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, NULL, 0, &a);
     if (rc)
         return rc;
-    if (a.npos)
-        return cli_usage_error(cmd, "takes no arguments");
     char dir[4096];
     const char *slash = strrchr(program_path, '/');
     if (slash)
@@ -158,7 +154,8 @@ static int run_bench(const cli_command *cmd, int argc, char **argv)
 }
 
 const cli_command cli_cmd_bench = {
-    "bench", "run the benchmarks built beside segidx",
+    "bench", "", 0, 0,
+    "run the benchmarks built beside segidx",
     "usage: segidx bench\n"
     "Runs each benchmark program built beside this one (make bench), in name\n"
     "order; in an installed segidx there are none.\n",
