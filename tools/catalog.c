@@ -228,9 +228,10 @@ static int check_open(struct check *c, struct open_segment *s, const char *path)
     if ((rc = segidx_segment_verify(s->seg))) {
         c->at = s;
         snprintf(c->path, sizeof c->path, "%s", path);
-        if (rc != SEGIDX_ECORRUPT || !segidx_segment_iterate(s->seg, NULL, find_damaged, c))
-            return check_problem(c, path, "%s", segidx_strerror(rc));
-        return CLI_FAIL;
+        if (rc == SEGIDX_ECORRUPT &&
+            segidx_segment_iterate(s->seg, NULL, find_damaged, c) == CLI_FAIL)
+            return CLI_FAIL; /* the page is named */
+        return check_problem(c, path, "%s", segidx_strerror(rc));
     }
     return CLI_OK;
 }
