@@ -13,6 +13,11 @@
  * - every segment the index names is there, verifies, holds at each
  *   (volume, offset, lsn) the page the demo derives from those, and holds
  *   exactly the offsets the index records for it.
+ * Then `segidx compact DIR` and `segidx gc DIR --grace 0` are killed at
+ * random moments in turn (or let finish); after each, all of the above
+ * holds again, every offset of every volume reads at its first, last and
+ * two random LSNs as exactly the page the entries taken before named, and
+ * at the end `segidx check DIR` passes.
  * These are the promises a process crash must keep. A power loss is
  * another matter: the demo's index is nosync, whose writes survive the
  * process in the OS's page cache but not the machine going down.
@@ -72,6 +77,10 @@ struct plan {
     enum kill_at kill_at;
     uint64_t acks;                   /* KILL_AFTER_ACKS: after this many */
     double delay_share;              /* KILL_AFTER_DELAY: of a whole write's time */
+    /* Then `segidx compact DIR` and `segidx gc DIR --grace 0`, each killed
+     * after this share of its usual time (0: at once; above 1: mostly
+     * after it exited). */
+    double compact_share, gc_share;
 };
 
 /* A whole write is some 5000 to 24000 pages (--pages is the mean per
@@ -95,6 +104,8 @@ static void draw_plan(uint64_t *rng, unsigned no, struct plan *p)
                : r < 95 ? KILL_AFTER_DELAY : KILL_AFTER_EXIT;
     p->acks = 1 + below(rng, (uint64_t)p->volumes * p->commits);
     p->delay_share = (double)below(rng, 1101) / 1000.0; /* a few land after the end */
+    p->compact_share = (double)below(rng, 1201) / 1000.0;
+    p->gc_share = (double)below(rng, 1201) / 1000.0;
 }
 
 static uint64_t plan_commits(const struct plan *p)
@@ -128,10 +139,12 @@ struct crash {
     const struct plan *plan;         /* the trial under way */
     const char *dir;
     double seconds_per_page;         /* of a whole write, learnt as trials finish */
+    double compact_seconds, gc_seconds; /* of a whole run of each, learnt likewise */
     bool verbose;                    /* a line per trial */
     unsigned failures;               /* of the trial under way */
     uint64_t acked, unacked, segments;
     unsigned before_first_ack, mid_write, after_last_ack, finished;
+    unsigned compacts_killed, compacts_done, gcs_killed, gcs_done;
 };
 
 static double now(void)
@@ -656,13 +669,15 @@ static int open_index(struct crash *c, const char *dir, segidx_volume_index **vi
     return rc;
 }
 
-/* Hold what `dir` holds to what the run acknowledged. */
-static void check_dir(struct crash *c, const char *dir, struct run *r)
+/* The index and segments in `dir`, opened as a reader would, with its
+ * volumes listed (their entries not yet read); NULL after a failure,
+ * reported. */
+static struct view *open_view(struct crash *c, const char *dir)
 {
     struct view *v = calloc(1, sizeof *v);
     if (!v) {
         fail(c, NULL, 0, "out of memory");
-        return;
+        return NULL;
     }
     v->c = c;
     snprintf(v->files.dir, sizeof v->files.dir, "%s/segments", dir);
@@ -672,17 +687,258 @@ static void check_dir(struct crash *c, const char *dir, struct run *r)
         fail(c, NULL, 0, "loader: %s", segidx_strerror(rc));
     if (!rc && (rc = segidx_volume_list(v->vi, list_volume, v)))
         fail(c, NULL, 0, "volume list: %s", segidx_strerror(rc));
-    for (size_t i = 0; !rc && i < v->nvols; i++)
-        check_volume(v, &v->vols[i], r);
-    for (size_t i = 0; !rc && i < r->n; i++)
-        if (!r->acks[i].seen)
-            fail(c, &r->acks[i].vid, r->acks[i].lsn, "acked, but the index has no such volume");
-    c->acked += r->n;
+    if (!rc)
+        return v;
+    segidx_loader_free(v->loader);
+    segidx_volume_index_close(v->vi);
+    free_volumes(v);
+    free(v);
+    return NULL;
+}
+
+static void close_view(struct view *v)
+{
+    if (!v)
+        return;
     segidx_loader_free(v->loader);
     segidx_volume_index_close(v->vi);
     free_volumes(v);
     free(v->checked);
     free(v);
+}
+
+/* Hold what `dir` holds to what the run acknowledged. */
+static void check_dir(struct crash *c, const char *dir, struct run *r)
+{
+    struct view *v = open_view(c, dir);
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->nvols; i++)
+        check_volume(v, &v->vols[i], r);
+    for (size_t i = 0; i < r->n; i++)
+        if (!r->acks[i].seen)
+            fail(c, &r->acks[i].vid, r->acks[i].lsn, "acked, but the index has no such volume");
+    close_view(v);
+}
+
+/* ------------------------------------------------------------ compaction and gc
+ *
+ * After the writer, `segidx compact DIR` and then `segidx gc DIR --grace 0`
+ * are killed at random moments too. Before them the trial takes every
+ * entry of the index (checked just now against the acks); after each, the
+ * index is checked again as above, every offset of every volume reads at
+ * several LSNs as exactly the page those entries name, and at the end
+ * `segidx check DIR` passes.
+ */
+
+/* Every entry of every volume, as a later check's reference. */
+static struct view *take_entries(struct crash *c, const char *dir)
+{
+    struct view *v = open_view(c, dir);
+    for (size_t i = 0; v && i < v->nvols; i++) {
+        int rc = segidx_volume_commits(v->vi, &v->vols[i].vid, collect_entry, &v->vols[i]);
+        if (rc)
+            fail(c, &v->vols[i].vid, 0, "commits: %s", segidx_strerror(rc));
+    }
+    return v;
+}
+
+/* One page against the version the reference names (0: never written). */
+struct version_read {
+    struct view *v;
+    const struct volume *vol;
+    segidx_lsn lsn;
+    const segidx_lsn *version;   /* by offset */
+    uint64_t calls;
+};
+
+static int compare_version(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
+{
+    struct version_read *vr = ctx;
+    segidx_lsn want = vr->version[off];
+    vr->calls++;
+    if (!want && !page)
+        return 0;
+    if (!want || !page || lsn != want) {
+        fail(vr->v->c, &vr->vol->vid, vr->lsn, "offset %u reads as lsn %" PRIu64 ", not %" PRIu64,
+             (unsigned)off, page ? (uint64_t)lsn : 0, (uint64_t)want);
+        return 1;
+    }
+    demo_page_fill(vr->v->want, demo_vid_volume(&vr->vol->vid), off, want);
+    if (memcmp(page, vr->v->want, DEMO_PAGE_SIZE) == 0)
+        return 0;
+    fail(vr->v->c, &vr->vol->vid, vr->lsn, "offset %u reads other bytes than the demo wrote",
+         (unsigned)off);
+    return 1;
+}
+
+struct versions {
+    segidx_lsn *by_offset;
+    segidx_lsn lsn;
+    size_t n;
+};
+
+static int set_version(segidx_offset off, void *ctx)
+{
+    struct versions *vs = ctx;
+    if (off < vs->n)
+        vs->by_offset[off] = vs->lsn;
+    return 0;
+}
+
+/* Every offset up to the volume's last at `lsn`, in batches, through the
+ * view `now`, against the entries of `ref` (oldest first). */
+static void read_versions(struct view *now, const struct volume *ref, segidx_lsn lsn)
+{
+    struct versions vs = { NULL, 0, (size_t)ref->meta.last_offset + 1 };
+    vs.by_offset = calloc(vs.n, sizeof *vs.by_offset);
+    if (!vs.by_offset) {
+        fail(now->c, NULL, 0, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < ref->n && ref->e[i].lsn <= lsn; i++) {
+        vs.lsn = ref->e[i].lsn;
+        segidx_offset_set_iterate(ref->e[i].offsets, set_version, &vs);
+    }
+    struct version_read vr = { now, ref, lsn, vs.by_offset, 0 };
+    for (size_t lo = 0; lo < vs.n && now->c->failures == 0; lo += SEGIDX_READ_MAX_PAGES) {
+        size_t hi = vs.n - lo < SEGIDX_READ_MAX_PAGES ? vs.n : lo + SEGIDX_READ_MAX_PAGES;
+        segidx_offset_set *q = segidx_offset_set_new();
+        uint64_t calls = vr.calls;
+        int rc = q ? segidx_offset_set_add_range(q, (segidx_offset)lo, (segidx_offset)hi)
+                   : SEGIDX_ENOMEM;
+        if (!rc)
+            rc = segidx_read_pages(now->vi, now->loader, &ref->vid, lsn, q, compare_version, &vr);
+        if (rc < 0)
+            fail(now->c, &ref->vid, lsn, "read_pages: %s", segidx_strerror(rc));
+        else if (!rc && vr.calls - calls != hi - lo)
+            fail(now->c, &ref->vid, lsn, "read_pages answered %" PRIu64 " offsets of %zu",
+                 vr.calls - calls, hi - lo);
+        segidx_offset_set_free(q);
+    }
+    free(vs.by_offset);
+}
+
+/* After a compaction or gc: the index holds to the acks as before, and
+ * reads at the first, the last and two random LSNs of every volume give
+ * what the reference entries name. */
+static void check_after(struct crash *c, const char *dir, struct run *r, const struct view *ref)
+{
+    uint64_t unacked = c->unacked; /* counted once, by the writer's check */
+    check_dir(c, dir, r);
+    c->unacked = unacked;
+    struct view *now = c->failures ? NULL : open_view(c, dir);
+    uint64_t rng = c->plan->seed ^ 0x5eed;
+    for (size_t i = 0; now && i < ref->nvols && !c->failures; i++) {
+        const struct volume *vol = &ref->vols[i];
+        segidx_lsn top = vol->meta.lsn;
+        segidx_lsn at[4] = { 1, top, 1 + below(&rng, top), 1 + below(&rng, top) };
+        for (int k = 0; k < 4 && !c->failures; k++)
+            read_versions(now, vol, at[k]);
+    }
+    close_view(now);
+}
+
+/* Run `segidx ARGS`, its output dropped (errors kept), and kill it after
+ * `delay` seconds unless it has exited (delay < 0: never). *status is its
+ * wait status, *took how long it ran. -1 after a failure, reported. */
+static int run_tool(struct crash *c, char *const argv[], double delay, int *status,
+                    double *took)
+{
+    double t0 = now();
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (pid < 0) {
+        fail(c, NULL, 0, "fork: %s", strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        pid_t got = waitpid(pid, status, WNOHANG);
+        if (got == pid)
+            break;
+        if (got < 0 && errno != EINTR) {
+            fail(c, NULL, 0, "waitpid: %s", strerror(errno));
+            return -1;
+        }
+        double t = now() - t0;
+        if ((delay >= 0 && t >= delay) || t > WATCHDOG_SECONDS) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+                ;
+            if (t > WATCHDOG_SECONDS) {
+                fail(c, NULL, 0, "segidx %s hung", argv[1]);
+                return -1;
+            }
+            break;
+        }
+        struct timespec nap = { 0, 200000 };
+        nanosleep(&nap, NULL);
+    }
+    *took = now() - t0;
+    return 0;
+}
+
+/* Run a maintenance command killed after `share` of its usual time:
+ * it must exit 0 or die of the kill. Learns the usual time from runs
+ * that finished. */
+static int maintain(struct crash *c, const char *dir, const char *what, double share,
+                    double *usual, unsigned *killed, unsigned *done)
+{
+    char *argv[] = { (char *)c->segidx, (char *)what, (char *)dir, NULL, NULL, NULL };
+    if (!strcmp(what, "gc")) {
+        argv[3] = "--grace";
+        argv[4] = "0";
+    }
+    int status;
+    double took;
+    if (run_tool(c, argv, share * *usual, &status, &took))
+        return -1;
+    bool finished = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool was_killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    if (c->verbose && (finished || was_killed))
+        fprintf(stderr, "demo_crash: trial %u: segidx %s %s after %.3f s\n", c->plan->no, what,
+                finished ? "finished" : "killed", took);
+    if (finished) {
+        (*done)++;
+        *usual = (*usual + took) / 2;
+        return 0;
+    }
+    if (was_killed) {
+        (*killed)++;
+        return 0;
+    }
+    fail(c, NULL, 0, "segidx %s %s: %s %d", what, dir,
+         WIFEXITED(status) ? "exited with status" : "died of signal",
+         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    return -1;
+}
+
+/* Compaction, then gc, each killed at the plan's moment and checked; then
+ * `segidx check` must pass. */
+static void compact_and_collect(struct crash *c, const char *dir, struct run *r)
+{
+    const struct plan *p = c->plan;
+    struct view *ref = take_entries(c, dir);
+    if (ref && !c->failures &&
+        !maintain(c, dir, "compact", p->compact_share, &c->compact_seconds, &c->compacts_killed,
+                  &c->compacts_done))
+        check_after(c, dir, r, ref);
+    if (ref && !c->failures &&
+        !maintain(c, dir, "gc", p->gc_share, &c->gc_seconds, &c->gcs_killed, &c->gcs_done))
+        check_after(c, dir, r, ref);
+    close_view(ref);
+    if (c->failures)
+        return;
+    char *argv[] = { (char *)c->segidx, "check", (char *)dir, NULL };
+    int status;
+    double took;
+    if (!run_tool(c, argv, -1, &status, &took) && !(WIFEXITED(status) && !WEXITSTATUS(status)))
+        fail(c, NULL, 0, "segidx check %s failed after the compaction and gc", dir);
 }
 
 /* ------------------------------------------------------------ trials */
@@ -745,6 +1001,9 @@ static int trial(struct crash *c, const struct plan *p, unsigned trials)
     if (run_writer(c, dir, &r) == 0) {
         learn_pace(c, &r);
         check_dir(c, dir, &r);
+        c->acked += r.n;
+        if (!c->failures)
+            compact_and_collect(c, dir, &r);
     }
     if (c->verbose)
         fprintf(stderr, "demo_crash: trial %u: %u x %u commits of ~%u pages, killed %s: "
@@ -788,6 +1047,8 @@ int main(int argc, char **argv)
     c.base_seed = seed;
     c.verbose = getenv("SEGIDX_CRASH_VERBOSE") != NULL;
     c.seconds_per_page = 20e-6; /* a first guess; learn_pace() corrects it */
+    c.compact_seconds = 0.3;     /* likewise, corrected by maintain() */
+    c.gc_seconds = 0.01;
     uint64_t rng = seed;
     for (unsigned t = 1; t <= trials; t++) {
         struct plan p;
@@ -797,9 +1058,10 @@ int main(int argc, char **argv)
     }
     printf("demo_crash: %u trials, %" PRIu64 " acked commits checked, %" PRIu64
            " unacked found and checked, %" PRIu64 " segments verified, %u kills before the "
-           "first ack, %u mid-write, %u after the last ack, %u runs to the end (seed %" PRIu64
-           ")\n",
+           "first ack, %u mid-write, %u after the last ack, %u runs to the end; compactions "
+           "%u killed, %u done; gcs %u killed, %u done (seed %" PRIu64 ")\n",
            (unsigned)trials, c.acked, c.unacked, c.segments, c.before_first_ack, c.mid_write,
-           c.after_last_ack, c.finished, seed);
+           c.after_last_ack, c.finished, c.compacts_killed, c.compacts_done, c.gcs_killed,
+           c.gcs_done, seed);
     return 0;
 }
