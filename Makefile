@@ -275,7 +275,7 @@ fuzz-run: fuzz
 
 BENCH_LIBS = $(STATIC) $(DEP_LIBS)
 
-$(BUILD)/bench/%: bench/%.c bench/bench.h bench/workload.h $(STATIC)
+$(BUILD)/bench/%: bench/%.c bench/bench.h bench/workload.h bench/kv.h $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BENCH_LIBS) -lm
 

@@ -163,6 +163,19 @@ static inline void bench_median_pair(bench_round_fn ours, void *ours_ctx,
     *base_med = bench_median(b, (size_t)n);
 }
 
+/* ------------------------------------------------------------ names */
+
+/* A count as figure names write it: "1k", "10k", "1M", or the number. */
+static inline void bench_count_name(char *out, size_t len, uint32_t n)
+{
+    if (n && n % 1000000 == 0)
+        snprintf(out, len, "%uM", n / 1000000);
+    else if (n && n % 1000 == 0)
+        snprintf(out, len, "%uk", n / 1000);
+    else
+        snprintf(out, len, "%u", n);
+}
+
 /* ------------------------------------------------------------ printing */
 
 /* Whether a bigger value is better: times are LOWER, throughputs HIGHER.

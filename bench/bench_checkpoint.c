@@ -38,6 +38,7 @@
  *                                  n = 1 then gives the longest walks.
  * Progress goes to stderr for H >= 100000. */
 #include "bench.h"
+#include "kv.h"
 #include "workload.h"
 
 #include <errno.h>
@@ -52,68 +53,6 @@
 enum { VOLUME_PAGES = 100000, COMMIT_PAGES = 16, HOLE_EVERY = 1000, HOLE_AT = 500,
        HOLE_INSIDE = 50500, HOLE_ABOVE = 200000 };
 
-/* ------------------------------------------------------------ counting store */
-
-/* What the index asked of its store. */
-struct counts {
-    uint64_t visits;    /* scan visits and get callbacks: entries read */
-    uint64_t calls;     /* gets and scans */
-    uint64_t put_bytes; /* key + value bytes of the PUTs written */
-};
-
-struct counting {
-    segidx_kv inner;
-    struct counts n;
-};
-
-struct counting_visit {
-    struct counting *c;
-    segidx_kv_visit_fn fn;
-    void *ctx;
-};
-
-static int count_visit(void *ctx, const void *k, size_t kl, const void *v, size_t vl)
-{
-    struct counting_visit *cv = ctx;
-    cv->c->n.visits++;
-    return cv->fn(cv->ctx, k, kl, v, vl);
-}
-
-static int c_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
-{
-    struct counting *c = self;
-    struct counting_visit cv = { c, fn, ctx };
-    c->n.calls++;
-    return c->inner.vt->get(c->inner.self, k, kl, count_visit, &cv);
-}
-
-static int c_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil, bool rev,
-                  segidx_kv_visit_fn fn, void *ctx)
-{
-    struct counting *c = self;
-    struct counting_visit cv = { c, fn, ctx };
-    c->n.calls++;
-    return c->inner.vt->scan(c->inner.self, lo, lol, hi, hil, rev, count_visit, &cv);
-}
-
-static int c_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    struct counting *c = self;
-    for (size_t i = 0; i < n; i++)
-        if (ops[i].op == SEGIDX_KV_PUT)
-            c->n.put_bytes += ops[i].klen + ops[i].vlen;
-    return c->inner.vt->write(c->inner.self, ops, n);
-}
-
-static void c_close(void *self)
-{
-    struct counting *c = self;
-    c->inner.vt->close(c->inner.self);
-}
-
-static const segidx_kv_vtable counting_vt = { SEGIDX_KV_VTABLE_VERSION, c_get, c_scan, c_write,
-                                              c_close };
-
 /* ------------------------------------------------------------ one index */
 
 enum { PATH_BYTES = 512 };
@@ -121,10 +60,10 @@ enum { PATH_BYTES = 512 };
 /* One LMDB store and its index: checkpoints on, or the walk. */
 struct side {
     char dir[PATH_BYTES];
-    struct counting *kv;
+    struct bench_counting_kv *kv;
     segidx_volume_index *vi;
     double *lat_us;           /* each of the H commits */
-    struct counts after_bulk; /* the counters once the bulk load was in */
+    struct bench_kv_counts after_bulk; /* the counters once the bulk load was in */
     long long file_after_bulk;
 };
 
@@ -148,29 +87,20 @@ static void side_open(struct side *s, const char *root, const char *name,
                       const segidx_volume_index_options *opts, uint32_t commits)
 {
     path_of(s->dir, root, name);
-    segidx_kv_lmdb_options o = { 0 };
-    o.nosync = true;
-    o.map_size = (size_t)16 << 30; /* address space; the file grows as used */
-    segidx_kv kv;
-    BENCH_CHECK(segidx_kv_lmdb_open(s->dir, &o, &kv) == SEGIDX_OK);
+    segidx_kv kv = bench_lmdb_open(s->dir, true, (size_t)16 << 30);
     s->kv = bench_xmalloc(sizeof *s->kv);
-    *s->kv = (struct counting){ kv, { 0, 0, 0 } };
-    BENCH_CHECK(segidx_volume_index_open_with((segidx_kv){ &counting_vt, s->kv }, opts, &s->vi) ==
+    *s->kv = (struct bench_counting_kv){ kv, { 0 } };
+    BENCH_CHECK(segidx_volume_index_open_with(bench_counting_kv(s->kv), opts, &s->vi) ==
                 SEGIDX_OK);
     s->lat_us = bench_xmalloc(commits * sizeof *s->lat_us);
 }
 
 static void side_close(struct side *s)
 {
-    char path[PATH_BYTES];
     segidx_volume_index_close(s->vi);
     free(s->kv);
     free(s->lat_us);
-    path_of(path, s->dir, "data.mdb");
-    unlink(path);
-    path_of(path, s->dir, "lock.mdb");
-    unlink(path);
-    rmdir(s->dir);
+    bench_scratch_remove(s->dir);
 }
 
 /* ------------------------------------------------------------ the commits */
@@ -368,11 +298,11 @@ static struct query_set make_queries(workload *g, bool zipf, int n, uint32_t pag
 
 /* One query on one side, untimed, its answer and what it read kept. */
 static void answer_query(struct side *s, const segidx_vid *vid, segidx_lsn lsn,
-                         const segidx_offset_set *query, struct answer *a, struct counts *used)
+                         const segidx_offset_set *query, struct answer *a, struct bench_kv_counts *used)
 {
     a->left = segidx_offset_set_copy(query);
     BENCH_CHECK(a->left);
-    struct counts before = s->kv->n;
+    struct bench_kv_counts before = s->kv->n;
     BENCH_CHECK(segidx_volume_find_segments(s->vi, vid, lsn, a->left, collect_hit, a) ==
                 SEGIDX_OK);
     used->visits += s->kv->n.visits - before.visits;
@@ -438,7 +368,7 @@ static void print_pair(const char *what, const struct run *r, const char *which,
 static void measure(const struct run *r, struct side *sides, const segidx_vid *vid,
                     segidx_lsn lsn, const uint32_t *last, struct query_set *qs, const char *which)
 {
-    struct counts used[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+    struct bench_kv_counts used[2] = { { 0 }, { 0 } };
     for (int i = 0; i < qs->n; i++) {
         struct answer a[2] = { { 0 }, { 0 } };
         for (int k = 0; k < 2; k++)
@@ -592,17 +522,6 @@ static void one_run(const struct run *r, const segidx_volume_index_options *poli
 
 /* ------------------------------------------------------------ main */
 
-/* "1k", "10k", "1M", or the number. */
-static void h_name(char *out, size_t len, uint32_t h)
-{
-    if (h % 1000000 == 0)
-        snprintf(out, len, "%uM", h / 1000000);
-    else if (h % 1000 == 0)
-        snprintf(out, len, "%uk", h / 1000);
-    else
-        snprintf(out, len, "%u", h);
-}
-
 int main(int argc, char **argv)
 {
     segidx_volume_index_options policy = { 0 };
@@ -638,7 +557,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_h; i++) {
         BENCH_CHECK(hs[i] / 2 > behind);
         char hname[16];
-        h_name(hname, sizeof hname, hs[i]);
+        bench_count_name(hname, sizeof hname, hs[i]);
         for (int z = 0; z < 2; z++) {
             const char *wname = z ? "zipf" : "uni";
             if (only && *only && strcmp(only, z ? "zipf" : "uniform") != 0)

@@ -9,6 +9,7 @@
  *   same bytes in the same number of transactions. bench_checkpoint.c has
  *   the reads with checkpoints. */
 #include "bench.h"
+#include "kv.h"
 
 #include <lmdb.h>
 #include <math.h>
@@ -22,55 +23,6 @@
 enum { COMMITS = 100000, QUERY_OFFSETS = 1024, VOLUME_PAGES = 1 << 16, QUERIES = 200,
        DURABLE_COMMITS = 300 };
 
-/* ------------------------------------------------------------ counting store */
-
-struct counting {
-    segidx_kv inner;
-    long visited;
-};
-
-struct counting_visit {
-    struct counting *c;
-    segidx_kv_visit_fn fn;
-    void *ctx;
-};
-
-static int count_visit(void *ctx, const void *k, size_t kl, const void *v, size_t vl)
-{
-    struct counting_visit *cv = ctx;
-    cv->c->visited++;
-    return cv->fn(cv->ctx, k, kl, v, vl);
-}
-
-static int c_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
-{
-    struct counting *c = self;
-    return c->inner.vt->get(c->inner.self, k, kl, fn, ctx);
-}
-
-static int c_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil, bool rev,
-                  segidx_kv_visit_fn fn, void *ctx)
-{
-    struct counting *c = self;
-    struct counting_visit cv = { c, fn, ctx };
-    return c->inner.vt->scan(c->inner.self, lo, lol, hi, hil, rev, count_visit, &cv);
-}
-
-static int c_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    struct counting *c = self;
-    return c->inner.vt->write(c->inner.self, ops, n);
-}
-
-static void c_close(void *self)
-{
-    struct counting *c = self;
-    c->inner.vt->close(c->inner.self);
-}
-
-static const segidx_kv_vtable counting_vt = { SEGIDX_KV_VTABLE_VERSION, c_get, c_scan, c_write,
-                                              c_close };
-
 /* ------------------------------------------------------------ the workload */
 
 /* Commit i's offsets: 1-32 of them, Zipf-skewed over the volume's pages. */
@@ -83,24 +35,6 @@ static segidx_offset_set *commit_offsets(bench_rng *r)
         segidx_offset_set_add(s, (uint32_t)x % VOLUME_PAGES);
     }
     return s;
-}
-
-static char *scratch_dir(const char *name)
-{
-    char *dir = bench_xmalloc(256);
-    snprintf(dir, 256, "/tmp/segidx-bench-%s-XXXXXX", name);
-    BENCH_CHECK(mkdtemp(dir));
-    return dir;
-}
-
-static void remove_dir(const char *dir)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    unlink(path);
-    rmdir(dir);
 }
 
 static segidx_sid sid_of(uint64_t i)
@@ -155,17 +89,13 @@ static const segidx_volume_index_options walk_only = { SEGIDX_CHECKPOINTS_OFF, 0
 /* opts NULL: the defaults, checkpoints on. */
 static segidx_volume_index *open_index(const char *dir, bool nosync,
                                        const segidx_volume_index_options *opts,
-                                       struct counting **count)
+                                       struct bench_counting_kv **count)
 {
-    segidx_kv_lmdb_options o = { 0 };
-    o.nosync = nosync;
-    o.map_size = (size_t)1 << 31;
-    segidx_kv kv;
-    BENCH_CHECK(segidx_kv_lmdb_open(dir, &o, &kv) == SEGIDX_OK);
-    struct counting *c = bench_xmalloc(sizeof *c);
-    *c = (struct counting){ kv, 0 };
+    segidx_kv kv = bench_lmdb_open(dir, nosync, (size_t)1 << 31);
+    struct bench_counting_kv *c = bench_xmalloc(sizeof *c);
+    *c = (struct bench_counting_kv){ kv, { 0 } };
     segidx_volume_index *vi;
-    BENCH_CHECK(segidx_volume_index_open_with((segidx_kv){ &counting_vt, c }, opts, &vi) ==
+    BENCH_CHECK(segidx_volume_index_open_with(bench_counting_kv(c), opts, &vi) ==
                 SEGIDX_OK);
     *count = c;
     return vi;
@@ -249,7 +179,7 @@ static int ignore_cut(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_o
     return 0;
 }
 
-static void bench_queries(const char *name, segidx_volume_index *vi, struct counting *count,
+static void bench_queries(const char *name, segidx_volume_index *vi, struct bench_counting_kv *count,
                           const segidx_vid *vid, uint32_t top, const struct query_set *qs)
 {
     long visited = 0, walked = 0;
@@ -257,12 +187,12 @@ static void bench_queries(const char *name, segidx_volume_index *vi, struct coun
     for (int i = 0; i < QUERIES; i++) {
         segidx_offset_set *q = segidx_offset_set_copy(qs->q[i]);
         uint64_t found = 0;
-        long before = count->visited;
+        long before = (long)count->n.scan_visits;
         uint64_t t0 = bench_now_ns();
         BENCH_CHECK(segidx_volume_find_segments(vi, vid, top, q, ignore_cut, &found) == 0);
         t += bench_now_ns() - t0;
         BENCH_CHECK(segidx_offset_set_is_empty(q) && found == QUERY_OFFSETS);
-        visited += count->visited - before;
+        visited += (long)count->n.scan_visits - before;
         walked += qs->walk[i];
         segidx_offset_set_free(q);
     }
@@ -283,8 +213,8 @@ int main(void)
     bench_rng r = bench_rng_seed(7);
 
     /* 100,000 commits, nosync, then the queries. */
-    char *dir = scratch_dir("vi");
-    struct counting *count;
+    char *dir = bench_scratch_dir("vi");
+    struct bench_counting_kv *count;
     segidx_volume_index *vi = open_index(dir, true, &walk_only, &count);
     uint32_t marks[2] = { COMMITS / 2, COMMITS };
     uint32_t *at[2] = { bench_xmalloc(VOLUME_PAGES * 4), bench_xmalloc(VOLUME_PAGES * 4) };
@@ -300,30 +230,30 @@ int main(void)
     }
     segidx_volume_index_close(vi);
     free(count);
-    remove_dir(dir);
+    bench_scratch_remove(dir);
     free(dir);
     free(at[0]);
     free(at[1]);
 
     /* Commits/s against bare LMDB, the same number of commits each. */
-    dir = scratch_dir("bare");
+    dir = bench_scratch_dir("bare");
     double bare_nosync = bare_lmdb_commits(dir, true, COMMITS, 1);
-    remove_dir(dir);
+    bench_scratch_remove(dir);
     free(dir);
     bench_print(&(struct bench_figure){ .name = "volume.commit nosync walk", .value = nosync,
                                         .unit = "c/s", .better = BENCH_HIGHER_IS_BETTER,
                                         .baseline = "bare lmdb puts", .baseline_value = bare_nosync });
 
-    dir = scratch_dir("durable");
+    dir = bench_scratch_dir("durable");
     vi = open_index(dir, false, NULL, &count);
     double durable = index_commits(vi, &vid, DURABLE_COMMITS, 2, NULL, NULL, 0);
     segidx_volume_index_close(vi);
     free(count);
-    remove_dir(dir);
+    bench_scratch_remove(dir);
     free(dir);
-    dir = scratch_dir("bare-durable");
+    dir = bench_scratch_dir("bare-durable");
     double bare_durable = bare_lmdb_commits(dir, false, DURABLE_COMMITS, 2);
-    remove_dir(dir);
+    bench_scratch_remove(dir);
     free(dir);
     bench_print(&(struct bench_figure){ .name = "volume.commit durable", .value = durable,
                                         .unit = "c/s", .better = BENCH_HIGHER_IS_BETTER,
