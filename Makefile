@@ -12,7 +12,8 @@
 #   make valgrind   the unit tests under valgrind memcheck
 #   make check-st   the unit tests of a SEGIDX_SINGLE_THREADED=1 build
 #   make bench      benchmark figures, one line each
-#   make bench-long the checkpoint figures at 100k and 1M commits (minutes)
+#   make bench-long the checkpoint figures at 100k and 1M commits, the
+#                   compaction figures at 4000 rounds and gc at 1M (minutes)
 #   make fuzz       libFuzzer targets (clang)
 #   make install / uninstall   PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR
 #
@@ -90,7 +91,7 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 # Benchmarks that open LMDB stores, linked like LMDB_TESTS.
 LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index $(BUILD)/bench/bench_checkpoint \
-                  %lmdb,$(BENCH_BIN))
+                  $(BUILD)/bench/bench_compact %lmdb,$(BENCH_BIN))
 # The segidx command, linked statically against both libraries.
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_HDR := $(wildcard tools/*.h)
@@ -285,10 +286,12 @@ $(LMDB_BENCHES): $(LMDB_STATIC) include/segidx_lmdb.h
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done
 
-# The checkpoint figures over longer histories: H = 100k and 1M commits
-# (minutes; progress on stderr).
-bench-long: $(BUILD)/bench/bench_checkpoint
+# The checkpoint figures over longer histories: H = 100k and 1M commits;
+# compaction over 4000 rounds of 8 volumes, and gc at 1M commits (minutes;
+# progress on stderr).
+bench-long: $(BUILD)/bench/bench_checkpoint $(BUILD)/bench/bench_compact
 	$(BUILD)/bench/bench_checkpoint 100000 1000000
+	$(BUILD)/bench/bench_compact 4000 1000000
 
 # Rewrite the README's benchmark block with what `make bench` prints now.
 bench-readme:
