@@ -5,8 +5,10 @@
 #   make check      unit tests, fuzz-corpus replay, ABI, install and CLI
 #                   checks, 5 SIGKILL trials of the demo writer
 #   make check-long the slow trials (50 SIGKILLs of a durable LMDB writer,
-#                   200 of the demo writer; DEMO_LONG_TRIALS=N for more)
-#   make check-crash  DEMO_TRIALS (5) SIGKILL trials of `segidx demo`
+#                   200 of the demo writer, each followed by segidx compact
+#                   and segidx gc killed too; DEMO_LONG_TRIALS=N for more)
+#   make check-crash  DEMO_TRIALS (5) SIGKILL trials of `segidx demo`,
+#                   `segidx compact` and `segidx gc`
 #   make asan       the unit tests under ASan+UBSan
 #   make tsan       the unit tests under ThreadSanitizer
 #   make valgrind   the unit tests under valgrind memcheck
