@@ -128,7 +128,7 @@ void cli_unmap_file(const void *buf, size_t len);
  * index, DIR/segments holds one file per segment, named by its sid in hex
  * with ".seg" (examples/segment_files.h). */
 void cli_dir_index_path(const char *dir, char *out, size_t cap);
-void cli_dir_segments_path(const char *dir, char *out, size_t cap);
+bool cli_dir_segments_path(const char *dir, char *out, size_t cap); /* false: too long */
 void cli_dir_segment_path(const char *dir, const segidx_sid *sid, char *out, size_t cap);
 /* Open DIR/index, which must hold a store already (opening would make an
  * empty one, which to gc would mean that nothing is referenced). On

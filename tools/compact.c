@@ -198,8 +198,7 @@ static int run_compact(const cli_command *cmd, int argc, char **argv)
     static struct compact c; /* zeroed; large path buffers */
     c.dir = a.pos[0];
     c.dry_run = opts[2].seen;
-    if ((size_t)snprintf(c.files.dir, sizeof c.files.dir, "%s/segments", c.dir) >=
-        sizeof c.files.dir)
+    if (!cli_dir_segments_path(c.dir, c.files.dir, sizeof c.files.dir))
         return cli_usage_error(cmd, "DIR is too long");
     segidx_compact_options o = { { 0 }, next_sid, emit, planned, &c, (size_t)small,
                                  (size_t)max_input };

@@ -18,9 +18,9 @@ void cli_dir_index_path(const char *dir, char *out, size_t cap)
     snprintf(out, cap, "%s/index", dir);
 }
 
-void cli_dir_segments_path(const char *dir, char *out, size_t cap)
+bool cli_dir_segments_path(const char *dir, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/segments", dir);
+    return (size_t)snprintf(out, cap, "%s/segments", dir) < cap;
 }
 
 void cli_dir_segment_path(const char *dir, const segidx_sid *sid, char *out, size_t cap)

@@ -3,6 +3,12 @@
  * and gc (delete segment files no catalog entry references). */
 #include "cli.h"
 
+/* Only its writer is used here. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "../examples/segment_files.h"
+#pragma GCC diagnostic pop
+
 #include <segidx_lmdb.h>
 
 #include <errno.h>
@@ -14,80 +20,57 @@
 
 /* ------------------------------------------------------------ backup */
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    for (size_t done = 0; done < len;) {
-        ssize_t n = write(fd, p + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-/* Copy `from` to `to` and fsync it; errno tells why on failure. */
-static int copy_file(const char *from, const char *to)
-{
-    static char buf[1 << 20];
-    int in = open(from, O_RDONLY), out = -1, rc = -1;
-    if (in >= 0)
-        out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    for (ssize_t n = 0; out >= 0;) {
-        if ((n = read(in, buf, sizeof buf)) < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? -1 : fsync(out);
-            break;
-        }
-        if (write_all(out, buf, (size_t)n) != 0)
-            break;
-    }
-    int err = errno;
-    if (out >= 0 && close(out) != 0 && rc == 0)
-        rc = -1, err = errno;
-    if (in >= 0)
-        close(in);
-    errno = err;
-    return rc;
-}
-
 struct backup {
     const char *dir, *dest;
+    segment_files files; /* DEST/segments */
     bool copy;           /* --copy: never hard-link */
     uint64_t linked, copied, bytes;
 };
 
-/* One segment into DEST/segments: under a temporary name, then renamed,
- * so that a name in the copy always stands for a whole segment. A hard
- * link shares the bytes, which segments never change after they are
- * written; across file systems it falls back to a copy. */
-static int backup_segment(struct backup *b, const segidx_sid *sid)
+/* A hard link shares the bytes, which segments never change once written
+ * (and which their writer made durable); it is made under a temporary
+ * name and renamed, so that a name in the copy always stands for a whole
+ * segment. */
+static int link_segment(const char *from, const char *to)
 {
-    char from[4200], to[4200], tmp[4300];
-    struct stat st;
-    cli_dir_segment_path(b->dir, sid, from, sizeof from);
-    cli_dir_segment_path(b->dest, sid, to, sizeof to);
+    char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", to);
-    if (stat(from, &st) != 0)
-        return cli_fail_errno(from, errno == ENOENT ? SEGIDX_ENOTFOUND : SEGIDX_EIO, errno);
     unlink(tmp);
-    if (!b->copy && link(from, tmp) == 0) {
-        b->linked++;
-    } else if (copy_file(from, tmp) == 0) {
-        b->copied++;
-    } else {
-        int err = errno;
-        unlink(tmp);
-        return cli_fail_errno(to, SEGIDX_EIO, err);
-    }
+    if (link(from, tmp) != 0)
+        return -1;
     if (rename(tmp, to) != 0) {
         int err = errno;
         unlink(tmp);
-        return cli_fail_errno(to, SEGIDX_EIO, err);
+        errno = err;
+        return -1;
     }
-    b->bytes += (uint64_t)st.st_size;
+    return 0;
+}
+
+/* One segment into DEST/segments: linked where the file system allows,
+ * else copied as a writer writes one (temporary name, fsync, rename). */
+static int backup_segment(struct backup *b, const segidx_sid *sid)
+{
+    char from[4200], to[4200];
+    void *buf;
+    size_t len;
+    int err, rc;
+    cli_dir_segment_path(b->dir, sid, from, sizeof from);
+    cli_dir_segment_path(b->dest, sid, to, sizeof to);
+    if (!b->copy && link_segment(from, to) == 0) {
+        struct stat st;
+        b->linked++;
+        b->bytes += stat(to, &st) == 0 ? (uint64_t)st.st_size : 0;
+        return CLI_OK;
+    }
+    if ((rc = cli_read_file(from, &buf, &len, &err)))
+        return cli_fail_errno(from, rc, err);
+    rc = segment_files_write(&b->files, sid, buf, len);
+    free(buf);
+    if (rc)
+        return cli_fail(to, rc);
+    b->copied++;
+    b->bytes += len;
     return CLI_OK;
 }
 
@@ -106,7 +89,7 @@ static int backup_segments(struct backup *b)
         cli_dir_index_path(b->dest, segs, sizeof segs);
         return cli_fail(segs, rc);
     }
-    cli_dir_segments_path(b->dest, segs, sizeof segs);
+    snprintf(segs, sizeof segs, "%s", b->files.dir);
     if (mkdir(segs, 0777) != 0 && errno != EEXIST)
         rc = cli_fail_errno(segs, SEGIDX_EIO, errno);
     for (size_t i = 0; !rc && i < ref.n; i++)
@@ -124,7 +107,12 @@ static int run_backup(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, argc, argv, opts, 1, &a);
     if (rc)
         return rc;
-    struct backup b = { a.pos[0], a.pos[1], opts[0].seen, 0, 0, 0 };
+    static struct backup b; /* zeroed; large path buffers */
+    b.dir = a.pos[0];
+    b.dest = a.pos[1];
+    b.copy = opts[0].seen;
+    if (!cli_dir_segments_path(b.dest, b.files.dir, sizeof b.files.dir))
+        return cli_usage_error(cmd, "DEST is too long");
     char from[4200], to[4200], data[4300];
     struct stat st;
     cli_dir_index_path(b.dir, from, sizeof from);
