@@ -55,16 +55,25 @@ static void inspect_volume(const segidx_segment_volume *v, uint32_t i, bool json
                cli_encoding_name(v->offset_encoding), v->rlsn_width, v->index_bytes);
 }
 
-static int run_inspect(const cli_command *cmd, int argc, char **argv)
+/* What inspect and dump take: one SEGMENT, opened here, and --json. */
+static int open_segment_arg(const cli_command *cmd, int argc, char **argv, const char **path,
+                            cli_segment_file *f, bool *json)
 {
     cli_args a;
-    bool json;
-    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
+    int rc = cli_parse_json(cmd, argc, argv, &a, json);
     if (rc)
         return rc;
-    const char *path = a.pos[0];
+    *path = a.pos[0];
+    return cli_segment_file_open(*path, f);
+}
+
+static int run_inspect(const cli_command *cmd, int argc, char **argv)
+{
+    const char *path;
     cli_segment_file f;
-    if ((rc = cli_segment_file_open(path, &f)))
+    bool json;
+    int rc = open_segment_arg(cmd, argc, argv, &path, &f, &json);
+    if (rc)
         return rc;
 
     segidx_segment_stats st;
@@ -210,14 +219,11 @@ static int dump_page(void *ctx, const segidx_segment_page *p)
 
 static int run_dump(const cli_command *cmd, int argc, char **argv)
 {
-    cli_args a;
-    bool json;
-    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
-    if (rc)
-        return rc;
-    const char *path = a.pos[0];
+    const char *path;
     cli_segment_file f;
-    if ((rc = cli_segment_file_open(path, &f)))
+    bool json;
+    int rc = open_segment_arg(cmd, argc, argv, &path, &f, &json);
+    if (rc)
         return rc;
     struct dump d = { f.seg, json, 0, 0 };
     segidx_segment_stats st;
