@@ -283,8 +283,8 @@ static segidx_sid commit_sid(unsigned v, segidx_lsn lsn)
     return sid_n(v * 100000ull + lsn);
 }
 
-/* Bytes of the segment holding commit (v, lsn). */
-static uint8_t *commit_segment(unsigned v, segidx_lsn lsn, size_t *len)
+/* Bytes of a segment `sid` holding commit (v, lsn). */
+static uint8_t *segment_named(unsigned v, segidx_lsn lsn, const segidx_sid *sid, size_t *len)
 {
     segidx_segment_options opts = { PAGE, 0, NULL };
     segidx_segment_builder *b = segidx_segment_builder_new(&opts);
@@ -307,10 +307,16 @@ static uint8_t *commit_segment(unsigned v, segidx_lsn lsn, size_t *len)
     *len = segidx_segment_builder_size(b);
     uint8_t *buf = malloc(*len);
     assert_non_null(buf);
-    segidx_sid sid = commit_sid(v, lsn);
-    assert_int_equal(segidx_segment_builder_finish(b, &sid, buf, *len), SEGIDX_OK);
+    assert_int_equal(segidx_segment_builder_finish(b, sid, buf, *len), SEGIDX_OK);
     segidx_segment_builder_free(b);
     return buf;
+}
+
+/* Bytes of the segment holding commit (v, lsn). */
+static uint8_t *commit_segment(unsigned v, segidx_lsn lsn, size_t *len)
+{
+    segidx_sid sid = commit_sid(v, lsn);
+    return segment_named(v, lsn, &sid, len);
 }
 
 /* An in-memory index of NVOL volumes x NCOMMITS commits, built unarmed;
@@ -1555,6 +1561,23 @@ static void source_release(void *ctx, const segidx_sid *sid, const void *buf, si
     src->released++;
 }
 
+/* Every commit's segment, then (after the loader that used them is
+ * freed: it released all it fetched) freed. */
+static void source_fill(struct source *src)
+{
+    for (unsigned v = 0; v < NVOL; v++)
+        for (segidx_lsn lsn = 1; lsn <= NCOMMITS; lsn++)
+            src->buf[v][lsn] = commit_segment(v, lsn, &src->len[v][lsn]);
+}
+
+static void source_free(struct source *src)
+{
+    assert_int_equal(src->fetched, src->released);
+    for (unsigned v = 0; v < NVOL; v++)
+        for (segidx_lsn lsn = 1; lsn <= NCOMMITS; lsn++)
+            free(src->buf[v][lsn]);
+}
+
 struct read_ctx {
     struct source src;
     segidx_segment_source ss;
@@ -1682,9 +1705,7 @@ static void read_calls(void **state)
     size_t live = fa.live;
     struct read_ctx *c = calloc(1, sizeof *c);
     assert_non_null(c);
-    for (unsigned v = 0; v < NVOL; v++)
-        for (segidx_lsn lsn = 1; lsn <= NCOMMITS; lsn++)
-            c->src.buf[v][lsn] = commit_segment(v, lsn, &c->src.len[v][lsn]);
+    source_fill(&c->src);
     c->ss = (segidx_segment_source){ SEGIDX_SEGMENT_SOURCE_VERSION, source_fetch,
                                      source_release, &c->src };
 
@@ -1744,15 +1765,303 @@ static void read_calls(void **state)
     segidx_volume_index_close(c->vi);
 
     segidx_loader_free(c->l);
-    assert_int_equal(c->src.fetched, c->src.released);
+    source_free(&c->src);
     segidx_offset_set_free(c->offsets);
-    for (unsigned v = 0; v < NVOL; v++)
-        for (segidx_lsn lsn = 1; lsn <= NCOMMITS; lsn++)
-            free(c->src.buf[v][lsn]);
     bytes_free(&c->got);
     bytes_free(&c->want);
     bytes_free(&c->before);
     bytes_free(&c->after);
+    free(c);
+    assert_int_equal(fa.live, live);
+}
+
+/* ------------------------------------------------------------ compaction */
+
+/* The segments a compaction emits, in one buffer reserved up front (the
+ * host's emit allocates nothing), found again by sid for the reads that
+ * follow (those of the last sweep only: each run overwrites them). Sids
+ * count the segments of the run, so that the run that succeeds names what
+ * the reference run named. */
+enum { CP_MAX_OUT = 64, CP_TAG_OUT = 0xC0, CP_TAG_MOVED = 0xC1 };
+
+struct compact_ctx {
+    struct source src; /* the commits' segments */
+    test_bytes out;
+    segidx_sid out_sid[CP_MAX_OUT];
+    size_t out_at[CP_MAX_OUT], out_len[CP_MAX_OUT], n_out;
+    uint64_t sid_base; /* each sweep's own sids */
+    segidx_segment_source ss;
+    segidx_loader *l;
+    segidx_volume_index *vi, *ref;
+    segidx_kv kv, ref_kv;
+    segidx_compact_options opts;
+    segidx_compact_stats stats, want_stats;
+    segidx_vid vid;
+    segidx_lsn keep_from;   /* the volume's prune point: reads start there */
+    test_bytes before, after, want, want_out;
+    /* A re-point by hand: every commit of a volume to a segment of its own. */
+    segidx_sid old[NCOMMITS];
+    segidx_commit_segment moved[NCOMMITS + 1];
+    segidx_repoint moves[NCOMMITS + 1];
+    uint8_t *moved_buf[NCOMMITS + 1];
+    size_t moved_len[NCOMMITS + 1];
+};
+
+static segidx_sid tagged_sid(uint8_t tag, uint64_t n)
+{
+    segidx_sid id = sid_n(n);
+    id.bytes[0] = tag;
+    return id;
+}
+
+/* Emitted segments and the re-pointed commits' new ones by sid; the rest
+ * as `source`. */
+static int compact_fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t *len,
+                         void **handle)
+{
+    struct compact_ctx *c = ctx;
+    if (sid->bytes[0] == CP_TAG_OUT) {
+        for (size_t i = 0; i < c->n_out; i++)
+            if (!memcmp(c->out_sid[i].bytes, sid->bytes, 16)) {
+                *buf = c->out.p + c->out_at[i];
+                *len = c->out_len[i];
+                *handle = NULL;
+                return SEGIDX_OK;
+            }
+        return SEGIDX_ENOTFOUND;
+    }
+    if (sid->bytes[0] == CP_TAG_MOVED) {
+        for (segidx_lsn lsn = 1; lsn <= NCOMMITS; lsn++)
+            if (c->moved_buf[lsn] && !memcmp(c->moved[lsn - 1].sid.bytes, sid->bytes, 16)) {
+                *buf = c->moved_buf[lsn];
+                *len = c->moved_len[lsn];
+                *handle = NULL;
+                return SEGIDX_OK;
+            }
+        return SEGIDX_ENOTFOUND;
+    }
+    return source_fetch(&c->src, sid, buf, len, handle);
+}
+
+static void compact_release(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                            void *handle)
+{
+    struct compact_ctx *c = ctx;
+    if (sid->bytes[0] != CP_TAG_OUT && sid->bytes[0] != CP_TAG_MOVED)
+        source_release(&c->src, sid, buf, len, handle);
+}
+
+static int compact_next_sid(void *ctx, segidx_sid *sid)
+{
+    struct compact_ctx *c = ctx;
+    *sid = tagged_sid(CP_TAG_OUT, c->sid_base + c->n_out + 1);
+    return SEGIDX_OK;
+}
+
+static int compact_emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                        const segidx_packed_commit *commits, size_t n)
+{
+    (void)commits, (void)n;
+    struct compact_ctx *c = ctx;
+    assert_true(c->n_out < CP_MAX_OUT && c->out.len + len <= c->out.cap);
+    c->out_sid[c->n_out] = *sid;
+    c->out_at[c->n_out] = c->out.len;
+    c->out_len[c->n_out++] = len;
+    bytes_put(&c->out, buf, len);
+    return SEGIDX_OK;
+}
+
+static int vc_call(void *ctx)
+{
+    struct compact_ctx *c = ctx;
+    c->out.len = 0;
+    c->n_out = 0;
+    memset(&c->stats, 0, sizeof c->stats);
+    return segidx_volume_compact(c->vi, c->l, &c->vid, &c->opts, &c->stats);
+}
+
+static int repoint_call(void *ctx)
+{
+    struct compact_ctx *c = ctx;
+    return segidx_volume_repoint(c->vi, c->old, NCOMMITS, c->moves, NCOMMITS + 1);
+}
+
+struct compact_read {
+    unsigned v;
+    segidx_lsn lsn;
+    unsigned pages;
+};
+
+/* Each page is the newest version at or below the read's LSN. */
+static int compact_page(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
+{
+    struct compact_read *r = ctx;
+    segidx_lsn want = 0;
+    for (segidx_lsn l = r->lsn; l >= 1 && !want; l--) {
+        segidx_offset_set *offs = commit_offsets(r->v, l);
+        if (segidx_offset_set_contains(offs, off))
+            want = l;
+        segidx_offset_set_free(offs);
+    }
+    assert_int_equal(lsn, want);
+    if (want) {
+        uint8_t expect[PAGE];
+        segidx_vid vid = vid_n(r->v);
+        fill(expect, &vid, off, want);
+        assert_non_null(page);
+        assert_memory_equal(page, expect, PAGE);
+    } else {
+        assert_null(page);
+    }
+    r->pages++;
+    return 0;
+}
+
+/* Reads of the volume at its prune point, between, and at its head, every
+ * offset the commits write and one more: exact. */
+static void compact_reads_exact(struct compact_ctx *c)
+{
+    segidx_offset_set *q = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add_range(q, 0, 70), SEGIDX_OK);
+    assert_int_equal(segidx_offset_set_add(q, UINT32_MAX), SEGIDX_OK);
+    segidx_lsn from = c->keep_from ? c->keep_from : 1;
+    segidx_lsn at[3] = { from, (from + NCOMMITS) / 2, NCOMMITS };
+    for (unsigned i = 0; i < 3; i++) {
+        struct compact_read r = { c->vid.bytes[15] - 1u, at[i], 0 };
+        assert_int_equal(segidx_read_pages(c->vi, c->l, &c->vid, at[i], q, compact_page, &r),
+                         SEGIDX_OK);
+        assert_int_equal(r.pages, 71);
+    }
+    segidx_offset_set_free(q);
+}
+
+/* The store holds `want`, and the reads are exact. */
+static void store_and_reads(struct compact_ctx *c, const test_bytes *want)
+{
+    dump(c->kv, &c->after);
+    assert_int_equal(c->after.len, want->len);
+    assert_memory_equal(c->after.p, want->p, want->len);
+    compact_reads_exact(c);
+}
+
+/* A failed call changed no stored byte. */
+static void vc_unchanged(void *ctx)
+{
+    struct compact_ctx *c = ctx;
+    store_and_reads(c, &c->before);
+}
+
+/* The call that succeeded wrote what the reference call wrote. */
+static void repoint_answer(void *ctx)
+{
+    struct compact_ctx *c = ctx;
+    store_and_reads(c, &c->want);
+}
+
+static void vc_answer(void *ctx)
+{
+    struct compact_ctx *c = ctx;
+    assert_memory_equal(&c->stats, &c->want_stats, sizeof c->stats);
+    assert_int_equal(c->out.len, c->want_out.len);
+    assert_memory_equal(c->out.p, c->want_out.p, c->out.len);
+    repoint_answer(ctx);
+}
+
+/* Run `call` on the reference index (no failure): what the store holds
+ * then is the answer; the emitted segments too. */
+static void vc_reference(struct compact_ctx *c, int (*call)(void *))
+{
+    segidx_volume_index *vi = c->vi;
+    c->vi = c->ref;
+    assert_int_equal(call(c), SEGIDX_OK);
+    c->vi = vi;
+    c->want_stats = c->stats;
+    c->want_out.len = 0;
+    bytes_put(&c->want_out, c->out.p ? c->out.p : (uint8_t *)"", c->out.len);
+    dump(c->ref_kv, &c->want);
+    dump(c->kv, &c->before);
+}
+
+static void prune_both(struct compact_ctx *c, segidx_lsn keep_from)
+{
+    assert_int_equal(segidx_volume_prune(c->ref, &c->vid, keep_from), SEGIDX_OK);
+    assert_int_equal(segidx_volume_prune(c->vi, &c->vid, keep_from), SEGIDX_OK);
+    c->keep_from = keep_from;
+}
+
+/* segidx_volume_compact over the commits' segments (12 small ones per
+ * volume) into segments of at most 8 KiB: volume 0 whole; volume 1 after a
+ * prune, most of its pages garbage. Then segidx_volume_repoint by hand:
+ * volume 2's commits, after a prune (some entries gone, some cut), each
+ * to a new segment, and a move of a volume nobody has. Every failed run
+ * leaves the store as it was and the reads exact; the run that succeeds
+ * writes what a run without failures wrote, segments and store. */
+static void compaction_calls(void **state)
+{
+    (void)state;
+    size_t live = fa.live;
+    struct compact_ctx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    source_fill(&c->src);
+    c->out.cap = (size_t)1 << 20;
+    c->out.p = malloc(c->out.cap);
+    assert_non_null(c->out.p);
+    c->ss = (segidx_segment_source){ SEGIDX_SEGMENT_SOURCE_VERSION, compact_fetch, compact_release,
+                                     c };
+    /* A loader that keeps nothing unpinned: every run fetches again. */
+    segidx_loader_options lo = { 1, 0 };
+    assert_int_equal(segidx_loader_new(&c->ss, &lo, &c->l), SEGIDX_OK);
+    c->opts = (segidx_compact_options){ { PAGE, 8u << 10, NULL }, compact_next_sid, compact_emit,
+                                        NULL, c, 0, 0 };
+    c->ref = index_build(&c->ref_kv);
+    c->vi = index_build(&c->kv);
+
+    c->vid = vid_n(0);
+    vc_reference(c, vc_call);
+    assert_int_equal(c->want_stats.segments_in, NCOMMITS);
+    assert_true(c->want_stats.segments_out > 1);
+    sweep cp = SWEEP("segidx_volume_compact", vc_call, vc_unchanged, vc_answer, c);
+    fail_each(&cp);
+
+    c->vid = vid_n(1);
+    c->sid_base = 1000;
+    prune_both(c, NCOMMITS - 1);
+    vc_reference(c, vc_call);
+    assert_true(c->want_stats.segments_in > 0);
+    sweep pr = SWEEP("segidx_volume_compact (pruned)", vc_call, vc_unchanged,
+                     vc_answer, c);
+    fail_each(&pr);
+
+    c->vid = vid_n(2);
+    prune_both(c, NCOMMITS / 2);
+    for (segidx_lsn lsn = 1; lsn <= NCOMMITS; lsn++) {
+        c->old[lsn - 1] = commit_sid(2, lsn);
+        c->moved[lsn - 1] = (segidx_commit_segment){ tagged_sid(CP_TAG_MOVED, lsn),
+                                                     commit_offsets(2, lsn) };
+        c->moved_buf[lsn] = segment_named(2, lsn, &c->moved[lsn - 1].sid, &c->moved_len[lsn]);
+        c->moves[lsn - 1] = (segidx_repoint){ c->vid, lsn, &c->moved[lsn - 1], 1 };
+    }
+    c->moved[NCOMMITS] = (segidx_commit_segment){ tagged_sid(CP_TAG_MOVED, 100),
+                                                  commit_offsets(2, 1) };
+    c->moves[NCOMMITS] = (segidx_repoint){ vid_n(NVOL + 5), 1, &c->moved[NCOMMITS], 1 };
+    vc_reference(c, repoint_call);
+    assert_true(c->want.len != c->before.len || memcmp(c->want.p, c->before.p, c->want.len));
+    sweep rp = SWEEP("segidx_volume_repoint", repoint_call, vc_unchanged, repoint_answer, c);
+    fail_each(&rp);
+
+    segidx_loader_free(c->l);
+    source_free(&c->src);
+    segidx_volume_index_close(c->vi);
+    segidx_volume_index_close(c->ref);
+    for (size_t i = 0; i <= NCOMMITS; i++) {
+        segidx_offset_set_free((segidx_offset_set *)c->moved[i].offsets);
+        free(c->moved_buf[i]);
+    }
+    bytes_free(&c->out);
+    bytes_free(&c->before);
+    bytes_free(&c->after);
+    bytes_free(&c->want);
+    bytes_free(&c->want_out);
     free(c);
     assert_int_equal(fa.live, live);
 }
@@ -1769,6 +2078,7 @@ int main(void)
         cmocka_unit_test(volume_index_calls),
         cmocka_unit_test(checkpoint_calls),
         cmocka_unit_test(read_calls),
+        cmocka_unit_test(compaction_calls),
     };
     int rc = cmocka_run_group_tests_name("alloc_fail", tests, NULL, NULL);
     printf("alloc_fail: %ld calls, %ld allocation points, each failed in turn\n", total_calls,
