@@ -92,7 +92,8 @@ static int compare_centry_lsn(const void *pa, const void *pb)
  * the entries in (sid, lsn) order. */
 static int group_by_segment(struct job *j)
 {
-    qsort(j->e, j->n, sizeof *j->e, compare_centry_sid);
+    if (j->n > 1) /* e is NULL for a volume of empty commits */
+        qsort(j->e, j->n, sizeof *j->e, compare_centry_sid);
     j->segs = calloc(j->n ? j->n : 1, sizeof *j->segs);
     if (!j->segs)
         return SEGIDX_ENOMEM;
@@ -167,7 +168,8 @@ static int choose(struct job *j)
 {
     size_t max = j->opts->max_input_bytes ? j->opts->max_input_bytes
                                           : SEGIDX_DEFAULT_COMPACT_MAX_INPUT_BYTES;
-    qsort(j->segs, j->n_segs, sizeof *j->segs, compare_cseg_age);
+    if (j->n_segs > 1)
+        qsort(j->segs, j->n_segs, sizeof *j->segs, compare_cseg_age);
     uint64_t bytes = 0;
     struct cseg *first = NULL;
     for (size_t i = 0; i < j->n_segs; i++) {
@@ -186,7 +188,8 @@ static int choose(struct job *j)
         first->chosen = false;
         j->n_old = 0;
     }
-    qsort(j->old, j->n_old, sizeof *j->old, compare_sid_bytes);
+    if (j->n_old > 1)
+        qsort(j->old, j->n_old, sizeof *j->old, compare_sid_bytes);
     for (size_t i = 0; i < j->n_segs; i++)
         if (j->segs[i].chosen)
             j->st.bytes_in += j->segs[i].bytes;
@@ -288,7 +291,8 @@ static int copy_page(segidx_offset off, void *ctx)
  * after another, as the packer wants them. */
 static int copy_chosen(struct job *j, segidx_packer *p)
 {
-    qsort(j->e, j->n, sizeof *j->e, compare_centry_lsn);
+    if (j->n > 1)
+        qsort(j->e, j->n, sizeof *j->e, compare_centry_lsn);
     for (size_t i = 0; i < j->n; i++) {
         if (!bsearch(&j->e[i].sid, j->old, j->n_old, sizeof *j->old, compare_sid_bytes))
             continue;
