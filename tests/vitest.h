@@ -178,7 +178,7 @@ typedef struct model_volume {
     segidx_lsn keep_from;
 } model_volume;
 
-static void model_volume_free(model_volume *v)
+static inline void model_volume_free(model_volume *v)
 {
     for (size_t i = 0; i < v->n; i++)
         for (size_t j = 0; j < v->commits[i].n; j++)
