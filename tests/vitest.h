@@ -122,7 +122,7 @@ typedef struct dump {
     size_t len, cap;
 } dump;
 
-static void dump_put(dump *d, const void *src, size_t n)
+static inline void dump_put(dump *d, const void *src, size_t n)
 {
     if (d->len + n + 8 > d->cap) {
         d->cap = (d->len + n + 8) * 2;
@@ -135,21 +135,21 @@ static void dump_put(dump *d, const void *src, size_t n)
     d->len += n + 8;
 }
 
-static int dump_visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+static inline int dump_visit(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     dump_put(ctx, key, klen);
     dump_put(ctx, val, vlen);
     return 0;
 }
 
-static dump dump_store(segidx_kv kv)
+static inline dump dump_store(segidx_kv kv)
 {
     dump d = { 0 };
     assert_int_equal(kv.vt->scan(kv.self, "", 0, "", 0, false, dump_visit, &d), 0);
     return d;
 }
 
-static void assert_dumps_equal(const dump *a, const dump *b)
+static inline void assert_dumps_equal(const dump *a, const dump *b)
 {
     assert_int_equal(a->len, b->len);
     if (a->len)
@@ -201,7 +201,7 @@ typedef struct found_list {
     long walked;    /* the model's entries read (model_find only) */
 } found_list;
 
-static int collect_found(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_offset_set *cut)
+static inline int collect_found(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segidx_offset_set *cut)
 {
     found_list *l = ctx;
     if (l->n == l->cap) {
@@ -213,7 +213,7 @@ static int collect_found(void *ctx, const segidx_sid *sid, segidx_lsn lsn, segid
     return l->stop_after >= 0 && (int)l->n == l->stop_after ? 99 : 0;
 }
 
-static void found_list_free(found_list *l)
+static inline void found_list_free(found_list *l)
 {
     for (size_t i = 0; i < l->n; i++)
         segidx_offset_set_free(l->f[i].cut);
@@ -223,7 +223,7 @@ static void found_list_free(found_list *l)
 
 /* The model's find_segments: newest first; within one commit the index
  * visits segments in descending sid order (a reverse scan), so do that. */
-static void model_find(const model_volume *v, segidx_lsn lsn, segidx_offset_set *query,
+static inline void model_find(const model_volume *v, segidx_lsn lsn, segidx_offset_set *query,
                        found_list *out)
 {
     size_t top = lsn < v->n ? lsn : v->n;
@@ -250,7 +250,7 @@ static void model_find(const model_volume *v, segidx_lsn lsn, segidx_offset_set 
     }
 }
 
-static void assert_found_equal(const found_list *a, const found_list *b)
+static inline void assert_found_equal(const found_list *a, const found_list *b)
 {
     assert_int_equal(a->n, b->n);
     for (size_t i = 0; i < a->n; i++) {
