@@ -664,6 +664,21 @@ static int note_max(segidx_offset o, void *ctx)
     return 0;
 }
 
+/* A commit's segments in sid order, the order of their keys; an
+ * insertion sort keeps each sid with its offsets. */
+static void sort_segments(struct commit *c)
+{
+    for (size_t i = 1; i < c->n; i++)
+        for (size_t j = i; j > 0 && compare_sid(&c->sid[j], &c->sid[j - 1]) < 0; j--) {
+            segidx_sid ts = c->sid[j];
+            segidx_offset_set *to = c->off[j];
+            c->sid[j] = c->sid[j - 1];
+            c->off[j] = c->off[j - 1];
+            c->sid[j - 1] = ts;
+            c->off[j - 1] = to;
+        }
+}
+
 /* Commit `lsn` of the model: the segments (their sets taken over) in sid
  * order, the order of their keys. */
 static void model_commit(struct volume *v, uint64_t lsn, uint64_t time,
@@ -678,16 +693,7 @@ static void model_commit(struct volume *v, uint64_t lsn, uint64_t time,
         c->off[i] = offs[i];
         offs[i] = NULL;
     }
-    /* Insertion sort keeps each sid with its offsets. */
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && compare_sid(&c->sid[j], &c->sid[j - 1]) < 0; j--) {
-            segidx_sid ts = c->sid[j];
-            segidx_offset_set *to = c->off[j];
-            c->sid[j] = c->sid[j - 1];
-            c->off[j] = c->off[j - 1];
-            c->sid[j - 1] = ts;
-            c->off[j - 1] = to;
-        }
+    sort_segments(c);
     for (size_t i = 0; i < n; i++) {
         uint32_t m = 0;
         segidx_offset_set_iterate(c->off[i], note_max, &m);
@@ -1185,15 +1191,7 @@ static void op_repoint(struct state *st, struct volume *v, struct reader *r)
             for (size_t i = 0, j = 0; i < c->n; i++)
                 if (picked[i])
                     c->sid[i] = segs[j++].sid;
-            for (size_t i = 1; i < c->n; i++) /* sid order again, offsets along */
-                for (size_t k = i; k > 0 && compare_sid(&c->sid[k], &c->sid[k - 1]) < 0; k--) {
-                    segidx_sid ts = c->sid[k];
-                    segidx_offset_set *to = c->off[k];
-                    c->sid[k] = c->sid[k - 1];
-                    c->off[k] = c->off[k - 1];
-                    c->sid[k - 1] = ts;
-                    c->off[k - 1] = to;
-                }
+            sort_segments(c);
         }
         verify_clean(st, v);
     }

@@ -38,3 +38,16 @@ void *segidx__alloc_array(const segidx_allocator *a, size_t count, size_t size)
         memset(p, 0, count * size);
     return p;
 }
+
+void *segidx__grow(void *array, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return array;
+    size_t more = *cap ? 2 * *cap : first;
+    if (more < *cap || more > SIZE_MAX / size)
+        return NULL;
+    void *p = realloc(array, more * size);
+    if (p)
+        *cap = more;
+    return p;
+}

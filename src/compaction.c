@@ -53,14 +53,10 @@ static int collect_entry(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
                          const segidx_offset_set *offsets)
 {
     struct job *j = ctx;
-    if (j->n == j->cap) {
-        size_t cap = j->cap ? 2 * j->cap : 64;
-        struct centry *e = realloc(j->e, cap * sizeof *e);
-        if (!e)
-            return j->err = SEGIDX_ENOMEM;
-        j->e = e;
-        j->cap = cap;
-    }
+    struct centry *e = segidx__grow(j->e, &j->cap, j->n, sizeof *e, 64);
+    if (!e)
+        return j->err = SEGIDX_ENOMEM;
+    j->e = e;
     segidx_offset_set *copy = segidx_offset_set_copy(offsets);
     if (!copy)
         return j->err = SEGIDX_ENOMEM;
@@ -242,14 +238,10 @@ static int on_commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
                            const segidx_commit_segment *segs, size_t n)
 {
     struct job *j = ctx;
-    if (j->n_moves == j->cap_moves) {
-        size_t cap = j->cap_moves ? 2 * j->cap_moves : 64;
-        segidx_repoint *m = realloc(j->moves, cap * sizeof *m);
-        if (!m)
-            return SEGIDX_ENOMEM;
-        j->moves = m;
-        j->cap_moves = cap;
-    }
+    segidx_repoint *moves = segidx__grow(j->moves, &j->cap_moves, j->n_moves, sizeof *moves, 64);
+    if (!moves)
+        return SEGIDX_ENOMEM;
+    j->moves = moves;
     segidx_commit_segment *copy = calloc(n, sizeof *copy);
     segidx_repoint mv = { *vid, lsn, copy, n };
     for (size_t i = 0; copy && i < n; i++) {

@@ -145,5 +145,9 @@ void *segidx__resize(const segidx_allocator *a, void *ptr, size_t old_size, size
 void segidx__release(const segidx_allocator *a, void *ptr, size_t size);
 /* alloc, zeroed, with the count * size overflow check calloc would make. */
 void *segidx__alloc_array(const segidx_allocator *a, size_t count, size_t size);
+/* A libc-allocated array with room for element `n`: `array` itself, or a
+ * copy with *cap doubled (from `first`). NULL when out of memory; then
+ * `array` and *cap are as they were. */
+void *segidx__grow(void *array, size_t *cap, size_t n, size_t size, size_t first);
 
 #endif

@@ -751,14 +751,10 @@ void segidx__find_hits_free(segidx__find_hit *hits, size_t n)
 
 static int keep_find_hit(struct find_walk *w, const struct entry *e, segidx_offset_set *cut)
 {
-    if (w->n_hits == w->cap_hits) {
-        size_t cap = w->cap_hits ? 2 * w->cap_hits : 8;
-        segidx__find_hit *h = realloc(w->hits, cap * sizeof *h);
-        if (!h)
-            return SEGIDX_ENOMEM;
-        w->hits = h;
-        w->cap_hits = cap;
-    }
+    segidx__find_hit *hits = segidx__grow(w->hits, &w->cap_hits, w->n_hits, sizeof *hits, 8);
+    if (!hits)
+        return SEGIDX_ENOMEM;
+    w->hits = hits;
     w->hits[w->n_hits++] = (segidx__find_hit){ e->sid, e->lsn, cut };
     return SEGIDX_OK;
 }
@@ -1256,16 +1252,12 @@ static int visit_entry_sid(void *ctx, const void *key, size_t klen, const void *
      * commits in a row: skip a repeat of the last sid before storing. */
     if (l->n && memcmp(l->sids[l->n - 1].bytes, k + SEGMENT_KEY_SID, 16) == 0)
         return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        segidx_sid *sids = realloc(l->sids, cap * sizeof *sids);
-        if (!sids) {
-            l->err = SEGIDX_ENOMEM;
-            return 1;
-        }
-        l->sids = sids;
-        l->cap = cap;
+    segidx_sid *sids = segidx__grow(l->sids, &l->cap, l->n, sizeof *sids, 256);
+    if (!sids) {
+        l->err = SEGIDX_ENOMEM;
+        return 1;
     }
+    l->sids = sids;
     memcpy(l->sids[l->n++].bytes, k + SEGMENT_KEY_SID, 16);
     return 0;
 }
