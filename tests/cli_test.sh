@@ -286,6 +286,13 @@ gone "gc, an old tmp" "$g/$sid.seg.tmp"
 exists "gc, not ours" "$g/NOTES"
 exists "gc, referenced" "$g/$segname"
 expect 0 "check after gc" "$bin" check "$tmp/gc"
+# A writer that died before its first segment left an index and no
+# segments directory: nothing to collect, not an error.
+copy_demo noseg
+rm -r "$tmp/noseg/segments"
+expect 0 "gc, no segments directory" "$bin" gc --grace 0 "$tmp/noseg"
+has "gc, no segments directory" '^deleted  *0 segments, 0 temporary files'
+expect 0 "stats, no segments directory" "$bin" stats "$tmp/noseg"
 
 # backup: a copy that checks; never over an index.
 expect 0 backup "$bin" backup "$d" "$tmp/bk"

@@ -183,8 +183,10 @@ int cli_dir_scan_segments(const char *dir, int (*fn)(void *ctx, const cli_seg_en
     char segs[4096], path[4400];
     cli_dir_segments_path(dir, segs, sizeof segs);
     DIR *d = opendir(segs);
+    if (!d && errno == ENOENT)
+        return 0; /* a writer that died before its first segment: no files */
     if (!d)
-        return cli_fail_errno(segs, errno == ENOENT ? SEGIDX_ENOTFOUND : SEGIDX_EIO, errno);
+        return cli_fail_errno(segs, SEGIDX_EIO, errno);
     int rc = 0;
     struct dirent *de;
     for (errno = 0; !rc && (de = readdir(d)); errno = 0) {
