@@ -114,6 +114,13 @@ static void repoint(int vol, int lsn, int mask, int salt)
 
 static void segments(void) { b(5 | 4 << 4); }
 
+static void changed(int vol, int from, int to)
+{
+    b(5 | vol << 3 | 5 << 4);
+    b(from);
+    b(to);
+}
+
 static void reads(int vol)
 {
     get(vol);
@@ -660,5 +667,27 @@ int main(int argc, char **argv)
     repoint(0, 1, 0, 0x10);
     reads(0);
     emit("planted-repoint");
+
+    /* Changed offsets: through rounds and images, after a prune, above the
+     * head, below the prune point, and through a lying store. */
+    history(0);
+    history(1);
+    for (int i = 0; i < 12; i++)
+        commit1(0, 40 + i, 5 + i % 3, i * 3, i % 4);
+    changed(0, 0, 0xFF);
+    changed(0, 2, 9);
+    changed(0, 5, 17);
+    changed(0, 16, 17);
+    changed(1, 1, 3);
+    changed(0, 9, 2);
+    prune(0, 12, 0);
+    changed(0, 3, 15);
+    changed(0, 3, 11);
+    LIE(0, scan_lie(S_REVERSED, 0), 0);
+    changed(0, 4, 16);
+    LIE(get_lie(G_FLIP, 0), 0, 0, get_lie(G_TWICE, 0));
+    changed(0, 1, 17);
+    emit("changed");
+
     return 0;
 }

@@ -10,10 +10,12 @@
  *   0, 1  commit    [lsn mode] [time] [n segs] n * ([sid] [offsets])
  *   2, 3  find      [lsn] [stop after] [offsets]
  *   4     prune     [keep_from]                   (c >> 4 odd: prune_report)
- *   5     read      get / list / commits          ((c >> 4) % 5: 0..2)
+ *   5     read      get / list / commits          ((c >> 4) % 6: 0..2)
  *         repoint   [lsn] [mask] [salt]           (3: re-point a commit's
  *                                                   segments onto new sids)
  *         segments  the referenced sids            (4)
+ *         changed   [from] [to]                    (5: the offsets written
+ *                                                   in (from, to])
  *   6     plant     [key kind] ... [value kind] ...
  *   7     lie       c >> 4 script bytes           (replace the lie script;
  *                                                   bit 3: reopen the index
@@ -1198,6 +1200,42 @@ static void op_repoint(struct state *st, struct volume *v, struct reader *r)
     segidx_offset_set_free(one);
 }
 
+/* ------------------------------------------------------------ changed */
+
+static int add_offset(segidx_offset o, void *ctx)
+{
+    return segidx_offset_set_add(ctx, o);
+}
+
+/* segidx_volume_changed(from, to): with nothing planted, exactly the
+ * offsets the model's commits in (from, to] wrote, added to what `out`
+ * held; on an error `out` as it was. */
+static void op_changed(struct state *st, struct volume *v, struct reader *r)
+{
+    uint64_t from = read_lsn(r), to = read_lsn(r);
+    segidx_offset_set *out = segidx_offset_set_new(), *want = segidx_offset_set_new();
+    CHECK(out != NULL && want != NULL && segidx_offset_set_add(out, 7777777) == SEGIDX_OK);
+    CHECK(segidx_offset_set_add(want, 7777777) == SEGIDX_OK);
+    call_begin(st);
+    int rc = segidx_volume_changed(st->vi, &v->vid, from, to, out);
+    CHECK(st->h->writes == 0);
+    CHECK(allowed(st, rc));
+    if (rc)
+        CHECK(segidx_offset_set_equals(out, want));
+    if (!v->dirty) {
+        int expect = from > to ? SEGIDX_EINVAL : !v->lsn ? SEGIDX_ENOTFOUND
+                   : to < v->keep_from ? SEGIDX_ERANGE : SEGIDX_OK;
+        CHECK(rc == expect || lie_error(st, rc));
+        for (uint64_t l = from + 1; rc == SEGIDX_OK && l <= to && l <= v->lsn; l++)
+            for (size_t i = 0; i < v->c[l - 1].n; i++)
+                CHECK(segidx_offset_set_iterate(v->c[l - 1].off[i], add_offset, want) == 0);
+        if (rc == SEGIDX_OK)
+            CHECK(segidx_offset_set_equals(out, want));
+    }
+    segidx_offset_set_free(out);
+    segidx_offset_set_free(want);
+}
+
 /* ------------------------------------------------------------ referenced */
 
 struct refs_ctx {
@@ -1452,7 +1490,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             op_prune(st, v, (c >> 4) & 1, &r);
             break;
         case 5:
-            switch ((c >> 4) % 5) {
+            switch ((c >> 4) % 6) {
             case 0:
                 check_get(st, st->vi, v);
                 break;
@@ -1465,8 +1503,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             case 3:
                 op_repoint(st, v, &r);
                 break;
-            default:
+            case 4:
                 check_segments(st);
+                break;
+            default:
+                op_changed(st, v, &r);
                 break;
             }
             break;

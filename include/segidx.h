@@ -1031,6 +1031,31 @@ SEGIDX_API int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *
                                                const segidx_offset_set *offsets),
                                      void *ctx);
 
+/**
+ * @brief The offsets written in (from_lsn, to_lsn], added to `out`: what a
+ *        replica at from_lsn must drop from its cache to read at to_lsn.
+ *
+ * Exactly the offsets whose newest version at or below to_lsn is above
+ * from_lsn. Above the volume's newest checkpoint round it reads the
+ * commits in the range; below it, the round's checkpoints (at most
+ * (F-1)·L deltas and an image per chunk of the volume, the older ones
+ * skipped when from_lsn is above them) and at most K-1 commits after the
+ * round: the cost is bounded by the volume's size and its schedule, not
+ * by its history. A to_lsn above the volume's LSN means its LSN. from_lsn
+ * may lie below the prune point (pruned entries keep what reads at and
+ * after it need); to_lsn may not.
+ *
+ * @param[in,out] out the offsets are added to what it holds; unchanged on
+ *                any error.
+ * @return #SEGIDX_OK; #SEGIDX_EINVAL (NULL, from_lsn > to_lsn);
+ *         #SEGIDX_ENOTFOUND (unknown volume); #SEGIDX_ERANGE (to_lsn below
+ *         the prune point); #SEGIDX_ECORRUPT; #SEGIDX_ENOMEM; the store's
+ *         error.
+ */
+SEGIDX_API int segidx_volume_changed(segidx_volume_index *vi, const segidx_vid *vid,
+                                     segidx_lsn from_lsn, segidx_lsn to_lsn,
+                                     segidx_offset_set *out);
+
 /* ------------------------------------------------------------ compaction */
 
 typedef struct segidx_loader segidx_loader; /* below, with the loader */

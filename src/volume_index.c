@@ -1032,20 +1032,34 @@ static int resolve_found(segidx_volume_index *vi, const segidx_vid *vid, struct 
 /* What the commits after round `round` left open, from its deltas, newest
  * first, and then the image below them (docs/FORMAT.md, "Reading with
  * checkpoints"). */
+/* The round's cover, newest first: its deltas, then the image below them,
+ * each answering the offsets still open. Values of rounds at or below
+ * `above` are not read (what they hold is older than what is asked). */
+static int consult_cover(segidx_volume_index *vi, struct ckpt_read *r, const struct meta *m,
+                         uint64_t round, segidx_lsn above)
+{
+    const segidx__ckpt_policy *pol = &m->ckpt;
+    uint64_t image = segidx__ckpt_image_round(pol, round);
+    int rc = SEGIDX_OK;
+    for (uint64_t p = round; p > image && !rc && !segidx_offset_set_is_empty(r->open);) {
+        if (segidx__ckpt_round_lsn(pol, p) <= above)
+            return SEGIDX_OK;
+        unsigned level = segidx__ckpt_top_level(pol, p);
+        rc = consult(vi, r, pol, segidx__ckpt_round_lsn(pol, p), level);
+        p -= segidx__ckpt_span(pol, level);
+    }
+    if (!rc && !segidx_offset_set_is_empty(r->open) && segidx__ckpt_round_lsn(pol, image) > above)
+        rc = consult(vi, r, pol, segidx__ckpt_round_lsn(pol, image), 0);
+    return rc;
+}
+
 static int read_checkpoints(segidx_volume_index *vi, const segidx_vid *vid,
                             const struct meta *m, uint64_t round, struct find_walk *w)
 {
-    const segidx__ckpt_policy *pol = &m->ckpt;
     struct ckpt_read r = { .vid = vid };
     int rc = ckpt_read_init(&r, w->query, m);
-    uint64_t image = segidx__ckpt_image_round(pol, round);
-    for (uint64_t p = round; p > image && !rc && !segidx_offset_set_is_empty(r.open);) {
-        unsigned level = segidx__ckpt_top_level(pol, p);
-        rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, p), level);
-        p -= segidx__ckpt_span(pol, level);
-    }
-    if (!rc && !segidx_offset_set_is_empty(r.open))
-        rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, image), 0);
+    if (!rc)
+        rc = consult_cover(vi, &r, m, round, 0);
     if (!rc)
         rc = resolve_found(vi, vid, w, &r.found);
     ckpt_read_free(&r);
@@ -1147,6 +1161,112 @@ int segidx__volume_find(segidx_volume_index *vi, const segidx_vid *vid, segidx_l
     *hits = w.hits;
     *n = w.n_hits;
     return rc;
+}
+
+/* ------------------------------------------------------------ changed */
+
+/* What commits in an LSN range wrote: the union of their entries. */
+struct union_walk {
+    const segidx_vid *vid;
+    segidx_lsn max_lsn;
+    segidx_offset_set *out;
+    int err;
+};
+
+static int visit_union(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct union_walk *u = ctx;
+    struct entry e;
+    if ((u->err = parse_entry(key, klen, val, vlen, u->vid, u->max_lsn, &e)))
+        return 1;
+    if (!segidx__offset_set_union(u->out, e.offsets))
+        u->err = SEGIDX_ENOMEM;
+    segidx_offset_set_free(e.offsets);
+    return u->err != 0;
+}
+
+static int union_entries(segidx_volume_index *vi, const segidx_vid *vid, const struct meta *m,
+                         segidx_lsn lo, segidx_lsn hi, segidx_offset_set *out)
+{
+    if (lo > hi)
+        return SEGIDX_OK;
+    struct lsn_range r;
+    lsn_range(&r, vid, lo, hi);
+    struct union_walk u = { vid, m->pub.lsn, out, 0 };
+    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, false, visit_union,
+                               &u);
+    return u.err ? u.err : scan < 0 ? scan : SEGIDX_OK;
+}
+
+/* The offsets whose newest version at or below the round's LSN is above
+ * `from`, from the round's cover: written in (from, round]. */
+static int changed_by_cover(segidx_volume_index *vi, const segidx_vid *vid,
+                            const struct meta *m, uint64_t round, segidx_lsn from,
+                            segidx_offset_set *out)
+{
+    segidx_offset_set *all = segidx_offset_set_new();
+    struct ckpt_read r = { .vid = vid };
+    int rc = all ? segidx_offset_set_add_range(all, 0, m->pub.last_offset) : SEGIDX_ENOMEM;
+    if (!rc)
+        rc = segidx_offset_set_add(all, m->pub.last_offset); /* [0, last]: last may be UINT32_MAX */
+    if (!rc)
+        rc = ckpt_read_init(&r, all, m);
+    if (!rc)
+        rc = consult_cover(vi, &r, m, round, from);
+    for (size_t i = 0; i < r.found.n && !rc; i++)
+        if (r.found.v[i].lsn > from)
+            rc = segidx_offset_set_add(out, r.found.v[i].off);
+    ckpt_read_free(&r);
+    segidx_offset_set_free(all);
+    return rc;
+}
+
+/* One meta read, the reads, and the check that no prune tore them. Above
+ * the newest round, or without checkpoints, the commits in (from, at] are
+ * read themselves; below it, the round's cover answers for (from, round]
+ * and the commits after the round for the rest. */
+static int changed_run(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn from,
+                       segidx_lsn to, const struct meta *m, segidx_offset_set *out)
+{
+    segidx_lsn at = to < m->pub.lsn ? to : m->pub.lsn;
+    if (at <= from)
+        return check_not_torn(vi, vid, to, at, m);
+    bool checkpoints = m->ckpt.from && at >= m->ckpt.from;
+    uint64_t round = checkpoints ? segidx__ckpt_round_of(&m->ckpt, at) : 0;
+    segidx_lsn round_lsn = checkpoints ? segidx__ckpt_round_lsn(&m->ckpt, round) : 0;
+    int rc;
+    if (round_lsn <= from) {
+        rc = union_entries(vi, vid, m, from + 1, at, out);
+    } else {
+        rc = union_entries(vi, vid, m, round_lsn + 1, at, out);
+        if (!rc && m->written)
+            rc = changed_by_cover(vi, vid, m, round, from, out);
+    }
+    return rc ? rc : check_not_torn(vi, vid, to, at, m);
+}
+
+int segidx_volume_changed(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn from_lsn,
+                          segidx_lsn to_lsn, segidx_offset_set *out)
+{
+    if (!vi || !vid || !out || from_lsn > to_lsn)
+        return SEGIDX_EINVAL;
+    for (int attempt = 0; attempt <= WRITE_RETRIES; attempt++) {
+        struct meta m;
+        int rc = read_meta(vi, vid, &m);
+        if (rc)
+            return rc;
+        if (to_lsn < m.pub.keep_from)
+            return SEGIDX_ERANGE;
+        /* Into a copy of `out`, which a failure leaves as it was. */
+        segidx_offset_set *found = segidx_offset_set_copy(out);
+        rc = found ? changed_run(vi, vid, from_lsn, to_lsn, &m, found) : SEGIDX_ENOMEM;
+        if (!rc)
+            segidx__offset_set_swap(out, found);
+        segidx_offset_set_free(found);
+        if (rc != WALK_AGAIN)
+            return rc;
+    }
+    return SEGIDX_ECONFLICT;
 }
 
 /* ------------------------------------------------------------ listing */

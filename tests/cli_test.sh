@@ -89,6 +89,20 @@ json "ls --json"
 expect 0 "ls DIR VID" "$bin" ls "$d" "$vid"
 has "ls DIR VID" "volume $vid: lsn 40"
 has "ls DIR VID" "last_commit $utc"
+# changed: what commit 40 wrote is what `ls DIR VID` says it wrote.
+pages40=$(awk '$1 == 40 { n += $3 } END { print n + 0 }' "$tmp/out")
+expect 0 "changed 39 40" "$bin" changed "$d" "$vid" 39 40
+has "changed 39 40" "^$pages40 offsets written in (39, 40]"
+expect 0 "changed from the head" "$bin" changed "$d" "$vid" 40
+has "changed from the head" '^0 offsets written in (40, 40]'
+expect 0 "changed --json" "$bin" changed "$d" "$vid" 0 --json
+has "changed --json" '"runs": \[\['
+json "changed --json"
+expect 2 "changed, TO below FROM" "$bin" changed "$d" "$vid" 5 3
+expect 2 "changed, bad vid" "$bin" changed "$d" nothex 1
+expect 2 "changed, no FROM" "$bin" changed "$d" "$vid"
+expect 1 "changed, unknown volume" "$bin" changed "$d" 0123456789abcdef0123456789abcdef 0
+one_line "changed, unknown volume"
 expect 0 "ls DIR VID --json" "$bin" ls "$d" "$vid" --json
 has "ls DIR VID --json" '"commits"'
 json "ls DIR VID --json"
@@ -373,7 +387,7 @@ exists "gc, an index without a store" "$tmp/noindex/segments/$segname"
 gone "gc made a store" "$tmp/noindex/index/data.mdb"
 
 # --help, -h and `help COMMAND`: the usage on standard output, exit 0.
-commands="demo inspect verify dump get ls check stats backup gc compact bench help version"
+commands="demo inspect verify dump get ls changed check stats backup gc compact bench help version"
 for c in $commands; do
     for how in "$c --help" "$c -h" "help $c"; do
         # shellcheck disable=SC2086

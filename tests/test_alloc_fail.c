@@ -1043,6 +1043,7 @@ struct vi_ctx {
     segidx_offset_set *query, *query_before;
     test_bytes before, after, got, want;
     unsigned pruned;
+    segidx_lsn from; /* segidx_volume_changed's */
 };
 
 static void vi_unchanged(void *ctx)
@@ -1408,6 +1409,38 @@ static void ckpt_find(struct vi_ctx *c, const char *name, bool wide)
     fail_each(&f);
 }
 
+static int vi_changed_call(void *ctx)
+{
+    struct vi_ctx *c = ctx;
+    return segidx_volume_changed(c->vi, &c->vid, c->from, c->lsn, c->query);
+}
+
+/* The one run that succeeded added what the reference adds. */
+static void vi_changed_answer(void *ctx)
+{
+    struct vi_ctx *c = ctx;
+    segidx_offset_set *q = segidx_offset_set_copy(c->query_before);
+    assert_int_equal(segidx_volume_changed(c->ref, &c->vid, c->from, c->lsn, q), SEGIDX_OK);
+    assert_true(segidx_offset_set_equals(q, c->query));
+    assert_true(segidx_offset_set_cardinality(q) > 1);
+    segidx_offset_set_free(q);
+}
+
+/* segidx_volume_changed(from, c->lsn) into a set holding one offset,
+ * swept: a failure leaves the set as it was. */
+static void ckpt_changed(struct vi_ctx *c, segidx_lsn from, const char *name)
+{
+    segidx_offset_set_free(c->query);
+    segidx_offset_set_free(c->query_before);
+    c->query = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add(c->query, 1u << 30), SEGIDX_OK);
+    c->query_before = segidx_offset_set_copy(c->query);
+    c->from = from;
+    dump(c->kv, &c->before);
+    sweep ch = SWEEP(name, vi_changed_call, vi_query_unchanged, vi_changed_answer, c);
+    fail_each(&ch);
+}
+
 /* Checkpoint writes, reads and deletes: open_with; commits of each kind
  * the schedule has (between rounds, a level-1 delta, deltas of higher
  * levels, an image) and the round-0 commit that upgrades a volume written
@@ -1500,6 +1533,10 @@ static void checkpoint_calls(void **state)
     c->lsn = 15;
     ckpt_find(c, "segidx_volume_find_segments (checkpoints off)", false);
     c->vi = vi;
+    c->vid = vid_n(0);
+    c->lsn = 16;
+    ckpt_changed(c, 2, "segidx_volume_changed (deltas, image)");
+    ckpt_changed(c, 15, "segidx_volume_changed (the commits after a round)");
 
     /* A prune to 18 keeps round 8's image (LSN 17) and deletes every
      * checkpoint value of the rounds below it, with the entries' rewrites. */

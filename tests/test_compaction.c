@@ -29,6 +29,99 @@ static segidx_compact_stats compact(cw_world *w, segidx_volume_index *vi, unsign
     return st;
 }
 
+/* ------------------------------------------------------------ changed */
+
+#define SENTINEL 1000000u /* in `out` before the call: added to, never cleared */
+
+/* segidx_volume_changed(from, to) of volume v answers as the model: the
+ * offsets some commit in (from, to] wrote. */
+static void check_changed(cw_world *w, segidx_volume_index *vi, unsigned v, segidx_lsn from,
+                          segidx_lsn to)
+{
+    const cw_volume *m = &w->vol[v];
+    segidx_vid vid = cw_vid(v);
+    segidx_offset_set *got = segidx_offset_set_new();
+    assert_int_equal(segidx_offset_set_add(got, SENTINEL), SEGIDX_OK);
+    int rc = segidx_volume_changed(vi, &vid, from, to, got);
+    if (to < m->keep_from) {
+        assert_int_equal(rc, SEGIDX_ERANGE);
+        assert_int_equal(segidx_offset_set_cardinality(got), 1);
+    } else {
+        assert_int_equal(rc, SEGIDX_OK);
+        uint64_t n = 1;
+        segidx_lsn top = to < m->lsn ? to : m->lsn;
+        for (uint32_t off = 0; off < CW_OFFSETS; off++) {
+            bool want = false;
+            for (segidx_lsn l = from + 1; l <= top && !want; l++)
+                want = m->wrote[l][off];
+            assert_int_equal(segidx_offset_set_contains(got, off), want);
+            n += want;
+        }
+        assert_int_equal(segidx_offset_set_cardinality(got), n);
+    }
+    assert_true(segidx_offset_set_contains(got, SENTINEL));
+    segidx_offset_set_free(got);
+}
+
+/* A few random (from, to) pairs of every volume, around its history. */
+static void check_changed_some(cw_world *w, segidx_volume_index *vi)
+{
+    for (unsigned v = 0; v < CW_VOLUMES; v++) {
+        if (!w->vol[v].lsn)
+            continue;
+        for (int i = 0; i < 4; i++) {
+            segidx_lsn a = rng_below(&w->rng, w->vol[v].lsn + 3);
+            segidx_lsn b = rng_below(&w->rng, w->vol[v].lsn + 3);
+            check_changed(w, vi, v, a < b ? a : b, a < b ? b : a);
+        }
+    }
+}
+
+/* Every pair, with checkpoints and without, through prunes and a
+ * compaction; and the call's own errors. */
+static void run_changed_all(const segidx_volume_index_options *o)
+{
+    cw_world w;
+    cw_open(&w, 77, o);
+    build(&w, 150);
+    for (int phase = 0; phase < 3; phase++) {
+        for (unsigned v = 0; v < CW_VOLUMES; v++)
+            for (segidx_lsn to = 0; to <= w.vol[v].lsn + 2; to++)
+                for (segidx_lsn from = 0; from <= to; from++)
+                    check_changed(&w, w.vi, v, from, to);
+        if (phase == 0) {
+            segidx_vid vid = cw_vid(0);
+            segidx_lsn keep = w.vol[0].lsn / 2 + 1;
+            assert_int_equal(segidx_volume_prune(w.vi, &vid, keep), SEGIDX_OK);
+            w.vol[0].keep_from = keep;
+        } else if (phase == 1) {
+            compact(&w, w.vi, 0, 1 << 20, 1 << 20, SEGIDX_OK);
+            cw_gc(&w.segs, w.vi);
+        }
+    }
+    segidx_vid vid = cw_vid(0), nobody = cw_vid(99);
+    segidx_offset_set *out = segidx_offset_set_new();
+    assert_int_equal(segidx_volume_changed(NULL, &vid, 0, 1, out), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_changed(w.vi, NULL, 0, 1, out), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_changed(w.vi, &vid, 0, 1, NULL), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_changed(w.vi, &vid, 2, 1, out), SEGIDX_EINVAL);
+    assert_int_equal(segidx_volume_changed(w.vi, &nobody, 0, 1, out), SEGIDX_ENOTFOUND);
+    assert_int_equal(segidx_volume_changed(w.vi, &vid, 0, UINT64_MAX, out), SEGIDX_OK);
+    assert_int_equal(segidx_volume_changed(w.vi, &vid, UINT64_MAX, UINT64_MAX, out), SEGIDX_OK);
+    segidx_offset_set_free(out);
+    cw_close(&w);
+}
+
+static void test_changed_every_pair(void **state)
+{
+    (void)state;
+    run_changed_all(&small_rounds);
+    segidx_volume_index_options walk = { SEGIDX_CHECKPOINTS_OFF, 0, 0 };
+    run_changed_all(&walk);
+    segidx_volume_index_options defaults = { 0, 0, 0 };
+    run_changed_all(&defaults);
+}
+
 /* ------------------------------------------------------------ the model */
 
 static void run_model(uint64_t seed, long ops)
@@ -65,6 +158,7 @@ static void run_model(uint64_t seed, long ops)
         }
         cw_check_all(&w, w.vi);
         cw_check_pruned(&w, w.vi);
+        check_changed_some(&w, w.vi);
     }
     cw_flush(&w);
     collected += cw_gc(&w.segs, w.vi);
@@ -637,6 +731,22 @@ static void test_store_fails_at_every_call(void **state)
     }
 }
 
+/* Every checkpoint read a changed query makes, and a prune landing before
+ * each of its store calls: the answer stays exact or is ERANGE. */
+static void test_changed_prune_race(void **state)
+{
+    (void)state;
+    for (long k = 1; k < 40; k++) {
+        race r;
+        race_open(&r);
+        stub_hook(r.w.stub, k, prune_now, &r);
+        segidx_lsn to = r.w.vol[r.v].lsn;
+        check_changed(&r.w, r.w.vi, r.v, 3, to);
+        r.w.stub->hook_at = 0;
+        cw_close(&r.w);
+    }
+}
+
 const struct CMUnitTest compaction_tests[] = {
     cmocka_unit_test(test_model_random),
     cmocka_unit_test(test_model_walk_only),
@@ -653,6 +763,8 @@ const struct CMUnitTest compaction_tests[] = {
     cmocka_unit_test(test_race_compact_under_compact),
     cmocka_unit_test(test_race_compact_under_prune_write),
     cmocka_unit_test(test_store_fails_at_every_call),
+    cmocka_unit_test(test_changed_every_pair),
+    cmocka_unit_test(test_changed_prune_race),
 };
 
 int main(void)

@@ -121,6 +121,100 @@ const cli_command cli_cmd_ls = {
     run_ls,
 };
 
+/* ------------------------------------------------------------ changed */
+
+/* Offsets printed as runs: "lo-hi" or "o", one per line, or JSON pairs. */
+struct runs {
+    bool json, open;
+    uint64_t n;
+    segidx_offset lo, hi;
+};
+
+static void print_run(struct runs *r)
+{
+    if (r->json)
+        printf("%s[%u, %u]", r->n ? ", " : "", (unsigned)r->lo, (unsigned)r->hi);
+    else if (r->lo == r->hi)
+        printf("%u\n", (unsigned)r->lo);
+    else
+        printf("%u-%u\n", (unsigned)r->lo, (unsigned)r->hi);
+    r->n++;
+}
+
+static int add_to_run(segidx_offset o, void *ctx)
+{
+    struct runs *r = ctx;
+    if (r->open && o == r->hi + 1) {
+        r->hi = o;
+        return 0;
+    }
+    if (r->open)
+        print_run(r);
+    r->lo = r->hi = o;
+    r->open = true;
+    return 0;
+}
+
+static int run_changed(const cli_command *cmd, int argc, char **argv)
+{
+    cli_args a;
+    bool json;
+    int rc = cli_parse_json(cmd, argc, argv, &a, &json);
+    if (rc)
+        return rc;
+    segidx_vid vid;
+    uint64_t from, to = UINT64_MAX;
+    if (!cli_parse_hex16(a.pos[1], vid.bytes))
+        return cli_usage_error(cmd, "VID must be 32 hex characters: %s", a.pos[1]);
+    if (!cli_parse_u64(a.pos[2], &from))
+        return cli_usage_error(cmd, "bad FROM: %s", a.pos[2]);
+    if (a.npos == 4 && (!cli_parse_u64(a.pos[3], &to) || to < from))
+        return cli_usage_error(cmd, "bad TO (at least FROM): %s", a.pos[3]);
+    segidx_volume_index *vi;
+    if ((rc = cli_open_index(a.pos[0], &vi)))
+        return rc;
+    segidx_volume_meta m;
+    segidx_offset_set *out = segidx_offset_set_new();
+    rc = out ? segidx_volume_get(vi, &vid, &m) : SEGIDX_ENOMEM;
+    if (!rc)
+        rc = segidx_volume_changed(vi, &vid, from, to, out);
+    segidx_volume_index_close(vi);
+    if (rc) {
+        segidx_offset_set_free(out);
+        char what[4200];
+        snprintf(what, sizeof what, "%s: volume %s", a.pos[0], a.pos[1]);
+        return cli_fail(what, rc);
+    }
+    uint64_t top = to < m.lsn ? to : m.lsn, count = segidx_offset_set_cardinality(out);
+    struct runs r = { json, false, 0, 0, 0 };
+    if (json)
+        printf("{\"vid\": \"%s\", \"from\": %llu, \"to\": %llu, \"count\": %llu, "
+               "\"runs\": [", a.pos[1], (unsigned long long)from, (unsigned long long)top,
+               (unsigned long long)count);
+    else
+        printf("%llu offsets written in (%llu, %llu]\n", (unsigned long long)count,
+               (unsigned long long)from, (unsigned long long)top);
+    segidx_offset_set_iterate(out, add_to_run, &r);
+    if (r.open)
+        print_run(&r);
+    if (json)
+        printf("]}\n");
+    segidx_offset_set_free(out);
+    return CLI_OK;
+}
+
+const cli_command cli_cmd_changed = {
+    "changed", "DIR VID FROM [TO]", 3, 4,
+    "the offsets a volume's commits wrote after an LSN",
+    "usage: segidx changed DIR VID FROM [TO] [--json]\n"
+    "The offsets volume VID's commits wrote in (FROM, TO] (TO: the volume's\n"
+    "LSN by default), what a replica at FROM must drop: a count, then runs\n"
+    "of offsets, one per line (\"lo-hi\" or one offset). Read from the\n"
+    "checkpoints, not the whole history.\n"
+    "  --json               one JSON document on standard output\n",
+    run_changed,
+};
+
 /* ------------------------------------------------------------ check */
 
 /* A segment check has opened and found sound, kept mapped by sid so that
