@@ -391,6 +391,57 @@ static void measure(const struct run *r, struct side *sides, const segidx_vid *v
                    (double)used[1].calls / qs->n, "/query");
 }
 
+/* ------------------------------------------------------------ changed */
+
+struct timed_changed {
+    struct side *s;
+    const segidx_vid *vid;
+    segidx_lsn from, to;
+    uint64_t want; /* offsets in the answer */
+};
+
+static double changed_round(void *ctx)
+{
+    struct timed_changed *t = ctx;
+    segidx_offset_set *out = segidx_offset_set_new();
+    BENCH_CHECK(out);
+    uint64_t t0 = bench_now_ns();
+    BENCH_CHECK(segidx_volume_changed(t->s->vi, t->vid, t->from, t->to, out) == SEGIDX_OK);
+    double us = (double)(bench_now_ns() - t0) / 1e3;
+    BENCH_CHECK(segidx_offset_set_cardinality(out) == t->want);
+    segidx_offset_set_free(out);
+    return us;
+}
+
+/* segidx_volume_changed(from, latest) with checkpoints against the walk:
+ * the answer checked against the model's newest LSN of each page at
+ * `latest` (changed: above `from`); its time and the entries it reads. */
+static void measure_changed(const struct run *r, struct side *sides, const segidx_vid *vid,
+                            segidx_lsn from, segidx_lsn latest, const uint32_t *last,
+                            const char *which)
+{
+    uint64_t want = 0, visits[2];
+    for (uint32_t o = 0; o < VOLUME_PAGES; o++)
+        want += last[o] > from;
+    for (int k = 0; k < 2; k++) {
+        segidx_offset_set *out = segidx_offset_set_new();
+        BENCH_CHECK(out);
+        struct bench_kv_counts before = sides[k].kv->n;
+        BENCH_CHECK(segidx_volume_changed(sides[k].vi, vid, from, latest, out) == SEGIDX_OK);
+        visits[k] = sides[k].kv->n.visits - before.visits;
+        BENCH_CHECK(segidx_offset_set_cardinality(out) == want);
+        for (uint32_t o = 0; o < VOLUME_PAGES; o += 97)
+            BENCH_CHECK(segidx_offset_set_contains(out, o) == (last[o] > from));
+        segidx_offset_set_free(out);
+    }
+    struct timed_changed on = { &sides[0], vid, from, latest, want };
+    struct timed_changed off = { &sides[1], vid, from, latest, want };
+    double us_on, us_off;
+    bench_median_pair(changed_round, &on, changed_round, &off, r->rounds, &us_on, &us_off);
+    print_pair("changed", r, which, us_on, us_off, "us");
+    print_pair("changed_entries", r, which, (double)visits[0], (double)visits[1], "/call");
+}
+
 static int compare_double(const void *pa, const void *pb)
 {
     double a = *(const double *)pa, b = *(const double *)pb;
@@ -511,6 +562,13 @@ static void one_run(const struct run *r, const segidx_volume_index_options *poli
         measure(r, sides, &vid, latest, at_latest, &qs, holes[k].name);
         query_set_free(&qs);
     }
+
+    /* What a replica asks: the pages changed since the middle LSN, and
+     * since 100 commits ago. */
+    progress(r, "changed");
+    measure_changed(r, sides, &vid, middle, latest, at_latest, "since middle");
+    measure_changed(r, sides, &vid, latest > 100 ? latest - 100 : 1, latest, at_latest,
+                    "last 100");
 
     free(at_middle);
     free(at_latest);

@@ -1032,34 +1032,20 @@ static int resolve_found(segidx_volume_index *vi, const segidx_vid *vid, struct 
 /* What the commits after round `round` left open, from its deltas, newest
  * first, and then the image below them (docs/FORMAT.md, "Reading with
  * checkpoints"). */
-/* The round's cover, newest first: its deltas, then the image below them,
- * each answering the offsets still open. Values of rounds at or below
- * `above` are not read (what they hold is older than what is asked). */
-static int consult_cover(segidx_volume_index *vi, struct ckpt_read *r, const struct meta *m,
-                         uint64_t round, segidx_lsn above)
-{
-    const segidx__ckpt_policy *pol = &m->ckpt;
-    uint64_t image = segidx__ckpt_image_round(pol, round);
-    int rc = SEGIDX_OK;
-    for (uint64_t p = round; p > image && !rc && !segidx_offset_set_is_empty(r->open);) {
-        if (segidx__ckpt_round_lsn(pol, p) <= above)
-            return SEGIDX_OK;
-        unsigned level = segidx__ckpt_top_level(pol, p);
-        rc = consult(vi, r, pol, segidx__ckpt_round_lsn(pol, p), level);
-        p -= segidx__ckpt_span(pol, level);
-    }
-    if (!rc && !segidx_offset_set_is_empty(r->open) && segidx__ckpt_round_lsn(pol, image) > above)
-        rc = consult(vi, r, pol, segidx__ckpt_round_lsn(pol, image), 0);
-    return rc;
-}
-
 static int read_checkpoints(segidx_volume_index *vi, const segidx_vid *vid,
                             const struct meta *m, uint64_t round, struct find_walk *w)
 {
+    const segidx__ckpt_policy *pol = &m->ckpt;
     struct ckpt_read r = { .vid = vid };
     int rc = ckpt_read_init(&r, w->query, m);
-    if (!rc)
-        rc = consult_cover(vi, &r, m, round, 0);
+    uint64_t image = segidx__ckpt_image_round(pol, round);
+    for (uint64_t p = round; p > image && !rc && !segidx_offset_set_is_empty(r.open);) {
+        unsigned level = segidx__ckpt_top_level(pol, p);
+        rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, p), level);
+        p -= segidx__ckpt_span(pol, level);
+    }
+    if (!rc && !segidx_offset_set_is_empty(r.open))
+        rc = consult(vi, &r, pol, segidx__ckpt_round_lsn(pol, image), 0);
     if (!rc)
         rc = resolve_found(vi, vid, w, &r.found);
     ckpt_read_free(&r);
@@ -1198,26 +1184,30 @@ static int union_entries(segidx_volume_index *vi, const segidx_vid *vid, const s
     return u.err ? u.err : scan < 0 ? scan : SEGIDX_OK;
 }
 
-/* The offsets whose newest version at or below the round's LSN is above
- * `from`, from the round's cover: written in (from, round]. */
+/* What commits in (from, round] wrote, from the round's cover: each of
+ * those commits lies in the span of one delta or below the image, whose
+ * value holds the offset with an LSN at least that commit's. So: every
+ * offset a value of the cover holds with an LSN above `from`. Values of
+ * rounds at or below `from` only name older LSNs and are not read. */
 static int changed_by_cover(segidx_volume_index *vi, const segidx_vid *vid,
                             const struct meta *m, uint64_t round, segidx_lsn from,
                             segidx_offset_set *out)
 {
-    segidx_offset_set *all = segidx_offset_set_new();
-    struct ckpt_read r = { .vid = vid };
-    int rc = all ? segidx_offset_set_add_range(all, 0, m->pub.last_offset) : SEGIDX_ENOMEM;
-    if (!rc)
-        rc = segidx_offset_set_add(all, m->pub.last_offset); /* [0, last]: last may be UINT32_MAX */
-    if (!rc)
-        rc = ckpt_read_init(&r, all, m);
-    if (!rc)
-        rc = consult_cover(vi, &r, m, round, from);
-    for (size_t i = 0; i < r.found.n && !rc; i++)
-        if (r.found.v[i].lsn > from)
-            rc = segidx_offset_set_add(out, r.found.v[i].off);
-    ckpt_read_free(&r);
-    segidx_offset_set_free(all);
+    const segidx__ckpt_policy *pol = &m->ckpt;
+    uint64_t image = segidx__ckpt_image_round(pol, round);
+    segidx__vers vers = { 0 };
+    int rc = SEGIDX_OK;
+    for (uint64_t p = round; p > image && !rc && segidx__ckpt_round_lsn(pol, p) > from;) {
+        unsigned level = segidx__ckpt_top_level(pol, p);
+        rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, p), level, &vers);
+        p -= segidx__ckpt_span(pol, level);
+    }
+    if (!rc && segidx__ckpt_round_lsn(pol, image) > from)
+        rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, image), 0, &vers);
+    for (size_t i = 0; i < vers.n && !rc; i++)
+        if (vers.v[i].lsn > from)
+            rc = segidx_offset_set_add(out, vers.v[i].off);
+    segidx__vers_free(&vers);
     return rc;
 }
 
