@@ -1226,9 +1226,10 @@ static void op_changed(struct state *st, struct volume *v, struct reader *r)
         int expect = from > to ? SEGIDX_EINVAL : !v->lsn ? SEGIDX_ENOTFOUND
                    : to < v->keep_from ? SEGIDX_ERANGE : SEGIDX_OK;
         CHECK(rc == expect || lie_error(st, rc));
-        for (uint64_t l = from + 1; rc == SEGIDX_OK && l <= to && l <= v->lsn; l++)
-            for (size_t i = 0; i < v->c[l - 1].n; i++)
-                CHECK(segidx_offset_set_iterate(v->c[l - 1].off[i], add_offset, want) == 0);
+        /* c[k] is commit k + 1: the commits in (from, to] are c[from..to). */
+        for (uint64_t k = from; rc == SEGIDX_OK && k < to && k < v->lsn; k++)
+            for (size_t i = 0; i < v->c[k].n; i++)
+                CHECK(segidx_offset_set_iterate(v->c[k].off[i], add_offset, want) == 0);
         if (rc == SEGIDX_OK)
             CHECK(segidx_offset_set_equals(out, want));
     }
