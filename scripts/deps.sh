@@ -4,7 +4,8 @@
 # Usage: scripts/deps.sh [extra-package ...]
 set -eu
 
-packages="libroaring-dev libxxhash-dev libcmocka-dev liblmdb-dev pkg-config $*"
+packages="libroaring-dev libxxhash-dev libcmocka-dev liblmdb-dev libpq-dev postgresql \
+          libcurl4-openssl-dev pkg-config $*"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -16,7 +17,8 @@ else
     # Not Debian: look for the headers and tools themselves.
     cc=${CC:-cc}
     for pair in roaring/roaring.h:libroaring-dev xxhash.h:libxxhash-dev \
-                cmocka.h:libcmocka-dev lmdb.h:liblmdb-dev; do
+                cmocka.h:libcmocka-dev lmdb.h:liblmdb-dev libpq-fe.h:libpq-dev \
+                curl/curl.h:libcurl4-openssl-dev; do
         header=${pair%%:*}
         printf '#include <stdarg.h>\n#include <stddef.h>\n#include <setjmp.h>\n#include <stdint.h>\n#include <%s>\n' "$header" |
             "$cc" -E -x c - >/dev/null 2>&1 || missing="$missing ${pair#*:}"
