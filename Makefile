@@ -324,7 +324,8 @@ install-shared: $(SHARED) $(LMDB_SHARED)
 
 install-includes:
 	install -d $(DESTDIR)$(INCLUDEDIR)
-	install -m 644 include/segidx.h include/segidx_lmdb.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/segidx.h include/segidx_kvcheck.h include/segidx_lmdb.h \
+	    $(DESTDIR)$(INCLUDEDIR)/
 
 install-pc: $(PC) $(LMDB_PC)
 	install -d $(DESTDIR)$(PKGCONFIGDIR)
@@ -338,7 +339,8 @@ install-bin: $(CLI)
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx.a $(DESTDIR)$(LIBDIR)/libsegidx.so \
 	      $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsegidx.so.$(VERSION) \
-	      $(DESTDIR)$(INCLUDEDIR)/segidx.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx.pc
+	      $(DESTDIR)$(INCLUDEDIR)/segidx.h $(DESTDIR)$(INCLUDEDIR)/segidx_kvcheck.h \
+	      $(DESTDIR)$(PKGCONFIGDIR)/libsegidx.pc
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.a $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so \
 	      $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so.$(VERSION) \
 	      $(DESTDIR)$(INCLUDEDIR)/segidx_lmdb.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx_lmdb.pc

@@ -768,13 +768,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         KVTEST_SUITE(&nosync_store),
-        /* The default, durable store: every batch is an fsync, so no
-         * thread storm here. */
-        cmocka_unit_test_prestate(kvtest_exact_bytes, &durable_store),
-        cmocka_unit_test_prestate(kvtest_batch_rules, &durable_store),
-        cmocka_unit_test_prestate(kvtest_invalid_batches, &durable_store),
-        cmocka_unit_test_prestate(kvtest_random_batches, &durable_store),
-        cmocka_unit_test_prestate(kvtest_expect_rules, &durable_store),
+        /* The default, durable store: every batch is an fsync. */
+        KVTEST_SUITE(&durable_store),
         cmocka_unit_test(test_reopen_sees_data),
         cmocka_unit_test(test_creates_missing_directories),
         cmocka_unit_test(test_path_is_a_file),
