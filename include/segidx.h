@@ -760,8 +760,9 @@ typedef struct segidx_kv_op {
  * consistent snapshot, a write is atomic, an EXPECT is checked inside the
  * write's atomic step, and a store hands back the bytes that were put
  * (values carry checksums; a value moved under another key of the same
- * shape is not detected). tests/kvtest.h is the conformance suite the
- * bundled stores pass; run it against your own.
+ * shape is not detected). segidx_kv_conformance() (segidx_kvcheck.h) checks
+ * all of it that one process can see; the bundled stores pass it: run it
+ * against your own.
  */
 typedef struct segidx_kv_vtable {
     uint32_t version; /**< #SEGIDX_KV_VTABLE_VERSION */

@@ -387,7 +387,7 @@ exists "gc, an index without a store" "$tmp/noindex/segments/$segname"
 gone "gc made a store" "$tmp/noindex/index/data.mdb"
 
 # --help, -h and `help COMMAND`: the usage on standard output, exit 0.
-commands="demo inspect verify dump get ls changed check stats backup gc compact bench help version"
+commands="demo inspect verify dump get ls changed check stats backup gc compact kvcheck bench help version"
 for c in $commands; do
     for how in "$c --help" "$c -h" "help $c"; do
         # shellcheck disable=SC2086
@@ -452,6 +452,21 @@ expect 2 "demo, bad count" "$bin" demo "$tmp/d2" --volumes 0
 usage_error "demo, bad count"
 expect 2 "demo, missing value" "$bin" demo "$tmp/d2" --reads
 gone "demo, a usage error made its DIR" "$tmp/d2"
+# kvcheck: the conformance suite over the bundled stores; a store in use
+# is refused before anything is written.
+expect 0 kvcheck "$bin" kvcheck
+no_err kvcheck
+if [ "$(grep -c ' holds ' "$tmp/out")" -eq 24 ]; then ok; else bad "kvcheck: want 24 rules held"; cat "$tmp/out" >&2; fi
+has kvcheck '^lmdb   expect-race   holds'
+expect 0 "kvcheck --json" "$bin" kvcheck --store=mem --json
+json "kvcheck --json"
+has "kvcheck --json" '"rule": "snapshot", "status": "holds"'
+expect 1 "kvcheck, an index in use" "$bin" kvcheck --store lmdb --lmdb "$d/index"
+has "kvcheck, an index in use" 'lmdb   empty  *BROKEN  the store is not empty'
+expect 0 "kvcheck, the index left alone" "$bin" check "$d"
+expect 2 "kvcheck, unknown store" "$bin" kvcheck --store=rocks
+usage_error "kvcheck, unknown store"
+expect 2 "kvcheck, an argument" "$bin" kvcheck now
 expect 0 --version "$bin" --version
 has --version '^[0-9]*\.[0-9]*\.[0-9]*$'
 expect 0 version "$bin" version

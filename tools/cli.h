@@ -34,7 +34,7 @@ struct cli_command {
 
 extern const cli_command cli_cmd_demo, cli_cmd_inspect, cli_cmd_verify, cli_cmd_dump,
     cli_cmd_get, cli_cmd_ls, cli_cmd_check, cli_cmd_stats, cli_cmd_backup, cli_cmd_gc,
-    cli_cmd_compact, cli_cmd_bench, cli_cmd_changed;
+    cli_cmd_compact, cli_cmd_bench, cli_cmd_changed, cli_cmd_kvcheck;
 
 /* `cmd`'s usage: synopsis, options, and the -h, --help line. */
 void cli_print_command_usage(const cli_command *cmd, FILE *out);

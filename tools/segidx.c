@@ -19,7 +19,8 @@ static const cli_command cli_cmd_help, cli_cmd_version;
 static const cli_command *const commands[] = {
     &cli_cmd_demo,  &cli_cmd_inspect, &cli_cmd_verify, &cli_cmd_dump,   &cli_cmd_get,
     &cli_cmd_ls,    &cli_cmd_changed, &cli_cmd_check,   &cli_cmd_stats,  &cli_cmd_backup,
-    &cli_cmd_gc,    &cli_cmd_compact, &cli_cmd_bench, &cli_cmd_help, &cli_cmd_version,
+    &cli_cmd_gc,    &cli_cmd_compact, &cli_cmd_kvcheck, &cli_cmd_bench, &cli_cmd_help,
+    &cli_cmd_version,
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 
