@@ -9,6 +9,7 @@
 #                   and segidx gc killed too; DEMO_LONG_TRIALS=N for more)
 #   make check-crash  DEMO_TRIALS (5) SIGKILL trials of `segidx demo`,
 #                   `segidx compact` and `segidx gc`
+#   make check-s3   the S3 example against a local s3rver (part of check)
 #   make asan       the unit tests under ASan+UBSan
 #   make tsan       the unit tests under ThreadSanitizer
 #   make valgrind   the unit tests under valgrind memcheck
@@ -102,7 +103,7 @@ CLI      := $(BUILD)/segidx
 .PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
         check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc install-bin uninstall clean demo bench-readme bench-long FORCE \
-        check-cli check-crash
+        check-cli check-crash check-s3
 
 all: lib lmdb $(PC) $(LMDB_PC) $(CLI)
 lib: $(STATIC) $(SHARED)
@@ -211,7 +212,7 @@ $(DEMO_CRASH): tests/demo_crash.c tools/demo_page.h examples/segment_files.h inc
 check-crash: $(DEMO_CRASH) $(CLI)
 	$(DEMO_CRASH) $(CLI) $(DEMO_TRIALS)
 
-check: all check-unit check-replay check-abi check-install check-cli check-crash
+check: all check-unit check-replay check-abi check-install check-cli check-crash check-s3
 
 # The slow trials: 50 SIGKILLs of a durable LMDB writer and 200 of the demo
 # writer (make check runs 5 of each).
@@ -350,6 +351,27 @@ clean:
 	rm -rf build $(PC) $(LMDB_PC)
 
 FORCE:
+
+# ------------------------------------------------------------------ S3 example
+
+# examples/s3_example: segments as S3 objects through libcurl's SigV4
+# signing (examples/s3_segments.h over examples/segment_ranges.h). Not in
+# `all`: the libraries need no libcurl. check-s3 runs it against a local
+# s3rver (npm), installed under $(BUILD)/s3rver on first use; without node
+# it skips, or fails when CI is set (tests/s3_test.sh).
+S3_EXAMPLE := $(BUILD)/examples/s3_example
+S3_HDR     := examples/s3_segments.h examples/segment_ranges.h
+S3_LIBS    := -lcurl
+
+$(S3_EXAMPLE): examples/s3_example.c $(S3_HDR) include/segidx.h $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS) $(S3_LIBS)
+
+check-s3: $(S3_EXAMPLE)
+	@sh tests/s3_test.sh $(S3_EXAMPLE) $(BUILD)
+
+# The range policy's bytes, counted over an in-memory object: no libcurl.
+$(BUILD)/bench/bench_segment_ranges: examples/segment_ranges.h
 
 # ------------------------------------------------------------------ demo
 
