@@ -27,6 +27,8 @@ struct object {
     const uint8_t *bytes;
     uint64_t len;
     int no_suffix;   /* answer as a server that ignores `bytes=-N` */
+    int lie;         /* page replies that break the protocol: 1 short,
+                        2 long, 3 shifted, 4 another object length */
     uint64_t gets, heads;
 };
 
@@ -47,11 +49,16 @@ static int mem_get(void *ctx, const segidx_sid *sid, const seg_get *req, seg_rep
         at = req->first;
         n = req->n < o->len - at ? req->n : o->len - at;
     }
-    rep->body = bench_xmalloc((size_t)n);
+    rep->body = bench_xmalloc((size_t)n + 1);
     memcpy(rep->body, o->bytes + at, (size_t)n);
     rep->len = n;
     rep->at = at;
     rep->total = o->len;
+    if (req->kind == SEG_GET_RANGE && n == SEGIDX_DEFAULT_PAGE_SIZE && o->lie) {
+        rep->len += o->lie == 1 ? (uint64_t)-1 : o->lie == 2 ? 1 : 0;
+        rep->at += o->lie == 3;
+        rep->total += o->lie == 4;
+    }
     o->gets++;
     return SEGIDX_OK;
 }
@@ -93,6 +100,17 @@ static void read_one(seg_ranges *r, segidx_volume_index *vi, const wl_page *p, u
     segidx_offset_set_free(one);
 }
 
+/* A reply that is not what was asked is an error, never a page. */
+static void read_refused(seg_ranges *r, segidx_volume_index *vi, const wl_page *p, uint8_t *buf)
+{
+    segidx_offset_set *one = segidx_offset_set_new();
+    BENCH_CHECK(one && segidx_offset_set_add(one, p->off) == SEGIDX_OK);
+    struct want w = { *p, buf, 0 };
+    BENCH_CHECK(seg_ranges_read_pages(r, vi, &p->vid, p->lsn, one, check, &w) == SEGIDX_EIO);
+    BENCH_CHECK(w.seen == 0);
+    segidx_offset_set_free(one);
+}
+
 static uint64_t moved(const seg_ranges_stats *st)
 {
     return st->tail_bytes + st->page_bytes + st->whole_bytes + st->refused_bytes;
@@ -114,7 +132,7 @@ int main(void)
             break;
         BENCH_CHECK(rc == SEGIDX_OK);
     }
-    struct object o = { { { 0x53, 0x33 } }, NULL, segidx_segment_builder_size(b), 0, 0, 0 };
+    struct object o = { { { 0x53, 0x33 } }, NULL, segidx_segment_builder_size(b), 0, 0, 0, 0 };
     uint8_t *bytes = bench_xmalloc((size_t)o.len);
     BENCH_CHECK(segidx_segment_builder_finish(b, &o.sid, bytes, (size_t)o.len) == SEGIDX_OK);
     segidx_segment_builder_free(b);
@@ -163,6 +181,15 @@ int main(void)
     seg_ranges_stats once;
     seg_ranges_stats_get(r, &once);
     BENCH_CHECK(once.suffix_ignored);
+    seg_ranges_free(r);
+
+    /* Page replies short, long, shifted or of another length: refused. */
+    o.no_suffix = 0;
+    BENCH_CHECK(seg_ranges_new(&store, NULL, &r) == SEGIDX_OK);
+    for (o.lie = 1; o.lie <= 4; o.lie++)
+        read_refused(r, vi, first, page);
+    o.lie = 0;
+    read_one(r, vi, first, page);
     seg_ranges_free(r);
 
     char name[80];

@@ -393,7 +393,7 @@ static int damage_test(struct host *h, seg_store *store)
     char key[400];
     s3_segment_key(&h->s3, &victim->sid, key, sizeof key);
     seg_reply whole;
-    seg_get all = { SEG_GET_WHOLE, 0, 0 };
+    seg_get all = { SEG_GET_WHOLE, 0, 0, 0 };
     int rc = s3_get(&h->s3, key, &all, &whole);
     if (rc)
         return fail("damage: get", rc, &h->s3);
@@ -497,7 +497,7 @@ static int missing_test(struct host *h, seg_store *store)
     if (rc)
         return fail("missing: reader", rc, NULL);
     seg_reply tail;
-    seg_get req = { SEG_GET_WHOLE, 0, 0 };
+    seg_get req = { SEG_GET_WHOLE, 0, 0, 0 };
     segidx_segment *seg = NULL;
     int v = 0;
     struct pick p;

@@ -414,7 +414,7 @@ static inline int s3_get(s3_client *c, const char *key, const seg_get *req, seg_
 {
     char url[1400], range[64] = "";
     size_t limit = SIZE_MAX;
-    seg_get whole = { SEG_GET_WHOLE, 0, 0 };
+    seg_get whole = { SEG_GET_WHOLE, 0, 0, 0 };
     if (!req)
         req = &whole;
     if (req->kind == SEG_GET_SUFFIX) {

@@ -82,6 +82,8 @@ typedef struct seg_get {
     enum seg_get_kind kind;
     uint64_t first;
     uint64_t n;
+    uint64_t total;  /* the object's length when known (the reply must
+                        agree: another length is another object), or 0 */
 } seg_get;
 
 /* What the server sent: `len` bytes (malloc'd, the caller frees) that the
@@ -242,7 +244,8 @@ static inline int seg_get_checked(seg_ranges *r, const segidx_sid *sid, const se
     int rc = r->store.get(r->store.ctx, sid, req, rep);
     if (rc)
         return rc < 0 ? rc : SEGIDX_EIO;
-    int ok = rep->body && rep->at <= rep->total && rep->len <= rep->total - rep->at;
+    int ok = rep->body && rep->at <= rep->total && rep->len <= rep->total - rep->at &&
+             (!req->total || rep->total == req->total);
     if (ok) {
         switch (req->kind) {
         case SEG_GET_WHOLE:
@@ -277,7 +280,7 @@ static inline int seg_get_checked(seg_ranges *r, const segidx_sid *sid, const se
 static inline int seg_get_last(seg_ranges *r, const segidx_sid *sid, uint64_t len, uint64_t n,
                                seg_reply *rep)
 {
-    seg_get req = { SEG_GET_RANGE, len - n, n };
+    seg_get req = { SEG_GET_RANGE, len - n, n, len };
     return seg_ranges_get(r, sid, &req, rep);
 }
 
@@ -288,7 +291,7 @@ static inline int seg_open_tail(seg_ranges *r, const segidx_sid *sid, struct seg
     int rc;
     uint64_t len = 0;
     if (!r->st.suffix_ignored) {
-        seg_get req = { SEG_GET_SUFFIX, 0, r->tail_hint };
+        seg_get req = { SEG_GET_SUFFIX, 0, r->tail_hint, 0 };
         int ignored = 0;
         rc = seg_get_checked(r, sid, &req, &rep, &ignored);
         if (rc && ignored) {
@@ -331,7 +334,7 @@ static inline int seg_open_tail(seg_ranges *r, const segidx_sid *sid, struct seg
          * and guess this much next time. */
         uint8_t *all = malloc(tail_len);
         seg_reply more;
-        seg_get req = { SEG_GET_RANGE, len - tail_len, tail_len - rep.len };
+        seg_get req = { SEG_GET_RANGE, len - tail_len, tail_len - rep.len, len };
         rc = all ? seg_ranges_get(r, sid, &req, &more) : SEGIDX_ENOMEM;
         if (rc) {
             free(all);
@@ -369,7 +372,7 @@ static inline int seg_open_tail(seg_ranges *r, const segidx_sid *sid, struct seg
 /* Fetch the whole object and open it: ready for segidx_segment_find(). */
 static inline int seg_get_whole(seg_ranges *r, const segidx_sid *sid, seg_reply *rep)
 {
-    seg_get req = { SEG_GET_WHOLE, 0, 0 };
+    seg_get req = { SEG_GET_WHOLE, 0, 0, 0 };
     int rc = seg_ranges_get(r, sid, &req, rep);
     if (rc)
         return rc;
@@ -499,7 +502,7 @@ static inline int seg_resolve(segidx_offset o, void *ctx)
     if (e->hot) {
         memcpy(page, ref.page, plen);
     } else {
-        seg_get req = { SEG_GET_RANGE, at, plen };
+        seg_get req = { SEG_GET_RANGE, at, plen, e->seg_len };
         seg_reply rep;
         if ((rc = seg_ranges_get(r, &e->sid, &req, &rep))) {
             free(page);
@@ -549,7 +552,8 @@ static inline int seg_visit_hit(void *ctx, const segidx_sid *sid, segidx_lsn lsn
 
 /* segidx_read_pages(), over ranged GETs: see the top of this file. */
 static inline int seg_ranges_read_pages(seg_ranges *r, segidx_volume_index *vi,
-                                        const segidx_vid *vid, segidx_lsn lsn, const segidx_offset_set *offsets,
+                                        const segidx_vid *vid, segidx_lsn lsn,
+                                        const segidx_offset_set *offsets,
                                         int (*fn)(void *ctx, segidx_offset off, const void *page,
                                                   segidx_lsn lsn),
                                         void *ctx)
