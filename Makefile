@@ -1,7 +1,8 @@
 # libsegidx — build, test, install.
 #
 #   make            libsegidx.a, libsegidx.so and pkgconfig/libsegidx.pc, and
-#                   the same three of libsegidx_lmdb (the LMDB adapter)
+#                   the same three of libsegidx_lmdb (the LMDB adapter) and
+#                   of libsegidx_pg (the PostgreSQL store)
 #   make check      unit tests, fuzz-corpus replay, ABI, install and CLI
 #                   checks, 5 SIGKILL trials of the demo writer
 #   make check-long the slow trials (50 SIGKILLs of a durable LMDB writer,
@@ -80,6 +81,17 @@ LMDB_SONAME := libsegidx_lmdb.so.$(MAJOR)
 LMDB_PC     := pkgconfig/libsegidx_lmdb.pc
 LMDB_LIBS   := -llmdb
 
+# libsegidx_pg: the PostgreSQL-protocol store, its own library like the
+# LMDB one. It uses only libsegidx's types, so it links libpq alone.
+PG_SRC    := $(wildcard src/pg/*.c)
+PG_OBJ    := $(PG_SRC:src/%.c=$(BUILD)/obj/%.o)
+PG_STATIC := $(BUILD)/libsegidx_pg.a
+PG_SHARED := $(BUILD)/libsegidx_pg.so.$(VERSION)
+PG_SONAME := libsegidx_pg.so.$(MAJOR)
+PG_PC     := pkgconfig/libsegidx_pg.pc
+PG_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I$$(pg_config --includedir))
+PG_LIBS   := $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HDR  := $(wildcard tests/*.h)
@@ -92,22 +104,28 @@ REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%_replay)
 FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# Tests that open PostgreSQL stores (and start a server of their own):
+# those named test_pg* or test_kv_pg*.
+PG_TESTS := $(filter $(BUILD)/tests/test_pg% $(BUILD)/tests/test_kv_pg%,$(TEST_BIN))
 # Benchmarks that open LMDB stores, linked like LMDB_TESTS.
 LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index $(BUILD)/bench/bench_checkpoint \
                   $(BUILD)/bench/bench_compact %lmdb,$(BENCH_BIN))
+# Benchmarks that open PostgreSQL stores (against LMDB baselines).
+PG_BENCHES := $(filter %_pg,$(BENCH_BIN))
 # The segidx command, linked statically against both libraries.
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_HDR := $(wildcard tools/*.h)
 CLI      := $(BUILD)/segidx
 
-.PHONY: all lib lmdb deps check check-long check-unit check-replay check-abi check-install \
+.PHONY: all lib lmdb pg deps check check-long check-unit check-replay check-abi check-install \
         check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc install-bin uninstall clean demo bench-readme bench-long FORCE \
         check-cli check-crash check-s3
 
-all: lib lmdb $(PC) $(LMDB_PC) $(CLI)
+all: lib lmdb pg $(PC) $(LMDB_PC) $(PG_PC) $(CLI)
 lib: $(STATIC) $(SHARED)
 lmdb: $(LMDB_STATIC) $(LMDB_SHARED)
+pg: $(PG_STATIC) $(PG_SHARED)
 
 deps:
 	@sh scripts/deps.sh
@@ -139,6 +157,40 @@ $(LMDB_SHARED): $(LMDB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(LMDB_SONAME) -o $@ $^ $(LMDB_LIBS)
 	ln -sf libsegidx_lmdb.so.$(VERSION) $(BUILD)/$(LMDB_SONAME)
 	ln -sf libsegidx_lmdb.so.$(VERSION) $(BUILD)/libsegidx_lmdb.so
+
+# ------------------------------------------------------------------ pg
+
+$(PG_OBJ): ALL_CPPFLAGS += $(PG_CFLAGS)
+$(PG_OBJ): include/segidx_pg.h
+
+-include $(PG_OBJ:.o=.d)
+
+$(PG_STATIC): $(PG_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(PG_SHARED): $(PG_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(PG_SONAME) -o $@ $^ $(PG_LIBS) $(THREAD_LIBS)
+	ln -sf libsegidx_pg.so.$(VERSION) $(BUILD)/$(PG_SONAME)
+	ln -sf libsegidx_pg.so.$(VERSION) $(BUILD)/libsegidx_pg.so
+
+$(PG_PC): PC_LIBS_PRIVATE = $(PG_LIBS) $(THREAD_LIBS)
+$(PG_PC): pkgconfig/%.pc: pkgconfig/%.pc.in include/segidx.h FORCE
+	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	     -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	     -e 's|@LIBS_PRIVATE@|$(PC_LIBS_PRIVATE)|' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "  GEN $@"; fi
+
+$(PG_TESTS): TEST_LIBS = $(PG_STATIC) $(STATIC) -lcmocka $(PG_LIBS) $(DEP_LIBS)
+$(PG_TESTS): ALL_CPPFLAGS += $(PG_CFLAGS)
+$(PG_TESTS): $(PG_STATIC) include/segidx_pg.h
+# The volume index tests over PostgreSQL are the same file, built again.
+$(BUILD)/tests/test_pg_volume_index: tests/test_volume_index.c
+
+$(PG_BENCHES): BENCH_LIBS = $(PG_STATIC) $(LMDB_STATIC) $(STATIC) $(PG_LIBS) $(LMDB_LIBS) $(DEP_LIBS)
+$(PG_BENCHES): $(PG_STATIC) $(LMDB_STATIC) include/segidx_pg.h include/segidx_lmdb.h
+
+# ------------------------------------------------------------------ pkg-config
 
 # Rewritten only when its text changes, so PREFIX and friends take effect
 # without needless rebuilds.
@@ -185,8 +237,8 @@ check-replay: $(REPLAY_BIN)
 	    name=$$(basename $$r _fuzz_replay); $$r fuzz/corpus/$$name; done
 
 # Nothing but segidx_* may leave the shared libraries.
-check-abi: $(SHARED) $(LMDB_SHARED)
-	@for lib in $(SHARED) $(LMDB_SHARED); do \
+check-abi: $(SHARED) $(LMDB_SHARED) $(PG_SHARED)
+	@for lib in $(SHARED) $(LMDB_SHARED) $(PG_SHARED); do \
 	    bad=$$(nm -D --defined-only $$lib | awk '{print $$3}' | grep -v '^segidx_' || true); \
 	    if [ -n "$$bad" ]; then echo "check-abi: $$lib exports symbols outside segidx_:"; echo "$$bad"; exit 1; fi; \
 	    echo "check-abi: $$(basename $$lib): $$(nm -D --defined-only $$lib | wc -l) symbols, all segidx_*"; \
@@ -311,26 +363,28 @@ $(CLI): $(TOOL_SRC) $(TOOL_HDR) examples/segment_files.h include/segidx.h includ
 
 install: install-static install-shared install-includes install-pc install-bin
 
-install-static: $(STATIC) $(LMDB_STATIC)
+install-static: $(STATIC) $(LMDB_STATIC) $(PG_STATIC)
 	install -d $(DESTDIR)$(LIBDIR)
-	install -m 644 $(STATIC) $(LMDB_STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(STATIC) $(LMDB_STATIC) $(PG_STATIC) $(DESTDIR)$(LIBDIR)/
 
-install-shared: $(SHARED) $(LMDB_SHARED)
+install-shared: $(SHARED) $(LMDB_SHARED) $(PG_SHARED)
 	install -d $(DESTDIR)$(LIBDIR)
-	install -m 755 $(SHARED) $(LMDB_SHARED) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(LMDB_SHARED) $(PG_SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx.so
 	ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME)
 	ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so
+	ln -sf libsegidx_pg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(PG_SONAME)
+	ln -sf libsegidx_pg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx_pg.so
 
 install-includes:
 	install -d $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 include/segidx.h include/segidx_kvcheck.h include/segidx_lmdb.h \
-	    $(DESTDIR)$(INCLUDEDIR)/
+	    include/segidx_pg.h $(DESTDIR)$(INCLUDEDIR)/
 
-install-pc: $(PC) $(LMDB_PC)
+install-pc: $(PC) $(LMDB_PC) $(PG_PC)
 	install -d $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 644 $(PC) $(LMDB_PC) $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 644 $(PC) $(LMDB_PC) $(PG_PC) $(DESTDIR)$(PKGCONFIGDIR)/
 
 install-bin: $(CLI)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
@@ -345,10 +399,13 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.a $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so \
 	      $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so.$(VERSION) \
 	      $(DESTDIR)$(INCLUDEDIR)/segidx_lmdb.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx_lmdb.pc
+	rm -f $(DESTDIR)$(LIBDIR)/libsegidx_pg.a $(DESTDIR)$(LIBDIR)/libsegidx_pg.so \
+	      $(DESTDIR)$(LIBDIR)/$(PG_SONAME) $(DESTDIR)$(LIBDIR)/libsegidx_pg.so.$(VERSION) \
+	      $(DESTDIR)$(INCLUDEDIR)/segidx_pg.h $(DESTDIR)$(PKGCONFIGDIR)/libsegidx_pg.pc
 	rm -f $(DESTDIR)$(BINDIR)/segidx $(DESTDIR)$(MANDIR)/man1/segidx.1
 
 clean:
-	rm -rf build $(PC) $(LMDB_PC)
+	rm -rf build $(PC) $(LMDB_PC) $(PG_PC)
 
 FORCE:
 
