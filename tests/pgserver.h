@@ -84,7 +84,7 @@ static inline bool pgserver_find(char *out, size_t cap)
         }
     }
     glob_t g;
-    bool found = false;
+    bool any = false;
     double best = -1;
     if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0) {
         for (size_t i = 0; i < g.gl_pathc; i++) {
@@ -97,12 +97,12 @@ static inline bool pgserver_find(char *out, size_t cap)
             snprintf(ctl, sizeof ctl, "%s/pg_ctl", cand);
             if (version > best && pgserver_executable(ctl) && pgserver_copy(out, cap, cand)) {
                 best = version;
-                found = true;
+                any = true;
             }
         }
         globfree(&g);
     }
-    return found;
+    return any;
 }
 
 /* Run a program of the server's (argv[0] a name in bindir), as postgres

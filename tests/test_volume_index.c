@@ -1,7 +1,9 @@
 /* The volume index against a brute-force model: commits, find_segments and
  * prune; errors that change nothing; a store that fails; corrupt values;
  * concurrent commits. Over the in-memory store, or over LMDB when built
- * with VOLUME_INDEX_OVER_LMDB (tests/test_lmdb_volume_index.c). */
+ * with VOLUME_INDEX_OVER_LMDB (tests/test_lmdb_volume_index.c), or over
+ * PostgreSQL when built with VOLUME_INDEX_OVER_PG
+ * (tests/test_pg_volume_index.c: a server of its own, a table per store). */
 #include "vitest.h"
 
 #ifdef VOLUME_INDEX_OVER_LMDB
@@ -61,6 +63,62 @@ static int open_test_store(segidx_kv *out)
     o.nosync = true; /* durability has its own test: the crash trials */
     o.map_size = (size_t)64 << 20;
     assert_int_equal(segidx_kv_lmdb_open(s->dir, &o, &s->inner), SEGIDX_OK);
+    *out = (segidx_kv){ &scratch_vt, s };
+    return SEGIDX_OK;
+}
+#elif defined(VOLUME_INDEX_OVER_PG)
+#include "pgserver.h"
+#include "segidx_pg.h"
+
+/* A fresh table on the test's server; the wrapper keeps its name for the
+ * other process of the races. */
+struct pg_scratch {
+    segidx_kv inner;
+    char table[64];
+};
+
+static int scratch_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
+{
+    struct pg_scratch *s = self;
+    return s->inner.vt->get(s->inner.self, k, kl, fn, ctx);
+}
+
+static int scratch_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
+                        bool rev, segidx_kv_visit_fn fn, void *ctx)
+{
+    struct pg_scratch *s = self;
+    return s->inner.vt->scan(s->inner.self, lo, lol, hi, hil, rev, fn, ctx);
+}
+
+static int scratch_write(void *self, const segidx_kv_op *ops, size_t n)
+{
+    struct pg_scratch *s = self;
+    return s->inner.vt->write(s->inner.self, ops, n);
+}
+
+static void scratch_close(void *self)
+{
+    struct pg_scratch *s = self;
+    s->inner.vt->close(s->inner.self);
+    free(s);
+}
+
+static const segidx_kv_vtable scratch_vt = { SEGIDX_KV_VTABLE_VERSION, scratch_get, scratch_scan,
+                                             scratch_write, scratch_close };
+
+static int open_pg_table(const char *table, segidx_kv *out)
+{
+    segidx_kv_pg_options o = { 0 };
+    o.table = table;
+    return segidx_kv_pg_open(pgserver_conninfo(), &o, out);
+}
+
+static int open_test_store(segidx_kv *out)
+{
+    struct pg_scratch *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    pgserver_table(s->table, sizeof s->table, "vi");
+    assert_int_equal(open_pg_table(s->table, &s->inner), SEGIDX_OK);
     *out = (segidx_kv){ &scratch_vt, s };
     return SEGIDX_OK;
 }
@@ -831,8 +889,9 @@ static void test_meta_of_a_later_version(void **state)
  * Each race is run on purpose, at every point: the stub runs another
  * writer's operation just before call k of the operation under test, for
  * every k, and the outcome must be exact at each. The other writer is
- * another process for LMDB (a child that opens the same directory, as a
- * second host would) and another index over the same store otherwise.
+ * another process for LMDB and PostgreSQL (a child that opens the same
+ * directory or table, as a second host would) and another index over the
+ * same store otherwise.
  */
 enum { OTHER_COMMIT, OTHER_PRUNE, OTHER_COMMIT_PRUNE };
 
@@ -874,6 +933,31 @@ static void other_run(void *ctx)
         o.nosync = true;
         o.map_size = (size_t)64 << 20;
         if (segidx_kv_lmdb_open(s->dir, &o, &kv) || segidx_volume_index_open_with(kv, &walk_only, &vi))
+            _exit(100);
+        int rc = other_apply(vi, op);
+        segidx_volume_index_close(vi);
+        _exit(rc <= 0 && rc >= -20 ? -rc : 101);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) <= 20);
+    op->rc = -WEXITSTATUS(status);
+    op->ran = true;
+}
+#elif defined(VOLUME_INDEX_OVER_PG)
+#include <sys/wait.h>
+
+static void other_run(void *ctx)
+{
+    other_op *op = ctx;
+    const struct pg_scratch *s = op->f->raw.self;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the parent's connections stay the parent's: a store of its own */
+        segidx_kv kv;
+        segidx_volume_index *vi;
+        if (open_pg_table(s->table, &kv) || segidx_volume_index_open_with(kv, &walk_only, &vi))
             _exit(100);
         int rc = other_apply(vi, op);
         segidx_volume_index_close(vi);
@@ -1193,8 +1277,15 @@ int main(void)
         cmocka_unit_test(test_race_prune_under_prune),
         cmocka_unit_test(test_race_commit_under_listing),
     };
-#ifdef VOLUME_INDEX_OVER_LMDB
+#if defined(VOLUME_INDEX_OVER_LMDB)
     return cmocka_run_group_tests_name("volume_index over lmdb", tests, NULL, NULL);
+#elif defined(VOLUME_INDEX_OVER_PG)
+    int code;
+    if (!pgserver_main_start(&code))
+        return code;
+    code = cmocka_run_group_tests_name("volume_index over postgresql", tests, NULL, NULL);
+    pgserver_stop(&pgserver_the);
+    return code;
 #else
     return cmocka_run_group_tests_name("volume_index over mem", tests, NULL, NULL);
 #endif
