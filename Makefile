@@ -184,8 +184,10 @@ $(PG_PC): pkgconfig/%.pc: pkgconfig/%.pc.in include/segidx.h FORCE
 $(PG_TESTS): TEST_LIBS = $(PG_STATIC) $(STATIC) -lcmocka $(PG_LIBS) $(DEP_LIBS)
 $(PG_TESTS): ALL_CPPFLAGS += $(PG_CFLAGS)
 $(PG_TESTS): $(PG_STATIC) include/segidx_pg.h
-# The volume index tests over PostgreSQL are the same file, built again.
+# The volume index and processes tests over PostgreSQL are the same files,
+# built again.
 $(BUILD)/tests/test_pg_volume_index: tests/test_volume_index.c
+$(BUILD)/tests/test_pg_processes: tests/test_lmdb_processes.c
 
 $(PG_BENCHES): BENCH_LIBS = $(PG_STATIC) $(LMDB_STATIC) $(STATIC) $(PG_LIBS) $(LMDB_LIBS) $(DEP_LIBS)
 $(PG_BENCHES): $(PG_STATIC) $(LMDB_STATIC) include/segidx_pg.h include/segidx_lmdb.h

@@ -11,10 +11,19 @@
  * both, so the parent checks the store against what the children logged.
  * Children report through their exit status and a log file each; a child
  * that does not finish within a generous bound is killed and fails the
- * test. */
+ * test.
+ *
+ * Built again with PROCESSES_OVER_PG as tests/test_pg_processes.c: the same
+ * children over one table of a PostgreSQL server the binary starts, each
+ * process with a store (and connections) of its own. */
 #include "testutil.h"
 
+#ifdef PROCESSES_OVER_PG
+#include "pgserver.h"
+#include "segidx_pg.h"
+#else
 #include "segidx_lmdb.h"
+#endif
 
 #include <fcntl.h>
 #include <sched.h>
@@ -263,28 +272,28 @@ static double now_seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* The LMDB store, counting the writes it refuses (an EXPECT failed: the
- * other process wrote the volume first). One store per process. */
-static segidx_kv lmdb_store;
+/* The store, counting the writes it refuses (an EXPECT failed: the other
+ * process wrote the volume first). One store per process. */
+static segidx_kv shared_store;
 static uint64_t refused_writes;
 
 static int counted_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
 {
     (void)self;
-    return lmdb_store.vt->get(lmdb_store.self, k, kl, fn, ctx);
+    return shared_store.vt->get(shared_store.self, k, kl, fn, ctx);
 }
 
 static int counted_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
                         bool rev, segidx_kv_visit_fn fn, void *ctx)
 {
     (void)self;
-    return lmdb_store.vt->scan(lmdb_store.self, lo, lol, hi, hil, rev, fn, ctx);
+    return shared_store.vt->scan(shared_store.self, lo, lol, hi, hil, rev, fn, ctx);
 }
 
 static int counted_write(void *self, const segidx_kv_op *ops, size_t n)
 {
     (void)self;
-    int rc = lmdb_store.vt->write(lmdb_store.self, ops, n);
+    int rc = shared_store.vt->write(shared_store.self, ops, n);
     refused_writes += rc == SEGIDX_ECONFLICT;
     return rc;
 }
@@ -292,22 +301,30 @@ static int counted_write(void *self, const segidx_kv_op *ops, size_t n)
 static void counted_close(void *self)
 {
     (void)self;
-    lmdb_store.vt->close(lmdb_store.self);
+    shared_store.vt->close(shared_store.self);
 }
 
 static const segidx_kv_vtable counted_vt = { SEGIDX_KV_VTABLE_VERSION, counted_get, counted_scan,
                                              counted_write, counted_close };
 
+/* `dir`: LMDB's directory, or over PostgreSQL the table. */
 static segidx_volume_index *open_shared(const char *dir)
 {
+#ifdef PROCESSES_OVER_PG
+    segidx_kv_pg_options o = { 0 };
+    o.table = dir;
+    if (segidx_kv_pg_open(pgserver_conninfo(), &o, &shared_store) != SEGIDX_OK)
+        return NULL;
+#else
     segidx_kv_lmdb_options o = { 0 };
     o.nosync = true; /* a process crash loses nothing; this is about races */
     o.map_size = (size_t)512 << 20;
-    if (segidx_kv_lmdb_open(dir, &o, &lmdb_store) != SEGIDX_OK)
+    if (segidx_kv_lmdb_open(dir, &o, &shared_store) != SEGIDX_OK)
         return NULL;
+#endif
     segidx_volume_index *vi;
     if (segidx_volume_index_open((segidx_kv){ &counted_vt, NULL }, &vi) != SEGIDX_OK) {
-        lmdb_store.vt->close(lmdb_store.self);
+        shared_store.vt->close(shared_store.self);
         return NULL;
     }
     return vi;
@@ -484,7 +501,8 @@ struct child {
 };
 
 struct run {
-    char dir[64];
+    char dir[64];   /* the children's logs, and LMDB's files */
+    char store[64]; /* what open_shared() opens: dir, or over PostgreSQL a table */
     struct child kids[3];
     int n;
 };
@@ -494,8 +512,13 @@ static void run_open(struct run *run)
     memset(run, 0, sizeof *run);
     snprintf(run->dir, sizeof run->dir, "/tmp/segidx-processes-XXXXXX");
     assert_non_null(mkdtemp(run->dir));
+#ifdef PROCESSES_OVER_PG
+    pgserver_table(run->store, sizeof run->store, "processes");
+#else
+    memcpy(run->store, run->dir, sizeof run->store);
+#endif
     /* The store exists before the children race to open it. */
-    segidx_volume_index *vi = open_shared(run->dir);
+    segidx_volume_index *vi = open_shared(run->store);
     assert_non_null(vi);
     segidx_volume_index_close(vi);
 }
@@ -513,11 +536,11 @@ static void run_child(struct run *run, enum role role)
     c->pid = fork();
     assert_true(c->pid >= 0);
     if (c->pid == 0) {
-        int st = role == COMMITTER_1 ? committer_child(run->dir, 1, 0, fd)
-                 : role == COMMITTER_2 ? committer_child(run->dir, 2, 0, fd)
-                 : role == PACED       ? committer_child(run->dir, 1, PACE_LAG, fd)
-                 : role == PRUNER      ? pruner_child(run->dir, fd)
-                                       : reader_child(run->dir, fd);
+        int st = role == COMMITTER_1 ? committer_child(run->store, 1, 0, fd)
+                 : role == COMMITTER_2 ? committer_child(run->store, 2, 0, fd)
+                 : role == PACED       ? committer_child(run->store, 1, PACE_LAG, fd)
+                 : role == PRUNER      ? pruner_child(run->store, fd)
+                                       : reader_child(run->store, fd);
         close(fd);
         _exit(st);
     }
@@ -579,13 +602,15 @@ static uint64_t *read_log(const struct child *c, size_t *n)
 static void run_close(struct run *run, segidx_volume_index *vi)
 {
     segidx_volume_index_close(vi);
-    char path[160];
     for (int i = 0; i < run->n; i++)
         unlink(run->kids[i].log);
+#ifndef PROCESSES_OVER_PG
+    char path[160];
     snprintf(path, sizeof path, "%s/data.mdb", run->dir);
     unlink(path);
     snprintf(path, sizeof path, "%s/lock.mdb", run->dir);
     unlink(path);
+#endif
     assert_int_equal(rmdir(run->dir), 0);
 }
 
@@ -659,7 +684,7 @@ static void test_two_committers(void **state)
     run_child(&run, COMMITTER_2);
     run_wait(&run);
 
-    segidx_volume_index *vi = open_shared(run.dir);
+    segidx_volume_index *vi = open_shared(run.store);
     assert_non_null(vi);
     segidx_volume_meta m;
     assert_int_equal(segidx_volume_get(vi, &proc_vid, &m), SEGIDX_OK);
@@ -726,7 +751,7 @@ static void test_prune_while_committing(void **state)
     run_child(&run, READER);
     run_wait(&run);
 
-    segidx_volume_index *vi = open_shared(run.dir);
+    segidx_volume_index *vi = open_shared(run.store);
     assert_non_null(vi);
     segidx_volume_meta m;
     assert_int_equal(segidx_volume_get(vi, &proc_vid, &m), SEGIDX_OK);
@@ -802,5 +827,14 @@ int main(void)
         cmocka_unit_test(test_two_committers),
         cmocka_unit_test(test_prune_while_committing),
     };
+#ifdef PROCESSES_OVER_PG
+    int code;
+    if (!pgserver_main_start(&code))
+        return code;
+    code = cmocka_run_group_tests_name("processes over postgresql", tests, NULL, NULL);
+    pgserver_stop(&pgserver_the);
+    return code;
+#else
     return cmocka_run_group_tests(tests, NULL, NULL);
+#endif
 }
