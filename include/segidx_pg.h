@@ -70,8 +70,8 @@
  * hosts may share one table: every check holds across them (vtable
  * version 2). libpq connections must not cross fork(): a child opens a
  * store of its own. A store used in a process other than the one that
- * opened it answers #SEGIDX_EINVAL, and closing it there frees nothing of
- * libpq's, so that the parent's connections stay open.
+ * opened it answers #SEGIDX_EINVAL; closing it there frees its memory
+ * without ending the sessions, which stay the parent's.
  *
  * **Server gone.** A call whose connection fails answers #SEGIDX_EIO; the
  * next call connects again (idle connections that heard from the server

@@ -302,6 +302,7 @@ static void test_forked_child(void **state)
                mine.vt->write(mine.self, &op, 1) != SEGIDX_OK;
         if (!bad)
             mine.vt->close(mine.self);
+        kvm_free(&m);
         _exit(bad);
     }
     int st;

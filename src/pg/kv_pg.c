@@ -27,6 +27,7 @@
 #include "segidx_pg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -191,6 +192,23 @@ static void conn_drop(pg_conn *c)
         PQfinish(c->pg);
     c->pg = NULL;
     c->pending = 0;
+}
+
+/* Free a connection inherited through fork() without ending the session,
+ * which is the parent's: the socket's descriptor is first pointed at
+ * /dev/null, so the goodbye PQfinish sends goes nowhere, and the parent's
+ * descriptor (another entry, in another table) stays as it was. */
+static void conn_abandon(pg_conn *c)
+{
+    if (!c->pg)
+        return;
+    int fd = PQsocket(c->pg), null = open("/dev/null", O_RDWR);
+    if (fd >= 0 && null >= 0 && dup2(null, fd) == fd)
+        conn_drop(c);
+    /* else leave it: a leak in a child beats ending the parent's session */
+    if (null >= 0)
+        close(null);
+    c->pg = NULL;
 }
 
 static int conn_connect(pg_kv *kv, pg_conn *c, unsigned gen)
@@ -976,10 +994,14 @@ static void pg_close(void *self)
     if (!kv)
         return;
     /* In a forked child the connections are the parent's: closing them
-     * here would end the parent's sessions, so they are left alone. */
-    if (kv->pid == getpid())
-        for (unsigned i = 0; i < kv->n_conns; i++)
+     * the usual way would end the parent's sessions. */
+    bool ours = kv->pid == getpid();
+    for (unsigned i = 0; kv->conns && i < kv->n_conns; i++) {
+        if (ours)
             conn_drop(&kv->conns[i]);
+        else
+            conn_abandon(&kv->conns[i]);
+    }
     pg_cond_destroy(&kv->freed);
     pg_mutex_destroy(&kv->lock);
     free(kv->conns);
