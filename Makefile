@@ -190,7 +190,7 @@ $(BUILD)/tests/test_pg_volume_index: tests/test_volume_index.c
 $(BUILD)/tests/test_pg_processes: tests/test_lmdb_processes.c
 
 $(PG_BENCHES): BENCH_LIBS = $(PG_STATIC) $(LMDB_STATIC) $(STATIC) $(PG_LIBS) $(LMDB_LIBS) $(DEP_LIBS)
-$(PG_BENCHES): $(PG_STATIC) $(LMDB_STATIC) include/segidx_pg.h include/segidx_lmdb.h
+$(PG_BENCHES): $(PG_STATIC) $(LMDB_STATIC) include/segidx_pg.h include/segidx_lmdb.h tests/pgserver.h
 
 # ------------------------------------------------------------------ pkg-config
 
