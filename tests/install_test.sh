@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install into temporary DESTDIRs and build every example against them using
 # nothing but pkg-config (libsegidx_lmdb, which brings libsegidx): once
-# linked shared, once static. Then uninstall.
+# linked shared, once static; and a small program against libsegidx_pg the
+# same two ways. Then uninstall.
 set -eu
 
 make=${MAKE:-make}
@@ -46,13 +47,58 @@ build_examples() { # mode root pkg-config-args...
     done
 }
 
+# libsegidx_pg: a program that opens a store where no server can be (a
+# socket directory that does not exist): SEGIDX_EIO, with libpq's message.
+cat >"$tmp/pg_check.c" <<'END'
+#include <segidx_pg.h>
+#include <stdio.h>
+int main(void)
+{
+    char msg[256];
+    segidx_kv_pg_options o = { 0 };
+    o.open_error = msg;
+    o.open_error_cap = sizeof msg;
+    segidx_kv kv;
+    int rc = segidx_kv_pg_open("host=/nonexistent-segidx-install-test", &o, &kv);
+    if (rc != SEGIDX_EIO || !msg[0] || segidx_kv_pg_last_error(NULL, NULL, 0) != 0) {
+        printf("unexpected: %s (%s)\n", segidx_strerror(rc), msg);
+        return 1;
+    }
+    printf("no server: %s, as expected\n", segidx_strerror(rc));
+    return 0;
+}
+END
+
+build_pg() { # mode root pkg-config-args...
+    mode=$1 root=$2
+    shift 2
+    bin="$tmp/pg_check-$mode"
+    # shellcheck disable=SC2046
+    PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
+        "$cc" -std=c11 -Wall -Wextra -Werror "$tmp/pg_check.c" -o "$bin" \
+        $(PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
+          pkg-config "$@" --cflags --libs libsegidx_pg)
+    linked=$(readelf -d "$bin" | grep -c 'NEEDED.*libsegidx_pg' || true)
+    if [ "$mode" = shared ] && [ "$linked" = 0 ]; then
+        echo "install-test: pg_check-shared does not load libsegidx_pg.so" >&2; exit 1
+    fi
+    if [ "$mode" = static ] && [ "$linked" != 0 ]; then
+        echo "install-test: pg_check-static still loads libsegidx_pg.so" >&2; exit 1
+    fi
+    LD_LIBRARY_PATH="$root$prefix/lib" "$bin" >"$bin.out" ||
+        { cat "$bin.out"; echo "install-test: pg_check-$mode failed" >&2; exit 1; }
+    echo "install-test: libsegidx_pg ($mode): $(tail -n 1 "$bin.out")"
+}
+
 "$make" -s install DESTDIR="$tmp/shared" PREFIX="$prefix" >/dev/null
 build_examples shared "$tmp/shared"
+build_pg shared "$tmp/shared"
 
 # Only the archive is there, so the linker cannot pick the shared library.
 "$make" -s install-static install-includes install-pc DESTDIR="$tmp/static" \
     PREFIX="$prefix" >/dev/null
 build_examples static "$tmp/static" --static
+build_pg static "$tmp/static" --static
 
 "$make" -s uninstall DESTDIR="$tmp/shared" PREFIX="$prefix" >/dev/null
 left=$(find "$tmp/shared" -type f -o -type l)
