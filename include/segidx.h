@@ -933,6 +933,60 @@ SEGIDX_API int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *v
                                     uint64_t commit_time, const segidx_commit_segment *segs,
                                     size_t n);
 
+/** @brief One commit of a group: the arguments of one
+ *  segidx_volume_commit() call. */
+typedef struct segidx_volume_commit_item {
+    segidx_vid vid;
+    segidx_lsn lsn;
+    uint64_t commit_time;
+    const segidx_commit_segment *segs; /**< `n` segments, borrowed for the call */
+    size_t n;
+} segidx_volume_commit_item;
+
+/**
+ * @brief Record several commits, of one volume or of many, in one atomic
+ *        write of the store: all of them, or none.
+ *
+ * Each item obeys every rule of segidx_volume_commit() (its LSN the next
+ * one, empty commits allowed, its segments' limits), and the store then
+ * holds exactly the bytes that the same commits made one by one, in item
+ * order, would have left: the same entries, metas (last_offset,
+ * last_commit) and checkpoint values, a round reached inside the group
+ * included. One durable write instead of `n` is the point: a packer's
+ * flush hands over many commits at once (segidx_packer_options.
+ * commit_ready); collect them and commit them here.
+ *
+ * A group may hold several commits of one volume, in LSN order (the
+ * second is the first's LSN + 1, and so on), mixed with other volumes'
+ * in any way. The write carries one #SEGIDX_KV_EXPECT per volume, on its
+ * meta as read before the group, so a writer elsewhere that changed one of
+ * the group's volumes in between makes the whole write fail; the group
+ * then reads again and retries, as a single commit does (16 tries).
+ *
+ * @param[in] items `n` commits; borrowed for the call. n = 0 does
+ *            nothing and returns #SEGIDX_OK.
+ * @param[out] failed optional: on an error, the index of the item that
+ *            was refused (or being planned when the error came), or `n`
+ *            when the error is the group's (its write failed, or
+ *            allocation before any item was looked at); `n` on success.
+ *            Every item's arguments are checked first (the first bad one
+ *            is named), then the items in order against the catalog.
+ * @return #SEGIDX_OK; #SEGIDX_ECONFLICT (item `*failed`'s LSN is not the
+ *         next one for its volume: another writer took it, or the group
+ *         repeats or skips one; or, with `*failed` = n, other writers kept
+ *         changing the group's volumes through 16 tries); #SEGIDX_EINVAL
+ *         (NULL, or an item as segidx_volume_commit() refuses it);
+ *         #SEGIDX_ECORRUPT or #SEGIDX_EVERSION (a stored value of item
+ *         `*failed`'s volume); #SEGIDX_ENOMEM; or the store's error. On
+ *         any error nothing is written: drop or fix the failed item (and
+ *         the later items of its volume, whose LSNs follow it) and commit
+ *         the rest again. With a version-1 store, groups and single
+ *         commits are ordered by this handle's lock alone.
+ */
+SEGIDX_API int segidx_volume_commit_group(segidx_volume_index *vi,
+                                          const segidx_volume_commit_item *items, size_t n,
+                                          size_t *failed);
+
 /**
  * @brief Which segments answer `query` at `lsn`: the volume's commits
  *        newest first from min(lsn, the volume's LSN), each cutting `query`

@@ -328,25 +328,56 @@ static void batch_free(struct batch *b)
     *b = (struct batch){ 0 };
 }
 
+/* Room for `more` ops. */
+static int batch_reserve(struct batch *b, size_t more)
+{
+    if (more <= b->cap - b->n)
+        return SEGIDX_OK;
+    size_t cap = b->cap ? 2 * b->cap : 16;
+    if (cap - b->n < more)
+        cap = b->n + more;
+    if (cap < b->n || cap > SIZE_MAX / sizeof(segidx_kv_op))
+        return SEGIDX_ENOMEM;
+    segidx_kv_op *ops = realloc(b->ops, cap * sizeof *ops);
+    if (ops)
+        b->ops = ops;
+    uint8_t **bufs = ops ? realloc(b->bufs, cap * sizeof *bufs) : NULL;
+    if (!bufs)
+        return SEGIDX_ENOMEM;
+    b->bufs = bufs;
+    b->cap = cap;
+    return SEGIDX_OK;
+}
+
+/* Op i becomes an op on `buf` (key, then value), which it owns. */
+static void batch_set(struct batch *b, size_t i, int op, uint8_t *buf, size_t klen, size_t vlen)
+{
+    b->bufs[i] = buf;
+    b->ops[i] = (segidx_kv_op){ op, buf, klen, vlen || op == SEGIDX_KV_PUT ? buf + klen : NULL,
+                                vlen };
+}
+
 /* Append an op on `buf` (key, then value; taken over, also on failure). */
 static int batch_add(struct batch *b, int op, uint8_t *buf, size_t klen, size_t vlen)
 {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 16;
-        segidx_kv_op *ops = realloc(b->ops, cap * sizeof *ops);
-        if (ops)
-            b->ops = ops;
-        uint8_t **bufs = ops ? realloc(b->bufs, cap * sizeof *bufs) : NULL;
-        if (!bufs) {
-            free(buf);
-            return SEGIDX_ENOMEM;
-        }
-        b->bufs = bufs;
-        b->cap = cap;
+    if (batch_reserve(b, 1)) {
+        free(buf);
+        return SEGIDX_ENOMEM;
     }
-    b->bufs[b->n] = buf;
-    b->ops[b->n++] = (segidx_kv_op){ op, buf, klen, vlen || op == SEGIDX_KV_PUT ? buf + klen : NULL,
-                                     vlen };
+    batch_set(b, b->n++, op, buf, klen, vlen);
+    return SEGIDX_OK;
+}
+
+/* Append `n` empty ops (op 0, no bytes), to be set later: a group's
+ * EXPECTs and metas go first, and are known only as its volumes are read. */
+static int batch_add_slots(struct batch *b, size_t n)
+{
+    if (batch_reserve(b, n))
+        return SEGIDX_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        b->bufs[b->n] = NULL;
+        b->ops[b->n++] = (segidx_kv_op){ 0, NULL, 0, NULL, 0 };
+    }
     return SEGIDX_OK;
 }
 
@@ -356,25 +387,43 @@ static uint8_t *op_buffer(size_t klen, size_t vlen)
     return vlen > SIZE_MAX - klen ? NULL : malloc(klen + vlen);
 }
 
-/* A write's condition: the meta key holds `old`'s bytes, or nothing for a
- * new volume. Always the batch's first op. */
-static int batch_expect_meta(struct batch *b, const segidx_vid *vid, const struct meta *old)
+/* Op i of `b` becomes a write's condition: the meta key holds `old`'s
+ * bytes, or nothing for a new volume (old NULL). A batch's EXPECTs come
+ * first (a version-1 store gets the rest as it is). */
+static int batch_set_expect_meta(struct batch *b, size_t i, const segidx_vid *vid,
+                                 const struct meta *old)
 {
     uint8_t *buf = op_buffer(META_KEY_LEN, META_MAX_BYTES);
     if (!buf)
         return SEGIDX_ENOMEM;
     meta_key(buf, vid);
     size_t len = old ? encode_meta(buf + META_KEY_LEN, old) : 0;
-    return batch_add(b, SEGIDX_KV_EXPECT, buf, META_KEY_LEN, len);
+    batch_set(b, i, SEGIDX_KV_EXPECT, buf, META_KEY_LEN, len);
+    return SEGIDX_OK;
 }
 
-static int batch_put_meta(struct batch *b, const segidx_vid *vid, const struct meta *m)
+/* Op i of `b` becomes a PUT of meta `m`. */
+static int batch_set_put_meta(struct batch *b, size_t i, const segidx_vid *vid,
+                              const struct meta *m)
 {
     uint8_t *buf = op_buffer(META_KEY_LEN, META_MAX_BYTES);
     if (!buf)
         return SEGIDX_ENOMEM;
     meta_key(buf, vid);
-    return batch_add(b, SEGIDX_KV_PUT, buf, META_KEY_LEN, encode_meta(buf + META_KEY_LEN, m));
+    batch_set(b, i, SEGIDX_KV_PUT, buf, META_KEY_LEN, encode_meta(buf + META_KEY_LEN, m));
+    return SEGIDX_OK;
+}
+
+static int batch_expect_meta(struct batch *b, const segidx_vid *vid, const struct meta *old)
+{
+    int rc = batch_add_slots(b, 1);
+    return rc ? rc : batch_set_expect_meta(b, b->n - 1, vid, old);
+}
+
+static int batch_put_meta(struct batch *b, const segidx_vid *vid, const struct meta *m)
+{
+    int rc = batch_add_slots(b, 1);
+    return rc ? rc : batch_set_put_meta(b, b->n - 1, vid, m);
 }
 
 /* A PUT of `offsets` at an entry's key, or a DEL when it is NULL. */
@@ -423,15 +472,14 @@ static int next_meta(const segidx_volume_index *vi, const struct meta *old, segi
 static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segidx_vid *vid,
                             const struct meta *m, const segidx_commit_segment *segs, size_t n);
 
-/* The batch of one commit: the EXPECT on the meta it read, the new meta,
- * one entry per segment, and the checkpoint values of a round. */
-static int build_commit_batch(segidx_volume_index *vi, struct batch *b, const segidx_vid *vid,
-                              segidx_lsn lsn, const struct meta *old, const struct meta *m,
-                              const segidx_commit_segment *segs, size_t n)
+/* What commit `lsn` adds to a batch besides its meta: one entry per
+ * segment, and the checkpoint values of a round (`m` is the meta after
+ * it). The round's reads see the batch's earlier PUTs as written. */
+static int batch_commit_body(segidx_volume_index *vi, struct batch *b, const segidx_vid *vid,
+                             segidx_lsn lsn, const struct meta *m,
+                             const segidx_commit_segment *segs, size_t n)
 {
-    int rc = batch_expect_meta(b, vid, old);
-    if (!rc)
-        rc = batch_put_meta(b, vid, m);
+    int rc = SEGIDX_OK;
     for (size_t i = 0; i < n && !rc; i++)
         rc = batch_entry(b, vid, lsn, &segs[i].sid, segs[i].offsets);
     if (!rc && m->ckpt.from && (lsn - m->ckpt.from) % m->ckpt.commits == 0)
@@ -439,28 +487,96 @@ static int build_commit_batch(segidx_volume_index *vi, struct batch *b, const se
     return rc;
 }
 
-/* One read of the meta and one conditional write. *lost: the write lost to
- * another writer (the meta moved since the read), so reading again may
- * succeed: if that writer committed, the next read finds `lsn` taken and
- * says ECONFLICT; a prune leaves it free. */
-static int try_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
-                      uint64_t commit_time, const segidx_commit_segment *segs, size_t n,
-                      uint32_t max_offset, bool *lost)
+/* ------------------------------------------------------------ commit groups
+ *
+ * A single commit is a group of one. A group is one atomic write: first
+ * an EXPECT of each volume's meta as read (absent for a new volume), then
+ * each volume's meta after its last commit of the group, then every
+ * commit's entries and checkpoint values in item order. A commit of a
+ * volume reads the store (its meta once per attempt, and a round's
+ * commits and deltas) through the batch built so far, so the bytes are
+ * those the same commits made one by one would write; the EXPECTs name
+ * the state before the group, which is what the store checks them
+ * against. */
+
+/* One volume of a group. */
+struct group_volume {
+    segidx_vid vid;
+    bool read;        /* this attempt has read its meta */
+    bool exists;      /* it has a meta: stored, or made by an earlier item */
+    struct meta old;  /* as read: the EXPECT (when it was stored) */
+    struct meta now;  /* after the group's items so far: the PUT */
+};
+
+/* A group's items, checked, and their volumes, found once for every
+ * attempt. */
+struct group {
+    const segidx_volume_commit_item *items;
+    size_t n;
+    struct group_volume *vols;
+    size_t nvol;
+    size_t *vol_of;       /* items[i] commits to vols[vol_of[i]] */
+    uint32_t *max_offset; /* items[i]'s highest offset */
+};
+
+/* One attempt: read each volume's meta as its first item comes, plan
+ * every item in order, and write. *failed: the item being planned when
+ * an error came, or n (the write's error). *lost: the write lost to
+ * another writer (a meta moved since it was read), so reading again may
+ * succeed: if that writer committed, the next attempt finds an LSN taken
+ * and says ECONFLICT; a prune leaves it free. */
+static int try_group(segidx_volume_index *vi, struct group *g, size_t *failed, bool *lost)
 {
     *lost = false;
-    struct meta old, next;
-    int rc = read_meta(vi, vid, &old);
-    const struct meta *prev = rc == SEGIDX_OK ? &old : NULL;
-    if (rc == SEGIDX_OK || rc == SEGIDX_ENOTFOUND)
-        rc = next_meta(vi, prev, lsn, commit_time, n, max_offset, &next);
+    *failed = g->n;
     struct batch b = { 0 };
-    if (!rc)
-        rc = build_commit_batch(vi, &b, vid, lsn, prev, &next, segs, n);
+    int rc = batch_add_slots(&b, 2 * g->nvol);
+    for (size_t v = 0; v < g->nvol; v++)
+        g->vols[v].read = false;
+    for (size_t i = 0; i < g->n && !rc; i++) {
+        const segidx_volume_commit_item *it = &g->items[i];
+        size_t v = g->vol_of[i];
+        struct group_volume *gv = &g->vols[v];
+        if (!gv->read) {
+            rc = read_meta(vi, &gv->vid, &gv->old);
+            gv->read = true;
+            gv->exists = rc == SEGIDX_OK;
+            gv->now = gv->old;
+            if (rc == SEGIDX_OK || rc == SEGIDX_ENOTFOUND)
+                rc = batch_set_expect_meta(&b, v, &gv->vid, gv->exists ? &gv->old : NULL);
+        }
+        struct meta next;
+        if (!rc)
+            rc = next_meta(vi, gv->exists ? &gv->now : NULL, it->lsn, it->commit_time, it->n,
+                           g->max_offset[i], &next);
+        if (!rc)
+            rc = batch_commit_body(vi, &b, &gv->vid, it->lsn, &next, it->segs, it->n);
+        if (rc) {
+            *failed = i;
+        } else {
+            gv->now = next;
+            gv->exists = true;
+        }
+    }
+    for (size_t v = 0; v < g->nvol && !rc; v++)
+        rc = batch_set_put_meta(&b, g->nvol + v, &g->vols[v].vid, &g->vols[v].now);
     if (!rc) {
         rc = segidx__kv_write(&vi->kv, b.ops, b.n);
-        *lost = rc == SEGIDX_ECONFLICT; /* not next_meta's: the LSN was taken */
+        *lost = rc == SEGIDX_ECONFLICT; /* not next_meta's: an LSN was taken */
     }
     batch_free(&b);
+    return rc;
+}
+
+/* The attempts, serialized with this handle's other writes. */
+static int commit_group(segidx_volume_index *vi, struct group *g, size_t *failed)
+{
+    int rc = SEGIDX_OK;
+    segidx__mutex_lock(&vi->write_lock);
+    bool lost = true;
+    for (int attempt = 0; lost && attempt <= WRITE_RETRIES; attempt++)
+        rc = try_group(vi, g, failed, &lost);
+    segidx__mutex_unlock(&vi->write_lock);
     return rc;
 }
 
@@ -473,11 +589,79 @@ int segidx_volume_commit(segidx_volume_index *vi, const segidx_vid *vid, segidx_
     int rc = check_commit_segments(segs, n, &max_offset);
     if (rc)
         return rc;
-    segidx__mutex_lock(&vi->write_lock);
-    bool lost = true;
-    for (int attempt = 0; lost && attempt <= WRITE_RETRIES; attempt++)
-        rc = try_commit(vi, vid, lsn, commit_time, segs, n, max_offset, &lost);
-    segidx__mutex_unlock(&vi->write_lock);
+    segidx_volume_commit_item item = { *vid, lsn, commit_time, segs, n };
+    struct group_volume vol = { *vid, false, false, { { 0, 0, 0, 0 }, false, { 0, 0, 0, 0 } },
+                                { { 0, 0, 0, 0 }, false, { 0, 0, 0, 0 } } };
+    size_t vol_of = 0, failed;
+    struct group g = { &item, 1, &vol, 1, &vol_of, &max_offset };
+    return commit_group(vi, &g, &failed);
+}
+
+/* An item's place among the group's, by volume, then by position. */
+struct item_order {
+    const segidx_vid *vid;
+    size_t i;
+};
+
+static int compare_item_order(const void *pa, const void *pb)
+{
+    const struct item_order *a = pa, *b = pb;
+    int c = memcmp(a->vid->bytes, b->vid->bytes, 16);
+    return c ? c : (a->i > b->i) - (a->i < b->i);
+}
+
+/* The distinct volumes of g's items, and which each item commits to. */
+static int group_volumes(struct group *g)
+{
+    struct item_order *order = malloc(g->n * sizeof *order);
+    if (!order)
+        return SEGIDX_ENOMEM;
+    for (size_t i = 0; i < g->n; i++)
+        order[i] = (struct item_order){ &g->items[i].vid, i };
+    qsort(order, g->n, sizeof *order, compare_item_order);
+    g->nvol = 0;
+    for (size_t k = 0; k < g->n; k++) {
+        if (k == 0 || !segidx__id_equal(order[k].vid->bytes, order[k - 1].vid->bytes)) {
+            g->vols[g->nvol] = (struct group_volume){ .vid = *order[k].vid };
+            g->nvol++;
+        }
+        g->vol_of[order[k].i] = g->nvol - 1;
+    }
+    free(order);
+    return SEGIDX_OK;
+}
+
+int segidx_volume_commit_group(segidx_volume_index *vi, const segidx_volume_commit_item *items,
+                               size_t n, size_t *failed)
+{
+    size_t ignored;
+    failed = failed ? failed : &ignored;
+    *failed = n;
+    if (!vi || (n && !items))
+        return SEGIDX_EINVAL;
+    if (n == 0)
+        return SEGIDX_OK;
+    if (n > SIZE_MAX / 2 / sizeof(struct group_volume))
+        return SEGIDX_ENOMEM;
+    struct group g = { items, n, NULL, 0, NULL, NULL };
+    g.max_offset = malloc(n * sizeof *g.max_offset);
+    g.vol_of = g.max_offset ? malloc(n * sizeof *g.vol_of) : NULL;
+    g.vols = g.vol_of ? malloc(n * sizeof *g.vols) : NULL;
+    int rc = g.vols ? SEGIDX_OK : SEGIDX_ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = items[i].n && !items[i].segs
+                 ? SEGIDX_EINVAL
+                 : check_commit_segments(items[i].segs, items[i].n, &g.max_offset[i]);
+        if (rc)
+            *failed = i;
+    }
+    if (!rc)
+        rc = group_volumes(&g);
+    if (!rc)
+        rc = commit_group(vi, &g, failed);
+    free(g.vols);
+    free(g.vol_of);
+    free(g.max_offset);
     return rc;
 }
 
@@ -572,6 +756,95 @@ static int parse_ckpt_value(const uint8_t *key, const void *val, size_t vlen,
     return same ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
+/* A scan of [lo, hi) as the store will be once `pending` (a batch being
+ * built; NULL for none) is written. A commit of a group reads what the
+ * group's earlier commits put (the round's commits, the deltas below it)
+ * exactly as the same commit made alone after them would read it from the
+ * store: the batch's PUTs in range are merged into the store's keys in
+ * order, and one over a stored key hides it. */
+struct overlay {
+    const segidx_kv_op **put; /* the PUTs in range, ascending */
+    size_t n, next;           /* next: how many were handed out */
+    bool reverse;
+    segidx_kv_visit_fn fn;
+    void *ctx;
+};
+
+static const segidx_kv_op *overlay_peek(const struct overlay *o)
+{
+    return o->put[o->reverse ? o->n - 1 - o->next : o->next];
+}
+
+static int overlay_emit(struct overlay *o)
+{
+    const segidx_kv_op *p = overlay_peek(o);
+    o->next++;
+    return o->fn(o->ctx, p->key, p->klen, p->val, p->vlen);
+}
+
+/* A stored key: first the PUTs that come before it in the scan's order. */
+static int visit_overlay(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct overlay *o = ctx;
+    while (o->next < o->n) {
+        const segidx_kv_op *p = overlay_peek(o);
+        int c = segidx__key_cmp(p->key, p->klen, key, klen);
+        if (o->reverse ? c < 0 : c > 0)
+            break;
+        int rc = overlay_emit(o);
+        if (rc || c == 0)
+            return rc; /* c == 0: the PUT hides the stored value */
+    }
+    return o->fn(o->ctx, key, klen, val, vlen);
+}
+
+/* By key; of two PUTs of one key, the later in the batch last. */
+static int compare_put(const void *pa, const void *pb)
+{
+    const segidx_kv_op *a = *(const segidx_kv_op *const *)pa;
+    const segidx_kv_op *b = *(const segidx_kv_op *const *)pb;
+    int c = segidx__key_cmp(a->key, a->klen, b->key, b->klen);
+    return c ? c : (a > b) - (a < b);
+}
+
+static bool put_in_range(const segidx_kv_op *op, const void *lo, size_t lolen, const void *hi,
+                         size_t hilen)
+{
+    return op->op == SEGIDX_KV_PUT &&
+           (!lolen || segidx__key_cmp(op->key, op->klen, lo, lolen) >= 0) &&
+           segidx__key_cmp(op->key, op->klen, hi, hilen) < 0;
+}
+
+static int scan_through(segidx_volume_index *vi, const struct batch *pending, const void *lo,
+                        size_t lolen, const void *hi, size_t hilen, bool reverse,
+                        segidx_kv_visit_fn fn, void *ctx)
+{
+    size_t n = 0;
+    for (size_t i = 0; pending && i < pending->n; i++)
+        n += put_in_range(&pending->ops[i], lo, lolen, hi, hilen);
+    if (!n) /* a single commit, and most of a group's reads */
+        return segidx__kv_scan(&vi->kv, lo, lolen, hi, hilen, reverse, fn, ctx);
+    const segidx_kv_op **put = malloc(n * sizeof *put);
+    if (!put)
+        return SEGIDX_ENOMEM;
+    n = 0;
+    for (size_t i = 0; i < pending->n; i++)
+        if (put_in_range(&pending->ops[i], lo, lolen, hi, hilen))
+            put[n++] = &pending->ops[i];
+    qsort(put, n, sizeof *put, compare_put);
+    size_t kept = 0; /* of each key, the last PUT */
+    for (size_t i = 0; i < n; i++)
+        if (i + 1 == n ||
+            segidx__key_cmp(put[i]->key, put[i]->klen, put[i + 1]->key, put[i + 1]->klen) != 0)
+            put[kept++] = put[i];
+    struct overlay o = { put, kept, 0, reverse, fn, ctx };
+    int rc = segidx__kv_scan(&vi->kv, lo, lolen, hi, hilen, reverse, visit_overlay, &o);
+    while (!rc && o.next < o.n)
+        rc = overlay_emit(&o);
+    free(put);
+    return rc;
+}
+
 /* Gathering versions for a round: from commit entries, from stored maps. */
 struct vers_visit {
     const segidx_vid *vid;
@@ -603,16 +876,17 @@ static int visit_entry_vers(void *ctx, const void *key, size_t klen, const void 
 /* The newest version of every offset the commits in [lo, hi] wrote and
  * `seen` does not hold (it gathers them): one reverse scan, so that memory
  * grows with the offsets, not with the commits (round 0 reads them all). */
-static int vers_from_entries(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lo,
-                             segidx_lsn hi, segidx_offset_set *seen, segidx__vers *out)
+static int vers_from_entries(segidx_volume_index *vi, const struct batch *pending,
+                             const segidx_vid *vid, segidx_lsn lo, segidx_lsn hi,
+                             segidx_offset_set *seen, segidx__vers *out)
 {
     if (lo > hi)
         return SEGIDX_OK;
     struct lsn_range r;
     lsn_range(&r, vid, lo, hi);
     struct vers_visit v = { vid, hi, out, seen, 0, 0 };
-    int scan = segidx__kv_scan(&vi->kv, r.lo, sizeof r.lo, r.hi, r.hilen, true,
-                               visit_entry_vers, &v);
+    int scan = scan_through(vi, pending, r.lo, sizeof r.lo, r.hi, r.hilen, true,
+                            visit_entry_vers, &v);
     return v.err ? v.err : scan < 0 ? scan : SEGIDX_OK;
 }
 
@@ -628,16 +902,16 @@ static int visit_map_vers(void *ctx, const void *key, size_t klen, const void *v
 }
 
 /* Every version the value of `level` at round LSN `round` holds. */
-static int vers_from_stored(segidx_volume_index *vi, const segidx_vid *vid,
-                            const segidx__ckpt_policy *pol, segidx_lsn round, unsigned level,
-                            segidx__vers *out)
+static int vers_from_stored(segidx_volume_index *vi, const struct batch *pending,
+                            const segidx_vid *vid, const segidx__ckpt_policy *pol,
+                            segidx_lsn round, unsigned level, segidx__vers *out)
 {
     uint8_t lo[CKPT_KEY_LEN], hi[CKPT_KEY_LEN];
     ckpt_key(lo, vid, round, level, 0);
     ckpt_key(hi, vid, round, level + 1, 0);
     struct vers_visit v = { vid, 0, out, NULL, segidx__ckpt_min_lsn(pol, level, round), 0 };
-    int scan = segidx__kv_scan(&vi->kv, lo, CKPT_KEY_CHUNK, hi, CKPT_KEY_CHUNK, false,
-                               visit_map_vers, &v);
+    int scan = scan_through(vi, pending, lo, CKPT_KEY_CHUNK, hi, CKPT_KEY_CHUNK, false,
+                            visit_map_vers, &v);
     return v.err ? v.err : scan < 0 ? scan : SEGIDX_OK;
 }
 
@@ -665,14 +939,15 @@ static int batch_chunk_maps(struct batch *b, const segidx_vid *vid, const segidx
 /* The stored deltas of `level` at the F - 1 rounds before round n, one
  * span apart: with the block ending at n, they make the block of the
  * next level (or the image) ending at n. */
-static int vers_from_siblings(segidx_volume_index *vi, const segidx_vid *vid,
-                              const segidx__ckpt_policy *pol, uint64_t n, unsigned level,
-                              segidx__vers *out)
+static int vers_from_siblings(segidx_volume_index *vi, const struct batch *pending,
+                              const segidx_vid *vid, const segidx__ckpt_policy *pol, uint64_t n,
+                              unsigned level, segidx__vers *out)
 {
     uint64_t span = segidx__ckpt_span(pol, level);
     int rc = SEGIDX_OK;
     for (unsigned k = 1; k < pol->fanout && !rc; k++)
-        rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, n - k * span), level, out);
+        rc = vers_from_stored(vi, pending, vid, pol, segidx__ckpt_round_lsn(pol, n - k * span),
+                              level, out);
     return rc;
 }
 
@@ -699,7 +974,7 @@ static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segi
             rc = rc ? rc : SEGIDX_ENOMEM;
     segidx_lsn first = round == 0 ? 1 : lsn - pol->commits + 1;
     if (!rc)
-        rc = vers_from_entries(vi, vid, first, lsn - 1, seen, &vers);
+        rc = vers_from_entries(vi, b, vid, first, lsn - 1, seen, &vers);
     segidx_offset_set_free(seen);
     /* Versions are gathered newest first throughout: of two versions of
      * one offset, the one gathered first is kept. */
@@ -708,17 +983,17 @@ static int batch_checkpoint(segidx_volume_index *vi, struct batch *b, const segi
     if (round > 0) {
         unsigned top = image ? pol->levels : segidx__ckpt_top_level(pol, round);
         for (unsigned level = 1; level <= top && !rc; level++) {
-            if (level > 1 && !(rc = vers_from_siblings(vi, vid, pol, round, level - 1, &vers)))
+            if (level > 1 && !(rc = vers_from_siblings(vi, b, vid, pol, round, level - 1, &vers)))
                 rc = segidx__vers_newest(&vers);
             if (!rc && !image)
                 rc = batch_chunk_maps(b, vid, &vers, level, lsn);
         }
         if (image && !rc) {
-            rc = vers_from_siblings(vi, vid, pol, round, pol->levels, &vers);
+            rc = vers_from_siblings(vi, b, vid, pol, round, pol->levels, &vers);
             uint64_t previous = round - segidx__ckpt_image_every(pol);
             if (!rc)
-                rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, previous), 0,
-                                      &vers);
+                rc = vers_from_stored(vi, b, vid, pol, segidx__ckpt_round_lsn(pol, previous),
+                                      0, &vers);
             if (!rc)
                 rc = segidx__vers_newest(&vers);
         }
@@ -1199,11 +1474,11 @@ static int changed_by_cover(segidx_volume_index *vi, const segidx_vid *vid,
     int rc = SEGIDX_OK;
     for (uint64_t p = round; p > image && !rc && segidx__ckpt_round_lsn(pol, p) > from;) {
         unsigned level = segidx__ckpt_top_level(pol, p);
-        rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, p), level, &vers);
+        rc = vers_from_stored(vi, NULL, vid, pol, segidx__ckpt_round_lsn(pol, p), level, &vers);
         p -= segidx__ckpt_span(pol, level);
     }
     if (!rc && segidx__ckpt_round_lsn(pol, image) > from)
-        rc = vers_from_stored(vi, vid, pol, segidx__ckpt_round_lsn(pol, image), 0, &vers);
+        rc = vers_from_stored(vi, NULL, vid, pol, segidx__ckpt_round_lsn(pol, image), 0, &vers);
     for (size_t i = 0; i < vers.n && !rc; i++)
         if (vers.v[i].lsn > from)
             rc = segidx_offset_set_add(out, vers.v[i].off);
@@ -1624,7 +1899,7 @@ static int plan_checkpoint_deletes(segidx_volume_index *vi, struct batch *b,
     return d.err ? d.err : scan < 0 ? scan : SEGIDX_OK;
 }
 
-/* One read and one conditional write, as try_commit(). `p` is filled
+/* One read and one conditional write, as try_group(). `p` is filled
  * (and must be freed) whatever the outcome. */
 static int try_prune(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn keep_from,
                      struct prune_plan *p, bool *lost)
