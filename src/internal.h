@@ -76,6 +76,22 @@ static inline bool segidx__id_equal(const uint8_t *a, const uint8_t *b)
     return ((a0 ^ b0) | (a1 ^ b1)) == 0;
 }
 
+/* A bucket hash of a 16-byte id (a vid or a sid). Ids may be anything a
+ * host picks (counters, UUIDs, hashes), so both halves are mixed: ids
+ * differing in any byte spread over the buckets, and the high bits are as
+ * good as the low ones (the loader picks its shard with them). */
+static inline uint64_t segidx__id_hash(const uint8_t id[16])
+{
+    uint64_t a, b;
+    memcpy(&a, id, 8);
+    memcpy(&b, id + 8, 8);
+    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull);
+    h ^= h >> 32;
+    h *= 0xD6E8FEB86659FD93ull;
+    h ^= h >> 32;
+    return h;
+}
+
 /* What a host callback returned, as the library passes it on: 0 and the
  * library's own codes as they are; a positive value or any other negative
  * one (an errno, a host's own code) is SEGIDX_EIO, so that a caller never

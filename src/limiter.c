@@ -39,20 +39,6 @@ struct segidx__limiter {
 
 enum { LIM_INITIAL_BUCKETS = 64 };
 
-/* Ids may be anything a host picks (counters, UUIDs, hashes): mix both
- * halves so that ids differing in any byte spread over the buckets. */
-static size_t key_hash(const uint8_t key[16])
-{
-    uint64_t a, b;
-    memcpy(&a, key, 8);
-    memcpy(&b, key + 8, 8);
-    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull);
-    h ^= h >> 32;
-    h *= 0xD6E8FEB86659FD93ull;
-    h ^= h >> 32;
-    return (size_t)h;
-}
-
 int segidx__limiter_new(unsigned max_total, segidx__limiter **out)
 {
     if (!out)
@@ -114,7 +100,7 @@ void segidx__limiter_free(segidx__limiter *l)
 /* The entry of `key` and the link that points at it. */
 static lim_entry **entry_slot(segidx__limiter *l, const uint8_t key[16])
 {
-    lim_entry **p = &l->buckets[key_hash(key) & (l->nbuckets - 1)];
+    lim_entry **p = &l->buckets[(size_t)segidx__id_hash(key) & (l->nbuckets - 1)];
     while (*p && !segidx__id_equal((*p)->key, key))
         p = &(*p)->next;
     return p;
@@ -131,7 +117,7 @@ static void table_grow(segidx__limiter *l)
     for (size_t i = 0; i < l->nbuckets; i++) {
         for (lim_entry *e = l->buckets[i], *next; e; e = next) {
             next = e->next;
-            lim_entry **head = &b[key_hash(e->key) & (n - 1)];
+            lim_entry **head = &b[(size_t)segidx__id_hash(e->key) & (n - 1)];
             e->next = *head;
             *head = e;
         }

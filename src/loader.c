@@ -1,27 +1,51 @@
 /* The segment loader: a cache of open segments over a host's segment
  * source, bounded in bytes, with pins and a request limiter.
  *
- * State: one mutex over two chained hash tables of the entries (by sid,
- * for get; by segment pointer, for put) and a list of the unpinned entries
- * in the order they were last unpinned. A hit is a lookup, a pin and, when
- * the pin count leaves 0, an unlink: a handful of pointer writes under one
- * lock, no allocation, no call out.
+ * State: LD_SHARDS shards, each a mutex and two chained hash tables, on
+ * cache lines of their own: the entries whose sid hashes to the shard (for
+ * get) and the entries whose segment pointer hashes to it (for put; a put
+ * must not read the segment it is handed, which may be long gone). Every
+ * entry is in one segment table; every entry not discarded is in one sid
+ * table. The loader's own fields (budget, bytes cached, the clock) are
+ * written only with every shard lock held, so that one shard lock is
+ * enough to read them.
  *
- * Eviction is LRU by bytes over unpinned entries only: pinning an entry
- * takes it out of the list and unpinning puts it at the head, so the tail
- * is always the least recently used entry that may go, and evicting never
- * skips anything. After every insert and every unpin, entries leave from
- * the tail while the cache holds more than cache_bytes, so between calls
- * either cached_bytes <= cache_bytes or every cached byte is pinned:
- * the cache exceeds its budget by at most the bytes pinned. Evicted
- * entries are unlinked under the lock and closed and released to the host
- * after it, by the thread whose call evicted them; an entry is in the
- * tables until then and in no table afterwards, so it is released once.
+ * The hit path writes no line that another segment's hit writes: a get
+ * locks its sid's shard, looks the sid up, adds a pin and counts the hit
+ * there; a put locks its segment's shard, looks the pointer up and takes
+ * the pin off. Pins are atomic, since the two sides of one entry's count
+ * may hold different locks; the count only ever goes up under the sid
+ * shard's lock and down under the segment shard's lock, so a put that
+ * sees pins > 0 under its lock can take one off without a compare loop.
+ * Everything else (misses, evictions, discards, statistics) takes every
+ * shard lock, in shard order, and may look at anything.
+ *
+ * Eviction is least recently got first, over unpinned entries, by a clock
+ * (`tick`) that only moves when a segment is inserted: a hit stamps its
+ * entry with tick + 1, an insert advances tick by 2 and stamps the new
+ * entry with it. So an entry got after another was inserted counts as
+ * more recent than it; entries got between the same two inserts count as
+ * equally recent, and among those the one inserted first goes first. That
+ * costs a hit no write to a shared clock, where an exact LRU list needs a
+ * relink under one lock on every unpin. The victim is found by a walk over
+ * the entries, O(cached segments) per eviction, next to a fetch.
+ *
+ * The budget: after every insert and every last unpin, entries leave while
+ * the cache holds more than cache_bytes, so between calls either
+ * cached_bytes <= cache_bytes or every cached byte is pinned: the cache
+ * exceeds its budget by at most the bytes pinned. A put that drops a last
+ * pin checks cached_bytes under its shard lock (no insert can move it
+ * meanwhile); when the cache is within budget nothing needs to leave and
+ * the put is done, otherwise it takes every lock and evicts. Evicted
+ * entries leave the tables under the locks and are closed and released to
+ * the host after them, by the thread whose call evicted them; an entry is
+ * in the tables until then and in no table afterwards, so it is released
+ * once.
  *
  * Discarded entries (a page failed its checksum: loader.h) leave the sid
  * table at once, so that the next get fetches afresh, but stay in the
  * segment table, pinned, until their last put releases them. Until then
- * two entries may share a sid; only one of them is ever in the sid table.
+ * two entries may share a sid; only one of them is ever in a sid table.
  * A put that finds no pin to drop is refused and counted rather than
  * wrapping the count around, which would hand the segment to eviction
  * while its holders still read it.
@@ -34,16 +58,21 @@
  *
  * Misses go through the limiter (limiter.h), keyed by the sid: the permit
  * holder looks in the cache again (the previous holder may just have
- * inserted the segment), fetches outside the lock, opens the bytes and
+ * inserted the segment), fetches outside the locks, opens the bytes and
  * inserts them, then gives the permit back. When a fetch fails, the permit
  * passes to one waiter, which misses again and retries: one retry at a
  * time, and nobody waits for a permit that is never given back.
  *
- * Counters: `misses` counts gets that did not find the segment at their
- * first look (including those that then found it after waiting), `fetches`
- * every call of the host's fetch, `fetch_failures` the fetches that left
- * nothing in the cache (the fetch's own error, or bytes that failed
- * validation). */
+ * Counters: hits, misses (in the sid's shard) and refused puts (in the
+ * segment's shard) are counted where the call already holds a lock, and
+ * so are pinned bytes: a get that pins an unpinned entry adds its bytes to
+ * its shard, a put that unpins one takes them from its own, and only the
+ * sum over the shards means anything. A snapshot takes every lock, so it
+ * sees the state between two calls' steps, as one lock did. `misses`
+ * counts gets that did not find the segment at their first look
+ * (including those that then found it after waiting), `fetches` every call
+ * of the host's fetch, `fetch_failures` the fetches that left nothing in
+ * the cache (the fetch's own error, or bytes that failed validation). */
 #include "internal.h"
 #include "limiter.h"
 #include "sync.h"
@@ -58,175 +87,254 @@ typedef uint_least32_t ld_word;
 
 enum { LD_WORD_BITS = 32 };
 
+/* Enough shards that two threads hitting different segments seldom meet
+ * in one; few enough that taking them all (a miss, a snapshot) stays
+ * cheap, and below the 64 locks ThreadSanitizer follows in one thread.
+ * Without threads there is nothing to spread. A power of two. */
+enum { LD_SHARDS = SEGIDX__THREADS ? 32 : 1 };
+/* Two cache lines: x86's adjacent-line prefetcher moves lines in pairs. */
+enum { LD_LINE = 128 };
+enum { LD_INITIAL_BUCKETS = 8 };
+
 typedef struct segidx__copy {
     segidx_sid sid;
     segidx_segment *seg;
     const void *buf;
     size_t len;              /* the bytes counted against the budget */
     void *handle;
-    unsigned pins;
+    segidx__atomic_uint pins; /* up under the sid's shard lock, down under the segment's */
     bool discarded;          /* out of the sid table, released at its last put */
-    struct segidx__copy *by_sid; /* chain of the sid table */
-    struct segidx__copy *by_seg; /* chain of the segment-pointer table */
-    struct segidx__copy *prev, *next; /* the unpinned list, when pins == 0 */
+    uint64_t used;           /* the tick of its last get (see the top) */
+    uint64_t seq;            /* insertion order: breaks ties of `used` */
+    struct segidx__copy *by_sid; /* chain of its sid table */
+    struct segidx__copy *by_seg; /* chain of its segment table */
+    struct segidx__copy *next;   /* victims on their way back to the host */
     uint32_t npages;
     ld_word verified[];      /* a bit per page that passed its checksum */
 } ld_entry;
 
-struct segidx_loader {
+typedef struct ld_shard {
     segidx__mutex lock;
-    segidx_segment_source src;
+    ld_entry **sid_b, **seg_b;
+    size_t sid_nb, seg_nb;   /* bucket counts, powers of two */
+    size_t sid_n, seg_n;     /* entries in each table */
+    uint64_t hits, misses, bad_puts;
+    size_t pinned;           /* bytes pinned here minus unpinned here, mod 2^N */
+} ld_shard;
+
+#define LD_SHARD_BYTES ((sizeof(ld_shard) + LD_LINE - 1) / LD_LINE * LD_LINE)
+typedef union ld_slot {
+    ld_shard s;
+    unsigned char line[LD_SHARD_BYTES];
+} ld_slot;
+
+struct segidx_loader {
+    /* Written with every shard lock held, read under any one of them. */
     size_t cache_bytes;
+    size_t cached_bytes;
+    size_t cached_segments;
+    uint64_t tick;
+    uint64_t seq;
+    uint64_t fetches, fetch_failures, evictions, discards;
+    /* Set at creation. */
+    segidx_segment_source src;
     segidx__limiter *limiter;
-    ld_entry **sid_buckets, **seg_buckets;
-    size_t nbuckets;         /* a power of two, the same for both tables */
-    ld_entry *lru_head, *lru_tail; /* unpinned: head most recently used */
-    segidx_loader_stats stats; /* cached_segments doubles as the entry count */
+    ld_slot *shards;
+    void *mem, *shards_mem;  /* the allocations the two are aligned in */
+    void (*hook)(void *ctx, enum segidx__loader_point at);
+    void *hook_ctx;
 };
 
-enum { LD_INITIAL_BUCKETS = 64 };
+/* ------------------------------------------------------------ memory */
+
+/* `size` bytes starting on a line of their own and ending before the
+ * next one's start: nothing another part of the process writes shares a
+ * line with them. *mem is what to release, with lines_size(size). */
+static size_t lines_size(size_t size)
+{
+    return size + 2 * LD_LINE;
+}
+
+static void *lines_alloc(size_t size, void **mem)
+{
+    unsigned char *p = segidx__alloc(NULL, lines_size(size));
+    if (!p)
+        return NULL;
+    *mem = p;
+    return p + (LD_LINE - (uintptr_t)p % LD_LINE);
+}
 
 /* ------------------------------------------------------------ tables */
 
-static size_t sid_hash(const segidx_sid *sid)
-{
-    uint64_t a, b;
-    memcpy(&a, sid->bytes, 8);
-    memcpy(&b, sid->bytes + 8, 8);
-    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull);
-    h ^= h >> 32;
-    h *= 0xD6E8FEB86659FD93ull;
-    h ^= h >> 32;
-    return (size_t)h;
-}
-
-static size_t seg_hash(const segidx_segment *s)
+static uint64_t seg_hash(const segidx_segment *s)
 {
     uint64_t h = (uint64_t)(uintptr_t)s * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h ^ h >> 29);
+    return h ^ h >> 29;
 }
 
-static ld_entry *find_sid(const segidx_loader *l, const segidx_sid *sid)
+/* Buckets use a hash's low bits, shards its high ones. */
+static ld_shard *shard_of(const segidx_loader *l, uint64_t h)
 {
-    ld_entry *e = l->sid_buckets[sid_hash(sid) & (l->nbuckets - 1)];
+    return &l->shards[(h >> 40) & (LD_SHARDS - 1)].s;
+}
+
+static void lock_all(segidx_loader *l)
+{
+    for (size_t i = 0; i < LD_SHARDS; i++)
+        segidx__mutex_lock(&l->shards[i].s.lock);
+}
+
+static void unlock_all(segidx_loader *l)
+{
+    for (size_t i = LD_SHARDS; i-- > 0;)
+        segidx__mutex_unlock(&l->shards[i].s.lock);
+}
+
+static ld_entry *find_sid(const ld_shard *sh, uint64_t h, const segidx_sid *sid)
+{
+    ld_entry *e = sh->sid_b[h & (sh->sid_nb - 1)];
     while (e && !segidx__id_equal(e->sid.bytes, sid->bytes))
         e = e->by_sid;
     return e;
 }
 
-static ld_entry *find_seg(const segidx_loader *l, const segidx_segment *s)
+static ld_entry *find_seg(const ld_shard *sh, uint64_t h, const segidx_segment *s)
 {
-    ld_entry *e = l->seg_buckets[seg_hash(s) & (l->nbuckets - 1)];
+    ld_entry *e = sh->seg_b[h & (sh->seg_nb - 1)];
     while (e && e->seg != s)
         e = e->by_seg;
     return e;
 }
 
-/* A discarded entry goes into the segment table only: nobody may find it
- * by its sid any more, but its holders' puts must still find it. */
-static void link_tables(ld_entry **sid_b, ld_entry **seg_b, size_t n, ld_entry *e)
+/* Double a shard's sid table. Failing to grow only makes chains longer,
+ * so it is not an error. */
+static void sid_table_grow(ld_shard *sh)
 {
-    ld_entry **h;
-    if (!e->discarded) {
-        h = &sid_b[sid_hash(&e->sid) & (n - 1)];
-        e->by_sid = *h;
-        *h = e;
+    size_t n = sh->sid_nb * 2;
+    ld_entry **b = segidx__alloc_array(NULL, n, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < sh->sid_nb; i++) {
+        for (ld_entry *e = sh->sid_b[i], *next; e; e = next) {
+            next = e->by_sid;
+            ld_entry **head = &b[segidx__id_hash(e->sid.bytes) & (n - 1)];
+            e->by_sid = *head;
+            *head = e;
+        }
     }
-    h = &seg_b[seg_hash(e->seg) & (n - 1)];
-    e->by_seg = *h;
-    *h = e;
+    segidx__release(NULL, sh->sid_b, sh->sid_nb * sizeof *sh->sid_b);
+    sh->sid_b = b;
+    sh->sid_nb = n;
+}
+
+static void seg_table_grow(ld_shard *sh)
+{
+    size_t n = sh->seg_nb * 2;
+    ld_entry **b = segidx__alloc_array(NULL, n, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < sh->seg_nb; i++) {
+        for (ld_entry *e = sh->seg_b[i], *next; e; e = next) {
+            next = e->by_seg;
+            ld_entry **head = &b[seg_hash(e->seg) & (n - 1)];
+            e->by_seg = *head;
+            *head = e;
+        }
+    }
+    segidx__release(NULL, sh->seg_b, sh->seg_nb * sizeof *sh->seg_b);
+    sh->seg_b = b;
+    sh->seg_nb = n;
+}
+
+/* The linking and unlinking below run with every lock held. */
+static void link_sid(segidx_loader *l, ld_entry *e)
+{
+    uint64_t h = segidx__id_hash(e->sid.bytes);
+    ld_shard *sh = shard_of(l, h);
+    ld_entry **head = &sh->sid_b[h & (sh->sid_nb - 1)];
+    e->by_sid = *head;
+    *head = e;
+    if (++sh->sid_n > sh->sid_nb)
+        sid_table_grow(sh);
+}
+
+static void link_seg(segidx_loader *l, ld_entry *e)
+{
+    uint64_t h = seg_hash(e->seg);
+    ld_shard *sh = shard_of(l, h);
+    ld_entry **head = &sh->seg_b[h & (sh->seg_nb - 1)];
+    e->by_seg = *head;
+    *head = e;
+    if (++sh->seg_n > sh->seg_nb)
+        seg_table_grow(sh);
 }
 
 static void unlink_sid(segidx_loader *l, ld_entry *e)
 {
-    ld_entry **p = &l->sid_buckets[sid_hash(&e->sid) & (l->nbuckets - 1)];
+    uint64_t h = segidx__id_hash(e->sid.bytes);
+    ld_shard *sh = shard_of(l, h);
+    ld_entry **p = &sh->sid_b[h & (sh->sid_nb - 1)];
     while (*p != e)
         p = &(*p)->by_sid;
     *p = e->by_sid;
+    sh->sid_n--;
 }
 
-static void unlink_tables(segidx_loader *l, ld_entry *e)
+static void unlink_seg(segidx_loader *l, ld_entry *e)
 {
-    if (!e->discarded)
-        unlink_sid(l, e);
-    ld_entry **p = &l->seg_buckets[seg_hash(e->seg) & (l->nbuckets - 1)];
+    uint64_t h = seg_hash(e->seg);
+    ld_shard *sh = shard_of(l, h);
+    ld_entry **p = &sh->seg_b[h & (sh->seg_nb - 1)];
     while (*p != e)
         p = &(*p)->by_seg;
     *p = e->by_seg;
+    sh->seg_n--;
 }
 
-/* Double both tables when they hold more entries than buckets. Failing to
- * grow only makes chains longer, so it is not an error. Every entry is in
- * the segment table, so that is the one walked. */
-static void tables_grow(segidx_loader *l)
-{
-    size_t n = l->nbuckets * 2;
-    ld_entry **sb = segidx__alloc_array(NULL, n, sizeof *sb);
-    ld_entry **gb = segidx__alloc_array(NULL, n, sizeof *gb);
-    if (!sb || !gb) {
-        segidx__release(NULL, sb, n * sizeof *sb);
-        segidx__release(NULL, gb, n * sizeof *gb);
-        return;
-    }
-    for (size_t i = 0; i < l->nbuckets; i++) {
-        for (ld_entry *e = l->seg_buckets[i], *next; e; e = next) {
-            next = e->by_seg;
-            link_tables(sb, gb, n, e);
-        }
-    }
-    segidx__release(NULL, l->sid_buckets, l->nbuckets * sizeof *l->sid_buckets);
-    segidx__release(NULL, l->seg_buckets, l->nbuckets * sizeof *l->seg_buckets);
-    l->sid_buckets = sb;
-    l->seg_buckets = gb;
-    l->nbuckets = n;
-}
-
-/* ------------------------------------------------------------ LRU */
-
-static void lru_unlink(segidx_loader *l, ld_entry *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        l->lru_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        l->lru_tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push_head(segidx_loader *l, ld_entry *e)
-{
-    e->prev = NULL;
-    e->next = l->lru_head;
-    if (l->lru_head)
-        l->lru_head->prev = e;
-    else
-        l->lru_tail = e;
-    l->lru_head = e;
-}
+/* ------------------------------------------------------------ eviction */
 
 /* Take an entry out of the tables and the counts, onto `*victims`
- * (through `next`) for release after the lock. It must not be pinned. */
+ * (through `next`) for release after the locks. It must not be pinned. */
 static void forget(segidx_loader *l, ld_entry *e, ld_entry **victims)
 {
-    unlink_tables(l, e);
-    l->stats.cached_bytes -= e->len;
-    l->stats.cached_segments--;
+    if (!e->discarded)
+        unlink_sid(l, e);
+    unlink_seg(l, e);
+    l->cached_bytes -= e->len;
+    l->cached_segments--;
     e->next = *victims;
     *victims = e;
 }
 
-/* Take the least recently used unpinned entries out of the cache until it
- * fits its budget (or only pinned bytes remain). */
+/* The unpinned entry got least recently (see the top), or NULL. */
+static ld_entry *lru_victim(const segidx_loader *l)
+{
+    ld_entry *best = NULL;
+    for (size_t i = 0; i < LD_SHARDS; i++) {
+        const ld_shard *sh = &l->shards[i].s;
+        for (size_t b = 0; b < sh->seg_nb; b++) {
+            for (ld_entry *e = sh->seg_b[b]; e; e = e->by_seg) {
+                if (e->discarded || segidx__atomic_uint_load(&e->pins) != 0)
+                    continue;
+                if (!best || e->used < best->used ||
+                    (e->used == best->used && e->seq < best->seq))
+                    best = e;
+            }
+        }
+    }
+    return best;
+}
+
+/* Unpinned entries leave, least recently got first, until the cache fits
+ * its budget (or only pinned bytes remain). Every lock is held. */
 static void evict_over_budget(segidx_loader *l, ld_entry **victims)
 {
-    while (l->stats.cached_bytes > l->cache_bytes && l->lru_tail) {
-        ld_entry *e = l->lru_tail;
-        lru_unlink(l, e);
+    while (l->cached_bytes > l->cache_bytes) {
+        ld_entry *e = lru_victim(l);
+        if (!e)
+            break;
         forget(l, e, victims);
-        l->stats.evictions++;
+        l->evictions++;
     }
 }
 
@@ -248,75 +356,114 @@ static void release_victims(segidx_loader *l, ld_entry *victims)
     }
 }
 
+static void run_hook(segidx_loader *l, enum segidx__loader_point at)
+{
+    if (l->hook)
+        l->hook(l->hook_ctx, at);
+}
+
+void segidx__loader_set_hook(segidx_loader *l,
+                             void (*fn)(void *ctx, enum segidx__loader_point at), void *ctx)
+{
+    l->hook = fn;
+    l->hook_ctx = ctx;
+}
+
 /* ------------------------------------------------------------ handle */
+
+/* Frees the shards [0, n) were initialised, and the loader. */
+static void loader_release(segidx_loader *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ld_shard *sh = &l->shards[i].s;
+        segidx__mutex_destroy(&sh->lock);
+        segidx__release(NULL, sh->sid_b, sh->sid_nb * sizeof *sh->sid_b);
+        segidx__release(NULL, sh->seg_b, sh->seg_nb * sizeof *sh->seg_b);
+    }
+    segidx__limiter_free(l->limiter);
+    segidx__release(NULL, l->shards_mem, lines_size(LD_SHARDS * sizeof(ld_slot)));
+    segidx__release(NULL, l->mem, lines_size(sizeof *l));
+}
+
+static int shard_init(ld_shard *sh)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->sid_nb = sh->seg_nb = LD_INITIAL_BUCKETS;
+    sh->sid_b = segidx__alloc_array(NULL, sh->sid_nb, sizeof *sh->sid_b);
+    sh->seg_b = segidx__alloc_array(NULL, sh->seg_nb, sizeof *sh->seg_b);
+    if (sh->sid_b && sh->seg_b && segidx__mutex_init(&sh->lock) == SEGIDX_OK)
+        return SEGIDX_OK;
+    segidx__release(NULL, sh->sid_b, sh->sid_nb * sizeof *sh->sid_b);
+    segidx__release(NULL, sh->seg_b, sh->seg_nb * sizeof *sh->seg_b);
+    return SEGIDX_ENOMEM;
+}
 
 int segidx_loader_new(const segidx_segment_source *src, const segidx_loader_options *opts,
                       segidx_loader **out)
 {
     if (!src || !out || !src->fetch || !src->release || src->version < 1)
         return SEGIDX_EINVAL;
-    segidx_loader *l = segidx__alloc(NULL, sizeof *l);
+    void *mem;
+    segidx_loader *l = lines_alloc(sizeof *l, &mem);
     if (!l)
         return SEGIDX_ENOMEM;
     memset(l, 0, sizeof *l);
+    l->mem = mem;
     l->src = *src;
     l->cache_bytes = opts && opts->cache_bytes ? opts->cache_bytes : SEGIDX_DEFAULT_CACHE_BYTES;
     unsigned max_fetches =
         opts && opts->max_fetches ? opts->max_fetches : SEGIDX_DEFAULT_MAX_FETCHES;
-    l->nbuckets = LD_INITIAL_BUCKETS;
-    l->sid_buckets = segidx__alloc_array(NULL, l->nbuckets, sizeof *l->sid_buckets);
-    l->seg_buckets = segidx__alloc_array(NULL, l->nbuckets, sizeof *l->seg_buckets);
-    int rc = SEGIDX_ENOMEM;
-    if (!l->sid_buckets || !l->seg_buckets)
-        goto fail;
-    rc = segidx__limiter_new(max_fetches, &l->limiter);
-    if (rc != SEGIDX_OK)
-        goto fail;
-    rc = segidx__mutex_init(&l->lock);
-    if (rc != SEGIDX_OK)
-        goto fail;
+    l->shards = lines_alloc(LD_SHARDS * sizeof(ld_slot), &l->shards_mem);
+    if (!l->shards) {
+        loader_release(l, 0);
+        return SEGIDX_ENOMEM;
+    }
+    int rc = segidx__limiter_new(max_fetches, &l->limiter);
+    if (rc != SEGIDX_OK) {
+        loader_release(l, 0);
+        return rc;
+    }
+    for (size_t i = 0; i < LD_SHARDS; i++) {
+        if (shard_init(&l->shards[i].s) != SEGIDX_OK) {
+            loader_release(l, i);
+            return SEGIDX_ENOMEM;
+        }
+    }
     *out = l;
     return SEGIDX_OK;
-fail:
-    segidx__limiter_free(l->limiter);
-    segidx__release(NULL, l->sid_buckets, l->nbuckets * sizeof *l->sid_buckets);
-    segidx__release(NULL, l->seg_buckets, l->nbuckets * sizeof *l->seg_buckets);
-    segidx__release(NULL, l, sizeof *l);
-    return rc;
 }
 
 /* Every entry is released, pinned or not: a pinned one is the caller's
  * bug (its pointer dangles from here on), but leaking the host's bytes
- * would be a second one. Discarded entries are in the segment table only. */
+ * would be a second one. Every entry is in one segment table. */
 void segidx_loader_free(segidx_loader *l)
 {
     if (!l)
         return;
     ld_entry *all = NULL;
-    for (size_t i = 0; i < l->nbuckets; i++) {
-        for (ld_entry *e = l->seg_buckets[i], *next; e; e = next) {
-            next = e->by_seg;
-            e->next = all;
-            all = e;
+    for (size_t i = 0; i < LD_SHARDS; i++) {
+        ld_shard *sh = &l->shards[i].s;
+        for (size_t b = 0; b < sh->seg_nb; b++) {
+            for (ld_entry *e = sh->seg_b[b], *next; e; e = next) {
+                next = e->by_seg;
+                e->next = all;
+                all = e;
+            }
         }
     }
     release_victims(l, all);
-    segidx__limiter_free(l->limiter);
-    segidx__mutex_destroy(&l->lock);
-    segidx__release(NULL, l->sid_buckets, l->nbuckets * sizeof *l->sid_buckets);
-    segidx__release(NULL, l->seg_buckets, l->nbuckets * sizeof *l->seg_buckets);
-    segidx__release(NULL, l, sizeof *l);
+    loader_release(l, LD_SHARDS);
 }
 
 /* ------------------------------------------------------------ get / put */
 
-/* Pin a cached entry. The lock is held. */
-static void pin(segidx_loader *l, ld_entry *e)
+/* Pin a cached entry found in `sh`, its sid's shard, whose lock is held. */
+static void pin(const segidx_loader *l, ld_shard *sh, ld_entry *e)
 {
-    if (e->pins++ == 0) {
-        lru_unlink(l, e);
-        l->stats.pinned_bytes += e->len;
-    }
+    if (segidx__atomic_uint_add(&e->pins, 1) == 0)
+        sh->pinned += e->len;
+    if (e->used != l->tick + 1)
+        e->used = l->tick + 1;
 }
 
 /* Open fetched bytes as a new, unlinked entry for `sid`. On failure the
@@ -343,6 +490,7 @@ static int entry_open(const segidx_sid *sid, const void *buf, size_t len, ld_ent
         return SEGIDX_ENOMEM;
     }
     memset(e, 0, sizeof *e);
+    segidx__atomic_uint_init(&e->pins, 0);
     for (uint32_t i = 0; i <= st.page_count / LD_WORD_BITS; i++) {
 #if SEGIDX__THREADS
         atomic_init(&e->verified[i], 0);
@@ -376,26 +524,29 @@ static int fetch_and_insert(segidx_loader *l, const segidx_sid *sid, ld_entry **
     else if (rc == SEGIDX_OK)
         rc = SEGIDX_ECORRUPT;
 
-    segidx__mutex_lock(&l->lock);
-    l->stats.fetches++;
+    lock_all(l);
+    l->fetches++;
     if (rc != SEGIDX_OK) {
-        l->stats.fetch_failures++;
-        segidx__mutex_unlock(&l->lock);
+        l->fetch_failures++;
+        unlock_all(l);
         if (fetched)
             l->src.release(l->src.ctx, sid, buf, len, handle);
         return rc;
     }
     e->handle = handle;
-    e->pins = 1;
-    link_tables(l->sid_buckets, l->seg_buckets, l->nbuckets, e);
-    l->stats.cached_bytes += len;
-    l->stats.pinned_bytes += len;
-    if (++l->stats.cached_segments > l->nbuckets)
-        tables_grow(l);
+    segidx__atomic_uint_init(&e->pins, 1);
+    e->seq = ++l->seq;
+    l->tick += 2;
+    e->used = l->tick;
+    link_sid(l, e);
+    link_seg(l, e);
+    shard_of(l, segidx__id_hash(sid->bytes))->pinned += len;
+    l->cached_bytes += len;
+    l->cached_segments++;
     ld_entry *victims = NULL;
     evict_over_budget(l, &victims);
     *out = e;
-    segidx__mutex_unlock(&l->lock);
+    unlock_all(l);
     release_victims(l, victims);
     return SEGIDX_OK;
 }
@@ -403,27 +554,30 @@ static int fetch_and_insert(segidx_loader *l, const segidx_sid *sid, ld_entry **
 /* The entry of `sid`, pinned: from the cache, or fetched. */
 static int get_entry(segidx_loader *l, const segidx_sid *sid, ld_entry **out)
 {
-    segidx__mutex_lock(&l->lock);
-    ld_entry *e = find_sid(l, sid);
+    uint64_t h = segidx__id_hash(sid->bytes);
+    ld_shard *sh = shard_of(l, h);
+    segidx__mutex_lock_brief(&sh->lock);
+    ld_entry *e = find_sid(sh, h, sid);
     if (e) {
-        l->stats.hits++;
-        pin(l, e);
-        segidx__mutex_unlock(&l->lock);
+        pin(l, sh, e);
+        sh->hits++;
+        segidx__mutex_unlock(&sh->lock);
         *out = e;
         return SEGIDX_OK;
     }
-    l->stats.misses++;
-    segidx__mutex_unlock(&l->lock);
+    sh->misses++;
+    segidx__mutex_unlock(&sh->lock);
+    run_hook(l, SEGIDX__LOADER_MISSED);
 
     int rc = segidx__limiter_acquire(l->limiter, sid->bytes);
     if (rc != SEGIDX_OK)
         return rc;
     /* Whoever held the permit before us may have cached it meanwhile. */
-    segidx__mutex_lock(&l->lock);
-    e = find_sid(l, sid);
+    segidx__mutex_lock_brief(&sh->lock);
+    e = find_sid(sh, h, sid);
     if (e)
-        pin(l, e);
-    segidx__mutex_unlock(&l->lock);
+        pin(l, sh, e);
+    segidx__mutex_unlock(&sh->lock);
     if (!e)
         rc = fetch_and_insert(l, sid, &e);
     segidx__limiter_release(l->limiter, sid->bytes);
@@ -455,45 +609,66 @@ int segidx__loader_pin(segidx_loader *l, const segidx_sid *sid, const segidx_seg
     return rc;
 }
 
-/* Its last pin went: back to the cache, or, discarded, to the host. The
- * lock is held. */
-static void unpinned(segidx_loader *l, ld_entry *e, ld_entry **victims)
+/* A put whose pin may be the last while the cache is over budget, or of a
+ * discarded copy: with every lock held, so that what the last pin lets go
+ * leaves in the same step. The put looks the segment up again: between
+ * its first look and here other calls ran. */
+static void put_locked(segidx_loader *l, const segidx_segment *s)
 {
-    l->stats.pinned_bytes -= e->len;
-    if (e->discarded) {
-        forget(l, e, victims);
-    } else {
-        lru_push_head(l, e);
-        evict_over_budget(l, victims);
+    run_hook(l, SEGIDX__LOADER_PUT_LOCKED);
+    ld_entry *victims = NULL;
+    lock_all(l);
+    uint64_t h = seg_hash(s);
+    ld_shard *sh = shard_of(l, h);
+    ld_entry *e = find_seg(sh, h, s);
+    if (!e || segidx__atomic_uint_load(&e->pins) == 0) {
+        sh->bad_puts++;
+    } else if (segidx__atomic_uint_sub(&e->pins, 1) == 1) {
+        sh->pinned -= e->len;
+        if (e->discarded)
+            forget(l, e, &victims);
+        else
+            evict_over_budget(l, &victims);
     }
+    unlock_all(l);
+    release_victims(l, victims);
 }
 
 void segidx_loader_put(segidx_loader *l, const segidx_segment *s)
 {
     if (!l || !s)
         return;
-    ld_entry *victims = NULL;
-    segidx__mutex_lock(&l->lock);
-    ld_entry *e = find_seg(l, s);
+    uint64_t h = seg_hash(s);
+    ld_shard *sh = shard_of(l, h);
+    segidx__mutex_lock_brief(&sh->lock);
+    ld_entry *e = find_seg(sh, h, s);
     /* A segment this loader does not hold, or one put more often than it
-     * was got: dropping a pin here would take someone else's. */
-    if (!e || e->pins == 0)
-        l->stats.bad_puts++;
-    else if (--e->pins == 0)
-        unpinned(l, e, &victims);
-    segidx__mutex_unlock(&l->lock);
-    release_victims(l, victims);
+     * was got: dropping a pin here would take someone else's. Pins only
+     * go down under this lock, so the count seen here stays above 0. */
+    unsigned pins = e ? segidx__atomic_uint_load(&e->pins) : 0;
+    if (pins == 0) {
+        sh->bad_puts++;
+    } else if (pins == 1 && (e->discarded || l->cached_bytes > l->cache_bytes)) {
+        segidx__mutex_unlock(&sh->lock);
+        put_locked(l, s);
+        return;
+    } else if (segidx__atomic_uint_sub(&e->pins, 1) == 1) {
+        /* The last pin, within budget (a get may have added one since the
+         * look: then this was not the last). */
+        sh->pinned -= e->len;
+    }
+    segidx__mutex_unlock(&sh->lock);
 }
 
 void segidx__loader_discard(segidx_loader *l, segidx__copy *e)
 {
-    segidx__mutex_lock(&l->lock);
-    if (!e->discarded && e->pins) {
+    lock_all(l);
+    if (!e->discarded && segidx__atomic_uint_load(&e->pins)) {
         unlink_sid(l, e);
         e->discarded = true;
-        l->stats.discards++;
+        l->discards++;
     }
-    segidx__mutex_unlock(&l->lock);
+    unlock_all(l);
 }
 
 int segidx__loader_check_page(segidx__copy *e, uint32_t local, const void *page)
@@ -523,11 +698,22 @@ void segidx_loader_stats_get(segidx_loader *l, segidx_loader_stats *out)
 {
     if (!out)
         return;
-    if (!l) {
-        memset(out, 0, sizeof *out);
+    memset(out, 0, sizeof *out);
+    if (!l)
         return;
+    lock_all(l);
+    out->fetches = l->fetches;
+    out->fetch_failures = l->fetch_failures;
+    out->evictions = l->evictions;
+    out->cached_bytes = l->cached_bytes;
+    out->cached_segments = l->cached_segments;
+    out->discards = l->discards;
+    for (size_t i = 0; i < LD_SHARDS; i++) {
+        const ld_shard *sh = &l->shards[i].s;
+        out->hits += sh->hits;
+        out->misses += sh->misses;
+        out->bad_puts += sh->bad_puts;
+        out->pinned_bytes += sh->pinned;
     }
-    segidx__mutex_lock(&l->lock);
-    *out = l->stats;
-    segidx__mutex_unlock(&l->lock);
+    unlock_all(l);
 }

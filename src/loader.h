@@ -30,6 +30,25 @@ int segidx__loader_check_page(segidx__copy *copy, uint32_t local, const void *pa
  * Discarding a copy twice changes nothing the second time. */
 void segidx__loader_discard(segidx_loader *l, segidx__copy *copy);
 
+/* Where a call lets go of every lock between two of its steps, so that
+ * other calls may run there. A test sets a hook to run such a call at that
+ * very point (FoundationDB style: the schedule is the test's, not luck's);
+ * nothing else sets one. */
+enum segidx__loader_point {
+    /* get: the first look missed, its shard lock is gone, the sid's
+     * permit not yet asked for. */
+    SEGIDX__LOADER_MISSED,
+    /* put: the pin it drops may be the last while the cache is over
+     * budget or the copy discarded; its shard lock is gone, every lock is
+     * about to be taken and the segment looked up again. */
+    SEGIDX__LOADER_PUT_LOCKED,
+};
+
+/* Call fn(ctx, point) at each point above (NULL: none). Set it before
+ * other threads use the loader. */
+void segidx__loader_set_hook(segidx_loader *l,
+                             void (*fn)(void *ctx, enum segidx__loader_point at), void *ctx);
+
 /* How segidx_read_pages() checks the pages it hands out. The public call
  * is always SEGIDX__PAGES_CHECKED; the others exist for `make bench`, to
  * measure what the check costs, and are reachable from no public call. */

@@ -29,6 +29,17 @@
 
 #if SEGIDX__THREADS
 
+/* Tell the CPU the caller is spinning: on x86 PAUSE keeps a spin loop from
+ * flooding the memory pipeline and yields to the sibling hyperthread. */
+static inline void segidx__cpu_pause(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 typedef struct segidx__mutex { pthread_mutex_t m; } segidx__mutex;
 typedef struct segidx__cond { pthread_cond_t c; } segidx__cond;
 /* For a mutex and a condition variable with static storage, which need no
@@ -37,6 +48,8 @@ typedef struct segidx__cond { pthread_cond_t c; } segidx__cond;
 #define SEGIDX__COND_INITIALIZER { PTHREAD_COND_INITIALIZER }
 /* An int many threads may load and store without a lock. */
 typedef struct segidx__atomic_int { atomic_int v; } segidx__atomic_int;
+/* An unsigned count many threads may change without a lock. */
+typedef struct segidx__atomic_uint { atomic_uint v; } segidx__atomic_uint;
 
 static inline int segidx__mutex_init(segidx__mutex *m)
 {
@@ -56,6 +69,21 @@ static inline void segidx__mutex_lock(segidx__mutex *m)
 static inline void segidx__mutex_unlock(segidx__mutex *m)
 {
     pthread_mutex_unlock(&m->m);
+}
+
+/* segidx__mutex_lock() for a mutex held only for a few dozen instructions
+ * at a time: a taker that finds it held tries again a few times, a CPU
+ * pause apart, before it sleeps. Two threads meeting on such a lock then
+ * wait for each other for nanoseconds, where a sleep and a wake-up would
+ * cost two system calls each time. */
+static inline void segidx__mutex_lock_brief(segidx__mutex *m)
+{
+    for (int i = 0; i < 64; i++) {
+        if (pthread_mutex_trylock(&m->m) == 0)
+            return;
+        segidx__cpu_pause();
+    }
+    pthread_mutex_lock(&m->m);
 }
 
 static inline int segidx__cond_init(segidx__cond *c)
@@ -212,6 +240,32 @@ static inline int segidx__atomic_int_load(const segidx__atomic_int *a)
     return atomic_load_explicit(&((segidx__atomic_int *)a)->v, memory_order_relaxed);
 }
 
+/* A count that threads holding different locks change (the loader's pins:
+ * got under one lock, put under another). Each change is one atomic
+ * read-modify-write, so none is lost and each caller learns the value it
+ * replaced. Relaxed: the count publishes no other memory; whatever must be
+ * ordered with it is ordered by the locks its users hold. */
+static inline void segidx__atomic_uint_init(segidx__atomic_uint *a, unsigned v)
+{
+    atomic_init(&a->v, v);
+}
+
+static inline unsigned segidx__atomic_uint_load(const segidx__atomic_uint *a)
+{
+    return atomic_load_explicit(&((segidx__atomic_uint *)a)->v, memory_order_relaxed);
+}
+
+/* Returns the value before. */
+static inline unsigned segidx__atomic_uint_add(segidx__atomic_uint *a, unsigned d)
+{
+    return atomic_fetch_add_explicit(&a->v, d, memory_order_relaxed);
+}
+
+static inline unsigned segidx__atomic_uint_sub(segidx__atomic_uint *a, unsigned d)
+{
+    return atomic_fetch_sub_explicit(&a->v, d, memory_order_relaxed);
+}
+
 #else /* single-threaded: nothing to lock, nobody to wait for */
 
 /* A member each: C has no empty structs. */
@@ -219,6 +273,7 @@ typedef struct segidx__mutex { char unused; } segidx__mutex;
 typedef struct segidx__rwlock { char unused; } segidx__rwlock;
 typedef struct segidx__cond { char unused; } segidx__cond;
 typedef struct segidx__atomic_int { int v; } segidx__atomic_int;
+typedef struct segidx__atomic_uint { unsigned v; } segidx__atomic_uint;
 #define SEGIDX__MUTEX_INITIALIZER { 0 }
 #define SEGIDX__COND_INITIALIZER { 0 }
 
@@ -226,6 +281,7 @@ static inline int segidx__mutex_init(segidx__mutex *m) { (void)m; return SEGIDX_
 static inline void segidx__mutex_destroy(segidx__mutex *m) { (void)m; }
 static inline void segidx__mutex_lock(segidx__mutex *m) { (void)m; }
 static inline void segidx__mutex_unlock(segidx__mutex *m) { (void)m; }
+static inline void segidx__mutex_lock_brief(segidx__mutex *m) { (void)m; }
 
 static inline int segidx__rwlock_init(segidx__rwlock *l) { (void)l; return SEGIDX_OK; }
 static inline void segidx__rwlock_destroy(segidx__rwlock *l) { (void)l; }
@@ -251,6 +307,21 @@ static inline void segidx__cond_broadcast(segidx__cond *c) { (void)c; }
 
 static inline void segidx__atomic_int_store(segidx__atomic_int *a, int v) { a->v = v; }
 static inline int segidx__atomic_int_load(const segidx__atomic_int *a) { return a->v; }
+
+static inline void segidx__atomic_uint_init(segidx__atomic_uint *a, unsigned v) { a->v = v; }
+static inline unsigned segidx__atomic_uint_load(const segidx__atomic_uint *a) { return a->v; }
+static inline unsigned segidx__atomic_uint_add(segidx__atomic_uint *a, unsigned d)
+{
+    unsigned old = a->v;
+    a->v = old + d;
+    return old;
+}
+static inline unsigned segidx__atomic_uint_sub(segidx__atomic_uint *a, unsigned d)
+{
+    unsigned old = a->v;
+    a->v = old - d;
+    return old;
+}
 
 #endif
 
