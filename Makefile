@@ -109,10 +109,10 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 PG_TESTS := $(filter $(BUILD)/tests/test_pg% $(BUILD)/tests/test_kv_pg%,$(TEST_BIN))
 # Benchmarks that open LMDB stores, linked like LMDB_TESTS.
 LMDB_BENCHES := $(filter $(BUILD)/bench/bench_volume_index $(BUILD)/bench/bench_checkpoint \
-                  $(BUILD)/bench/bench_compact %lmdb,$(BENCH_BIN))
+                  $(BUILD)/bench/bench_compact $(BUILD)/bench/bench_group_commit %lmdb,$(BENCH_BIN))
 # Benchmarks that open PostgreSQL stores (against LMDB baselines).
 PG_BENCHES := $(filter %_pg,$(BENCH_BIN))
-# The segidx command, linked statically against both libraries.
+# The segidx command, linked statically against the three libraries.
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_HDR := $(wildcard tools/*.h)
 CLI      := $(BUILD)/segidx
@@ -356,10 +356,11 @@ bench-readme:
 
 # ------------------------------------------------------------------ segidx
 
-$(CLI): $(TOOL_SRC) $(TOOL_HDR) examples/segment_files.h include/segidx.h include/segidx_lmdb.h $(STATIC) $(LMDB_STATIC)
+$(CLI): $(TOOL_SRC) $(TOOL_HDR) examples/segment_files.h include/segidx.h include/segidx_lmdb.h \
+        include/segidx_pg.h include/segidx_kvcheck.h $(STATIC) $(LMDB_STATIC) $(PG_STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $(TOOL_SRC) -o $@ $(LDFLAGS) \
-	    $(LMDB_STATIC) $(STATIC) $(LMDB_LIBS) $(DEP_LIBS) -lm
+	    $(LMDB_STATIC) $(PG_STATIC) $(STATIC) $(LMDB_LIBS) $(PG_LIBS) $(DEP_LIBS) -lm
 
 # ------------------------------------------------------------------ install
 

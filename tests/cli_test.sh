@@ -467,6 +467,14 @@ expect 0 "kvcheck, the index left alone" "$bin" check "$d"
 expect 2 "kvcheck, unknown store" "$bin" kvcheck --store=rocks
 usage_error "kvcheck, unknown store"
 expect 2 "kvcheck, an argument" "$bin" kvcheck now
+expect 2 "kvcheck, pg without a server" "$bin" kvcheck --store=pg
+usage_error "kvcheck, pg without a server"
+expect 1 "kvcheck, no PostgreSQL there" "$bin" kvcheck --store=pg \
+    --pg "host=127.0.0.1 port=1 connect_timeout=5"
+one_line "kvcheck, no PostgreSQL there"
+err_has "kvcheck, no PostgreSQL there" "Connection refused"
+expect 2 "kvcheck, a bad table name" "$bin" kvcheck --store=pg --pg "host=127.0.0.1 port=1" \
+    --pg-table "Bad Name"
 expect 0 --version "$bin" --version
 has --version '^[0-9]*\.[0-9]*\.[0-9]*$'
 expect 0 version "$bin" version
