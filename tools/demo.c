@@ -1,16 +1,19 @@
 /* demo.c: `segidx demo`, a whole host in one run. Volumes commit pages at
  * skewed random offsets; the packer cuts them into segment files under
- * DIR/segments (each fsynced by emit); each commit goes into the LMDB
- * volume index under DIR/index from the packer's commit_ready, which comes
- * only once every segment holding its pages is on disk, in commit order.
+ * DIR/segments (each fsynced by emit); the packer's commit_ready, which
+ * comes only once every segment holding a commit's pages is on disk, in
+ * commit order, collects the commits, and every packer call that handed
+ * some over is followed by one group commit of them all into the LMDB
+ * volume index under DIR/index (one store write for many commits).
  * Then random reads at random LSNs come back through a loader
  * that mmaps the files, and every page is checked against what was
  * written: a page names its (volume, offset, lsn) and the rest of it is
  * derived from those (demo_page.h).
  *
- * With --acks it says on stdout when each commit is in the index, for the
- * crash trials (tests/demo_crash.c), which kill it at random moments and
- * then hold the index to every commit it acknowledged. */
+ * With --acks it says on stdout when each commit is in the index (once
+ * the group write holding it has returned), for the crash trials
+ * (tests/demo_crash.c), which kill it at random moments and then hold the
+ * index to every commit it acknowledged. */
 #include "cli.h"
 #include "demo_page.h"
 #include "../examples/segment_files.h" /* segments as mmapped files */
@@ -55,10 +58,20 @@ struct demo {
     uint64_t segments;
     segidx_sid *sids;
     segidx_lsn *committed;         /* per volume: the index's LSN */
+    segidx_lsn *handed;            /* per volume: the last LSN commit_ready gave */
+    struct pending *pending;       /* commits handed over, not yet in the index */
+    size_t n_pending, cap_pending;
     struct history *hist;          /* volumes x space */
     uint64_t total_pages;
     bool tty;
     bool acks;                     /* --acks */
+};
+
+/* A commit the packer handed over, kept until the group that holds it:
+ * its segments' offsets are the packer's only during commit_ready. */
+struct pending {
+    segidx_volume_commit_item item;
+    segidx_commit_segment *segs;
 };
 
 /* A skewed offset: three writes in four go to the first eighth. */
@@ -153,21 +166,85 @@ static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
     return SEGIDX_OK;
 }
 
-/* A commit whose segments are all on disk: into the index, then acked. */
+static void pending_free(struct pending *p)
+{
+    for (size_t i = 0; i < p->item.n; i++)
+        segidx_offset_set_free((segidx_offset_set *)p->segs[i].offsets);
+    free(p->segs);
+}
+
+/* A commit whose segments are all on disk: kept for the next group. */
 static int commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
                         const segidx_commit_segment *segs, size_t n)
 {
     struct demo *d = ctx;
     unsigned v = demo_vid_volume(vid);
-    if (v >= d->volumes || lsn != d->committed[v] + 1)
+    if (v >= d->volumes || lsn != d->handed[v] + 1)
         return SEGIDX_ECORRUPT; /* the packer broke its order */
-    int rc = segidx_volume_commit(d->vi, vid, lsn, (uint64_t)time(NULL), segs, n);
-    if (rc)
-        return rc;
-    d->committed[v] = lsn;
-    if (d->acks)
-        print_ack(d, v, lsn, segs, n);
+    if (d->n_pending == d->cap_pending) {
+        size_t cap = d->cap_pending ? 2 * d->cap_pending : 64;
+        struct pending *p = realloc(d->pending, cap * sizeof *p);
+        if (!p)
+            return SEGIDX_ENOMEM;
+        d->pending = p;
+        d->cap_pending = cap;
+    }
+    struct pending p = { { *vid, lsn, (uint64_t)time(NULL), NULL, 0 }, calloc(n, sizeof *p.segs) };
+    if (!p.segs)
+        return SEGIDX_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        p.segs[i].sid = segs[i].sid;
+        if (!(p.segs[i].offsets = segidx_offset_set_copy(segs[i].offsets))) {
+            pending_free(&p);
+            return SEGIDX_ENOMEM;
+        }
+        p.item.n = i + 1;
+    }
+    p.item.segs = p.segs;
+    d->pending[d->n_pending++] = p;
+    d->handed[v] = lsn;
     return SEGIDX_OK;
+}
+
+/* Every commit handed over since the last group, into the index in one
+ * write, then acked: an ack is printed only once the write returned. */
+static int commit_pending(struct demo *d)
+{
+    if (!d->n_pending)
+        return SEGIDX_OK;
+    segidx_volume_commit_item *items = malloc(d->n_pending * sizeof *items);
+    if (!items)
+        return SEGIDX_ENOMEM;
+    for (size_t i = 0; i < d->n_pending; i++)
+        items[i] = d->pending[i].item;
+    size_t failed;
+    int rc = segidx_volume_commit_group(d->vi, items, d->n_pending, &failed);
+    free(items);
+    if (rc) {
+        if (failed < d->n_pending)
+            fprintf(stderr, "segidx: demo: commit %llu of volume %u refused\n",
+                    (unsigned long long)d->pending[failed].item.lsn,
+                    demo_vid_volume(&d->pending[failed].item.vid));
+        return rc;
+    }
+    for (size_t i = 0; i < d->n_pending; i++) {
+        const struct pending *p = &d->pending[i];
+        unsigned v = demo_vid_volume(&p->item.vid);
+        d->committed[v] = p->item.lsn;
+        if (d->acks)
+            print_ack(d, v, p->item.lsn, p->segs, p->item.n);
+        pending_free(&d->pending[i]);
+    }
+    d->n_pending = 0;
+    return SEGIDX_OK;
+}
+
+/* After a packer call: commit what it handed over (also when it failed
+ * later on: those commits are complete), the call's error first. */
+static int after_packer(struct demo *d, int rc)
+{
+    int committed = commit_pending(d);
+    return rc ? rc : committed;
 }
 
 static int history_add(struct history *h, segidx_lsn lsn)
@@ -211,7 +288,7 @@ static int write_volumes(struct demo *d)
             }
             for (uint32_t k = 0; k < n && !rc; k++) {
                 demo_page_fill(page, v, offs[k], lsn);
-                rc = segidx_packer_add(packer, &d->vids[v], offs[k], lsn, page);
+                rc = after_packer(d, segidx_packer_add(packer, &d->vids[v], offs[k], lsn, page));
                 if (!rc)
                     rc = history_add(&d->hist[(size_t)v * d->space + offs[k]], lsn);
                 d->total_pages += !rc;
@@ -219,7 +296,7 @@ static int write_volumes(struct demo *d)
         }
         progress(d, "writing", lsn, d->commits);
     }
-    if (!rc && (rc = segidx_packer_flush(packer)))
+    if (!rc && (rc = after_packer(d, segidx_packer_flush(packer))))
         what = "flush";
     for (unsigned v = 0; v < d->volumes && !rc; v++)
         if (d->committed[v] != d->commits)
@@ -331,6 +408,10 @@ static void demo_free(struct demo *d)
             free(d->hist[i].lsns);
     free(d->hist);
     free(d->committed);
+    free(d->handed);
+    for (size_t i = 0; i < d->n_pending; i++)
+        pending_free(&d->pending[i]);
+    free(d->pending);
     free(d->vids);
     free(d->sids);
 }
@@ -392,8 +473,9 @@ static int run_demo(const cli_command *cmd, int argc, char **argv)
     memcpy(d.sid_prefix, &s, 8);
     d.vids = calloc(d.volumes, sizeof *d.vids);
     d.committed = calloc(d.volumes, sizeof *d.committed);
+    d.handed = calloc(d.volumes, sizeof *d.handed);
     d.hist = calloc((size_t)d.volumes * d.space, sizeof *d.hist);
-    if (!d.vids || !d.committed || !d.hist) {
+    if (!d.vids || !d.committed || !d.handed || !d.hist) {
         demo_free(&d);
         return cli_fail("demo", SEGIDX_ENOMEM);
     }
