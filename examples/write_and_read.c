@@ -1,7 +1,9 @@
 /* write_and_read: a whole host on one page. Pages go through the packer
- * into segment files; each commit goes into an LMDB volume index when the
- * packer says all its segments are written (commit_ready); reads come back
- * through a loader that mmaps the files, and are checked.
+ * into segment files; the packer says when all the segments of a commit
+ * are written (commit_ready), and after each packer call the commits it
+ * handed over go into an LMDB volume index together, in one atomic (and
+ * durable) write; reads come back through a loader that mmaps the files,
+ * and are checked.
  *
  * Build against an installed libsegidx:
  *     cc write_and_read.c $(pkg-config --cflags --libs libsegidx_lmdb)
@@ -18,7 +20,7 @@
 
 #include "segment_files.h"
 
-enum { PAGE = 4096, VOLUMES = 2, COMMITS = 20, PAGES_PER_COMMIT = 16 };
+enum { PAGE = 4096, VOLUMES = 2, COMMITS = 20, PAGES_PER_COMMIT = 16, MAX_SEGS = 4 };
 
 /* What a page holds: its volume, offset and LSN, so a read can be checked. */
 static void fill(unsigned char *page, int volume, segidx_offset off, segidx_lsn lsn)
@@ -28,11 +30,20 @@ static void fill(unsigned char *page, int volume, segidx_offset off, segidx_lsn 
              (unsigned long long)lsn);
 }
 
+/* A commit handed over and not yet in the index, with copies of what the
+ * packer lent for the callback. */
+struct pending {
+    segidx_volume_commit_item item;
+    segidx_commit_segment segs[MAX_SEGS];
+};
+
 struct host {
     segment_files files;
     segidx_volume_index *index;
     uint64_t next_sid;
     segidx_vid vids[VOLUMES];
+    struct pending pending[VOLUMES * COMMITS];
+    size_t n_pending;
 };
 
 static int next_sid(void *ctx, segidx_sid *sid)
@@ -55,13 +66,38 @@ static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
     return segment_files_write(&h->files, sid, buf, len);
 }
 
-/* Every segment holding the commit is written: catalogue it. `segs` is
- * borrowed, exactly what segidx_volume_commit wants. */
+/* Every segment holding the commit is written: keep it for the next
+ * group. `segs` is borrowed, so copy it. */
 static int commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
                         const segidx_commit_segment *segs, size_t n)
 {
     struct host *h = ctx;
-    return segidx_volume_commit(h->index, vid, lsn, lsn, segs, n);
+    if (n > MAX_SEGS || h->n_pending == VOLUMES * COMMITS)
+        return SEGIDX_ERANGE;
+    struct pending *p = &h->pending[h->n_pending];
+    for (size_t i = 0; i < n; i++) {
+        p->segs[i].sid = segs[i].sid;
+        if (!(p->segs[i].offsets = segidx_offset_set_copy(segs[i].offsets)))
+            return SEGIDX_ENOMEM; /* (the copies before it leak: the example stops) */
+    }
+    p->item = (segidx_volume_commit_item){ *vid, lsn, lsn, p->segs, n };
+    h->n_pending++;
+    return SEGIDX_OK;
+}
+
+/* Catalogue the commits handed over since the last call: one atomic write
+ * of the index for all of them (one fsync instead of one per commit). */
+static int commit_pending(struct host *h)
+{
+    segidx_volume_commit_item items[VOLUMES * COMMITS];
+    for (size_t i = 0; i < h->n_pending; i++)
+        items[i] = h->pending[i].item;
+    int rc = segidx_volume_commit_group(h->index, items, h->n_pending, NULL);
+    for (size_t i = 0; i < h->n_pending; i++)
+        for (size_t j = 0; j < h->pending[i].item.n; j++)
+            segidx_offset_set_free((segidx_offset_set *)h->pending[i].segs[j].offsets);
+    h->n_pending = 0;
+    return rc;
 }
 
 static int check_page(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn)
@@ -111,9 +147,11 @@ int main(int argc, char **argv)
                 segidx_offset off = (segidx_offset)((lsn * 7 + k * 13) % 64);
                 fill(page, v, off, lsn);
                 rc = segidx_packer_add(packer, &h.vids[v], off, lsn, page);
+                if (!rc)
+                    rc = commit_pending(&h);
             }
-    if (rc || (rc = segidx_packer_flush(packer))) /* flush: the last commits too */
-        return fail("pack", rc);
+    if (rc || (rc = segidx_packer_flush(packer)) || (rc = commit_pending(&h)))
+        return fail("pack", rc); /* flush: the last commits too */
     segidx_packer_free(packer);
 
     /* Read: every volume at every LSN, pages 0..63, checked byte for byte. */
