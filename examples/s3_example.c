@@ -65,6 +65,14 @@ struct segment {
     size_t len;
 };
 
+/* A commit the packer handed over, not yet in the catalog, with copies of
+ * what it lent for the callback. */
+#define PENDING_SEGS 4
+struct pending {
+    segidx_volume_commit_item item;
+    segidx_commit_segment segs[PENDING_SEGS];
+};
+
 struct host {
     s3_client s3;
     segidx_volume_index *vi;
@@ -74,6 +82,8 @@ struct host {
     struct segment segs[MAX_SEGMENTS];
     size_t n_segs;
     uint64_t uploaded;
+    struct pending pending[VOLUMES * COMMITS];
+    size_t n_pending;
 };
 
 /* Which commits wrote which offsets: the model every read is checked by. */
@@ -141,11 +151,38 @@ static int emit(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
     return SEGIDX_OK;
 }
 
+/* Every segment of the commit is in the bucket: keep it for the group
+ * commit after this packer call. */
 static int commit_ready(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
                         const segidx_commit_segment *segs, size_t n)
 {
     struct host *h = ctx;
-    return segidx_volume_commit(h->vi, vid, lsn, lsn, segs, n);
+    if (n > PENDING_SEGS || h->n_pending == VOLUMES * COMMITS)
+        return SEGIDX_ERANGE;
+    struct pending *p = &h->pending[h->n_pending];
+    for (size_t i = 0; i < n; i++) {
+        p->segs[i].sid = segs[i].sid;
+        if (!(p->segs[i].offsets = segidx_offset_set_copy(segs[i].offsets)))
+            return SEGIDX_ENOMEM; /* (the copies before it leak: the example stops) */
+    }
+    p->item = (segidx_volume_commit_item){ *vid, lsn, lsn, p->segs, n };
+    h->n_pending++;
+    return SEGIDX_OK;
+}
+
+/* The commits handed over since the last call, into the catalog in one
+ * atomic write. */
+static int commit_pending(struct host *h)
+{
+    segidx_volume_commit_item items[VOLUMES * COMMITS];
+    for (size_t i = 0; i < h->n_pending; i++)
+        items[i] = h->pending[i].item;
+    int rc = segidx_volume_commit_group(h->vi, items, h->n_pending, NULL);
+    for (size_t i = 0; i < h->n_pending; i++)
+        for (size_t j = 0; j < h->pending[i].item.n; j++)
+            segidx_offset_set_free((segidx_offset_set *)h->pending[i].segs[j].offsets);
+    h->n_pending = 0;
+    return rc;
 }
 
 static int write_volumes(struct host *h)
@@ -160,9 +197,13 @@ static int write_volumes(struct host *h)
             for (int k = 0; k < PAGES_PER_COMMIT && !rc; k++) {
                 fill(page, v, commit_offset(lsn, k), lsn);
                 rc = segidx_packer_add(p, &h->vids[v], commit_offset(lsn, k), lsn, page);
+                if (!rc)
+                    rc = commit_pending(h);
             }
     if (!rc)
         rc = segidx_packer_flush(p);
+    if (!rc)
+        rc = commit_pending(h);
     segidx_packer_free(p);
     return rc;
 }
