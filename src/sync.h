@@ -48,8 +48,6 @@ typedef struct segidx__cond { pthread_cond_t c; } segidx__cond;
 #define SEGIDX__COND_INITIALIZER { PTHREAD_COND_INITIALIZER }
 /* An int many threads may load and store without a lock. */
 typedef struct segidx__atomic_int { atomic_int v; } segidx__atomic_int;
-/* An unsigned count many threads may change without a lock. */
-typedef struct segidx__atomic_uint { atomic_uint v; } segidx__atomic_uint;
 
 static inline int segidx__mutex_init(segidx__mutex *m)
 {
@@ -228,6 +226,17 @@ static inline void segidx__rwlock_waiting(segidx__rwlock *l, unsigned *readers,
     pthread_mutex_unlock(&l->m);
 }
 
+/* A hash of the calling thread's id, to spread threads over stripes of
+ * per-thread state (pthread_t is opaque: its bytes are hashed). */
+static inline uint64_t segidx__thread_hash(void)
+{
+    pthread_t t = pthread_self();
+    uint64_t v = 0;
+    memcpy(&v, &t, sizeof t < sizeof v ? sizeof t : sizeof v);
+    v *= 0x9E3779B97F4A7C15ull;
+    return v ^ v >> 29;
+}
+
 /* Relaxed: for values read for information (last error codes, counters),
  * never to publish other memory. */
 static inline void segidx__atomic_int_store(segidx__atomic_int *a, int v)
@@ -240,32 +249,6 @@ static inline int segidx__atomic_int_load(const segidx__atomic_int *a)
     return atomic_load_explicit(&((segidx__atomic_int *)a)->v, memory_order_relaxed);
 }
 
-/* A count that threads holding different locks change (the loader's pins:
- * got under one lock, put under another). Each change is one atomic
- * read-modify-write, so none is lost and each caller learns the value it
- * replaced. Relaxed: the count publishes no other memory; whatever must be
- * ordered with it is ordered by the locks its users hold. */
-static inline void segidx__atomic_uint_init(segidx__atomic_uint *a, unsigned v)
-{
-    atomic_init(&a->v, v);
-}
-
-static inline unsigned segidx__atomic_uint_load(const segidx__atomic_uint *a)
-{
-    return atomic_load_explicit(&((segidx__atomic_uint *)a)->v, memory_order_relaxed);
-}
-
-/* Returns the value before. */
-static inline unsigned segidx__atomic_uint_add(segidx__atomic_uint *a, unsigned d)
-{
-    return atomic_fetch_add_explicit(&a->v, d, memory_order_relaxed);
-}
-
-static inline unsigned segidx__atomic_uint_sub(segidx__atomic_uint *a, unsigned d)
-{
-    return atomic_fetch_sub_explicit(&a->v, d, memory_order_relaxed);
-}
-
 #else /* single-threaded: nothing to lock, nobody to wait for */
 
 /* A member each: C has no empty structs. */
@@ -273,7 +256,6 @@ typedef struct segidx__mutex { char unused; } segidx__mutex;
 typedef struct segidx__rwlock { char unused; } segidx__rwlock;
 typedef struct segidx__cond { char unused; } segidx__cond;
 typedef struct segidx__atomic_int { int v; } segidx__atomic_int;
-typedef struct segidx__atomic_uint { unsigned v; } segidx__atomic_uint;
 #define SEGIDX__MUTEX_INITIALIZER { 0 }
 #define SEGIDX__COND_INITIALIZER { 0 }
 
@@ -305,23 +287,11 @@ static inline void segidx__cond_wait(segidx__cond *c, segidx__mutex *m) { (void)
 static inline void segidx__cond_signal(segidx__cond *c) { (void)c; }
 static inline void segidx__cond_broadcast(segidx__cond *c) { (void)c; }
 
+static inline uint64_t segidx__thread_hash(void) { return 0; }
+
 static inline void segidx__atomic_int_store(segidx__atomic_int *a, int v) { a->v = v; }
 static inline int segidx__atomic_int_load(const segidx__atomic_int *a) { return a->v; }
 
-static inline void segidx__atomic_uint_init(segidx__atomic_uint *a, unsigned v) { a->v = v; }
-static inline unsigned segidx__atomic_uint_load(const segidx__atomic_uint *a) { return a->v; }
-static inline unsigned segidx__atomic_uint_add(segidx__atomic_uint *a, unsigned d)
-{
-    unsigned old = a->v;
-    a->v = old + d;
-    return old;
-}
-static inline unsigned segidx__atomic_uint_sub(segidx__atomic_uint *a, unsigned d)
-{
-    unsigned old = a->v;
-    a->v = old - d;
-    return old;
-}
 
 #endif
 
