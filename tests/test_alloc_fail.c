@@ -1565,6 +1565,122 @@ static void checkpoint_calls(void **state)
     assert_int_equal(fa.live, live);
 }
 
+/* ------------------------------------------------------------ group commit */
+
+/* A group of commits: items of several volumes, several LSNs of each. */
+struct group_ctx {
+    struct vi_ctx *c;
+    segidx_volume_commit_item items[16];
+    segidx_commit_segment segs[16];
+    size_t n;
+};
+
+static void group_add(struct group_ctx *g, unsigned v, segidx_lsn lsn, bool empty)
+{
+    g->segs[g->n] = (segidx_commit_segment){ commit_sid(v, lsn),
+                                             empty ? NULL : commit_offsets(v, lsn) };
+    g->items[g->n] = (segidx_volume_commit_item){ vid_n(v), lsn, lsn * 10, &g->segs[g->n],
+                                                  empty ? 0 : 1 };
+    g->n++;
+}
+
+static void group_clear(struct group_ctx *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        segidx_offset_set_free((segidx_offset_set *)g->segs[i].offsets);
+    g->n = 0;
+}
+
+static int group_call(void *ctx)
+{
+    struct group_ctx *g = ctx;
+    size_t failed;
+    int rc = segidx_volume_commit_group(g->c->vi, g->items, g->n, &failed);
+    assert_true(rc == SEGIDX_OK ? failed == g->n : failed <= g->n);
+    return rc;
+}
+
+static void group_unchanged(void *ctx)
+{
+    struct group_ctx *g = ctx;
+    vi_unchanged(g->c);
+}
+
+/* The group that succeeded wrote what its commits one by one write. */
+static void group_answer(void *ctx)
+{
+    struct group_ctx *g = ctx;
+    for (size_t i = 0; i < g->n; i++) {
+        const segidx_volume_commit_item *it = &g->items[i];
+        assert_int_equal(segidx_volume_commit(g->c->ref, &it->vid, it->lsn, it->commit_time,
+                                              it->segs, it->n),
+                         SEGIDX_OK);
+    }
+    assert_true(stores_equal(g->c->kv, g->c->ref_kv));
+}
+
+/* segidx_volume_commit_group() on the short schedule: groups of two
+ * volumes' commits 5 LSNs at a time (rounds, deltas of every level and an
+ * image inside groups, each round reading the group's earlier commits),
+ * then one that upgrades a volume written without checkpoints and starts
+ * a new one with an empty commit among its own. */
+static void group_commit_calls(void **state)
+{
+    (void)state;
+    size_t live = fa.live;
+    struct vi_ctx *c = calloc(1, sizeof *c);
+    struct group_ctx *g = calloc(1, sizeof *g);
+    assert_non_null(c);
+    assert_non_null(g);
+    g->c = c;
+    segidx_volume_index *walk, *ref_walk;
+    assert_int_equal(segidx_kv_mem_open(&c->kv), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(c->kv, &ckpt_opts, &c->vi), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->kv), &walk_opts, &walk),
+                     SEGIDX_OK);
+    assert_int_equal(segidx_kv_mem_open(&c->ref_kv), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(c->ref_kv, &ckpt_opts, &c->ref), SEGIDX_OK);
+    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->ref_kv), &walk_opts, &ref_walk),
+                     SEGIDX_OK);
+    for (segidx_lsn lsn = 1; lsn <= CK_HISTORY; lsn++) {
+        commit_unarmed(walk, 2, lsn);
+        commit_unarmed(ref_walk, 2, lsn);
+    }
+    sweep gs = SWEEP("segidx_volume_commit_group", group_call, group_unchanged, group_answer, g);
+    long points = 0, groups = 0, commits = 0;
+    for (segidx_lsn from = 1; from <= CK_COMMITS; from += 5, groups++) {
+        for (segidx_lsn lsn = from; lsn < from + 5; lsn++)
+            for (unsigned v = 0; v < 2; v++)
+                group_add(g, v, lsn, false);
+        dump(c->kv, &c->before);
+        points += sweep_points(&gs);
+        commits += (long)g->n;
+        group_clear(g);
+    }
+    group_add(g, 3, 1, false);
+    group_add(g, 2, CK_HISTORY + 1, false);
+    group_add(g, 3, 2, true);
+    group_add(g, 2, CK_HISTORY + 2, false);
+    group_add(g, 3, 3, false);
+    dump(c->kv, &c->before);
+    points += sweep_points(&gs);
+    commits += (long)g->n;
+    groups++;
+    group_clear(g);
+    char over[64];
+    snprintf(over, sizeof over, " over %ld groups (%ld commits)", groups, commits);
+    report(gs.name, points, over);
+    segidx_volume_index_close(walk);
+    segidx_volume_index_close(ref_walk);
+    segidx_volume_index_close(c->vi);
+    segidx_volume_index_close(c->ref);
+    bytes_free(&c->before);
+    bytes_free(&c->after);
+    free(g);
+    free(c);
+    assert_int_equal(fa.live, live);
+}
+
 /* ------------------------------------------------------------ loader, reads */
 
 /* A segment source over NVOL x NCOMMITS segments in memory. */
@@ -2114,6 +2230,7 @@ int main(void)
         cmocka_unit_test(kv_lmdb_calls),
         cmocka_unit_test(volume_index_calls),
         cmocka_unit_test(checkpoint_calls),
+        cmocka_unit_test(group_commit_calls),
         cmocka_unit_test(read_calls),
         cmocka_unit_test(compaction_calls),
     };
