@@ -78,8 +78,39 @@ static void commit1(int vol, int time, int sid, int lo, int extra)
 
 static void commit_empty(int vol, int time)
 {
-    b(1 | vol << 3);
+    b(0 | vol << 3);
     b(0);
+    b(time);
+    b(0);
+}
+
+/* A group of `n` commits (segidx_volume_commit_group); each item follows:
+ * item(), item_at() or item_empty(). */
+static void group(int n) { b(1); b(n - 1); }
+
+/* An item at its volume's next LSN (within the group too), one segment. */
+static void item(int vol, int time, int sid, int lo, int extra)
+{
+    b(vol);
+    b(time);
+    b(1);
+    b(sid);
+    range1(lo, extra);
+}
+
+/* An item at LSN `lsn` (15 or less), one segment. */
+static void item_at(int vol, int lsn, int time, int sid, int lo, int extra)
+{
+    b(0xE0 | lsn << 1 | vol);
+    b(time);
+    b(1);
+    b(sid);
+    range1(lo, extra);
+}
+
+static void item_empty(int vol, int time)
+{
+    b(vol);
     b(time);
     b(0);
 }
@@ -208,7 +239,9 @@ static void delete_key(int vol, int lsn, int sid)
  * from the next one on (0: the truth). The store calls of each op: get:
  * get. commit: get, write. find: get, scan, get. prune: get, scan, write
  * (get alone when there is nothing to prune). commits: get, scan. list:
- * scan. A byte is kind + KINDS * q; some scan lies take one more byte. */
+ * scan. group: a get per volume as its first item comes, a scan or
+ * several for each item that closes a checkpoint round, one write. A
+ * byte is kind + KINDS * q; some scan lies take one more byte. */
 
 enum { S_FOREIGN = 1, S_REVERSED, S_SWAP, S_REPEAT, S_IGNORE_STOP, S_RC_END, S_FAIL_MID,
        S_NULL_BYTES, S_CUT_KEY, S_EMPTY_KEY, S_FLIP, S_KINDS };
@@ -558,6 +591,74 @@ int main(int argc, char **argv)
     prune(0, 6, 1);
     reads(0);
     emit("hostile-write-commit");
+
+    /* ---- groups: several LSNs of both volumes in one write, rounds of
+     * the short schedule (every other commit) closed inside the group,
+     * refused groups (an LSN skipped, repeated, bad segments), reads. */
+    group(8);
+    item(0, 40, 1, 0, 7);       /* A 1: round 0, an image */
+    item(1, 41, 2, 2, 3);       /* B 1 */
+    item(0, 42, 3, 4, 3);       /* A 2 */
+    item(0, 43, 4, 6, 1);       /* A 3: round 1 reads A 2 from the group */
+    item_empty(1, 44);          /* B 2 */
+    item(1, 45, 5, 0, 1);       /* B 3: a round */
+    item(0, 46, 1, 1, 0);       /* A 4 */
+    item(0, 47, 2, 3, 2);       /* A 5: round 2, deltas of two levels */
+    reads(0);
+    reads(1);
+    group(3);
+    item(1, 50, 3, 8, 3);       /* B 4 */
+    item_at(1, 6, 51, 4, 9, 0); /* B 6: skipped, so the group is refused */
+    item(0, 52, 5, 12, 3);
+    group(2);
+    item(0, 53, 1, 0, 1);       /* A 6 */
+    item_at(0, 6, 54, 2, 2, 0); /* A 6 again: refused */
+    group(2);
+    item(1, 55, 0, 0, 1);       /* sid 0: EINVAL, named first */
+    item_at(0, 9, 56, 2, 2, 0);
+    group(4);
+    item(1, 57, 1, 0, 3);       /* B 4 */
+    item(0, 58, 2, 20, 3);      /* A 6 */
+    item(0, 59, 3, 24, 3);      /* A 7: a round */
+    item(1, 60, 4, 5, 0);       /* B 5: a round */
+    reads(0);
+    reads(1);
+    changed(0, 2, 7);
+    prune(0, 5, 1);
+    group(2);
+    item(0, 61, 4, 1, 3);       /* A 8 */
+    item(0, 62, 5, 0, 0);       /* A 9: a round after the prune */
+    reads(0);
+    emit("clean-group");
+
+    history(0);
+    /* get A, get B, scan (A 7's round reads A 6 from the group), write:
+     * refused as a conflict once, so the group reads again and retries. */
+    LIE(0, 0, 0, write_lie(W_FAIL, RC_ECONFLICT), 0, 0, 0, 0);
+    group(3);
+    item(0, 30, 2, 8, 3);       /* A 6 */
+    item(1, 31, 3, 0, 3);       /* B 1 */
+    item(0, 32, 1, 2, 1);       /* A 7: a round */
+    LIE(0, 0, scan_lie(S_FLIP, 1), 0, 0);
+    group(3);
+    item(0, 33, 4, 3, 3);       /* A 8 */
+    item(0, 34, 2, 9, 2);       /* A 9: a round; the scan of A 7's delta lies */
+    item(1, 35, 1, 1, 1);
+    LIE(0, 0, write_lie(W_APPLY_FAIL, RC_EIO)); /* get B, get A, write */
+    group(2);
+    item(1, 36, 5, 5, 5);       /* B 2 */
+    item(0, 37, 3, 0, 2);       /* A 8 (the group before was refused) */
+    LIE(get_lie(G_SILENT, 0), 0, 0);
+    group(2);
+    item(0, 38, 1, 7, 1);
+    item(1, 39, 4, 6, 0);
+    other_version();
+    group(2);
+    item(0, 40, 2, 0, 4);
+    item(1, 41, 2, 0, 4);
+    reads(0);
+    reads(1);
+    emit("hostile-group");
 
     /* Prunes: a lying scan must never be written back, and a write taken
      * and then reported failed is followed. */

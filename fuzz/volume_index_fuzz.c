@@ -7,7 +7,11 @@
  * walked), and c >> 4 is a small parameter. Operands follow; a short input
  * reads as zeros.
  *
- *   0, 1  commit    [lsn mode] [time] [n segs] n * ([sid] [offsets])
+ *   0     commit    [lsn mode] [time] [n segs] n * ([sid] [offsets])
+ *   1     group     [count] count * ([volume + lsn mode] [time] [n segs]
+ *                   n * ([sid] [offsets]))     (segidx_volume_commit_group:
+ *                                               1..8 commits of either
+ *                                               volume, in one write)
  *   2, 3  find      [lsn] [stop after] [offsets]
  *   4     prune     [keep_from]                   (c >> 4 odd: prune_report)
  *   5     read      get / list / commits          ((c >> 4) % 6: 0..2)
@@ -773,6 +777,123 @@ static void op_commit(struct state *st, struct volume *v, struct reader *r)
         segidx_offset_set_free(offs[i]);
 }
 
+/* ------------------------------------------------------------ group commit */
+
+#define GROUP_MAX 8
+
+/* The arguments segidx_volume_commit() refuses: EINVAL. */
+static bool bad_segments(const segidx_commit_segment *segs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (segidx_offset_set_is_empty(segs[i].offsets) || segs[i].sid.bytes[0] == 0)
+            return true;
+        for (size_t j = 0; j < i; j++)
+            if (!memcmp(segs[i].sid.bytes, segs[j].sid.bytes, 16) ||
+                !disjoint(segs[i].offsets, segs[j].offsets))
+                return true;
+    }
+    return false;
+}
+
+/* A group of commits to either volume: all of them or none. For clean
+ * volumes, exactly: the first item with bad arguments is EINVAL, else the
+ * first whose LSN is not its volume's next is ECONFLICT, each naming that
+ * item; else every commit lands, in one write. */
+static void op_group(struct state *st, struct reader *r)
+{
+    size_t n = 1 + u8(r) % GROUP_MAX;
+    segidx_volume_commit_item items[GROUP_MAX];
+    segidx_commit_segment segs[GROUP_MAX][MAX_SEGS];
+    segidx_offset_set *offs[GROUP_MAX][MAX_SEGS];
+    struct volume *vols[GROUP_MAX];
+    uint64_t next[2] = { st->vol[0].lsn + 1, st->vol[1].lsn + 1 };
+    for (int k = 0; k < 2; k++)
+        if (st->vol[k].dirty) { /* asked of the honest store */
+            segidx_volume_meta m;
+            next[k] = segidx_volume_get(st->check_vi, &st->vol[k].vid, &m) == SEGIDX_OK
+                          ? m.lsn + 1 : 1;
+        }
+    bool dirty = false;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t mode = u8(r);
+        int k = mode & 1;
+        struct volume *v = &st->vol[k];
+        uint64_t time = u8(r);
+        size_t ns = u8(r) % (MAX_SEGS + 1);
+        for (size_t j = 0; j < ns; j++) {
+            segs[count][j].sid = make_sid(u8(r) % 6);
+            offs[count][j] = read_offsets(r);
+            segs[count][j].offsets = offs[count][j];
+        }
+        /* The model has room for MAX_COMMITS commits of a volume. */
+        if (v->lsn + 1 + GROUP_MAX >= MAX_COMMITS && !v->dirty) {
+            for (size_t j = 0; j < ns; j++)
+                segidx_offset_set_free(offs[count][j]);
+            continue;
+        }
+        uint64_t lsn = mode >= 0xE0 ? (uint64_t)(mode - 0xE0u) >> 1 : next[k];
+        next[k] = lsn + 1;
+        items[count] = (segidx_volume_commit_item){ v->vid, lsn, time, ns ? segs[count] : NULL,
+                                                    ns };
+        vols[count++] = v;
+        dirty |= v->dirty;
+    }
+    if (!count)
+        return;
+    int want = SEGIDX_OK;
+    size_t want_failed = count;
+    for (size_t i = 0; i < count && !want; i++)
+        if (bad_segments(segs[i], items[i].n)) {
+            want = SEGIDX_EINVAL;
+            want_failed = i;
+        }
+    uint64_t model_next[2] = { st->vol[0].lsn + 1, st->vol[1].lsn + 1 };
+    for (size_t i = 0; i < count && !want; i++) {
+        int k = vols[i] == &st->vol[1];
+        if (items[i].lsn != model_next[k]++) {
+            want = SEGIDX_ECONFLICT;
+            want_failed = i;
+        }
+    }
+
+    XXH128_hash_t before = dump_store(st->h);
+    call_begin(st);
+    size_t failed = SIZE_MAX;
+    int rc = segidx_volume_commit_group(st->vi, items, count, &failed);
+    struct hostile *h = st->h;
+    CHECK(allowed(st, rc));
+    CHECK(failed <= count);
+    CHECK(h->applied <= 1);
+    if (rc == SEGIDX_OK)
+        CHECK(h->applied == 1 && failed == count);
+    else if (!h->applied)
+        CHECK(XXH128_isEqual(before, dump_store(h)));
+    if (!dirty) {
+        CHECK(rc == want || lie_error(st, rc));
+        if (rc == want)
+            CHECK(failed == want_failed || h->lies);
+    }
+    if (h->applied) {
+        /* Written, whatever the store then said: a clean volume's items
+         * were its next commits, and the model takes them. */
+        for (size_t i = 0; i < count; i++) {
+            CHECK(!bad_segments(segs[i], items[i].n));
+            if (vols[i]->dirty)
+                continue;
+            CHECK(items[i].lsn == vols[i]->lsn + 1);
+            model_commit(vols[i], items[i].lsn, items[i].commit_time, segs[i], offs[i],
+                         items[i].n);
+        }
+        for (int k = 0; k < 2; k++)
+            if (h->lies && !st->vol[k].dirty)
+                verify_clean(st, &st->vol[k]);
+    }
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = 0; j < items[i].n; j++)
+            segidx_offset_set_free(offs[i][j]);
+}
+
 /* ------------------------------------------------------------ find */
 
 struct expect_cb {
@@ -1480,8 +1601,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct volume *v = &st->vol[(c >> 3) & 1];
         switch (c & 7) {
         case 0:
-        case 1:
             op_commit(st, v, &r);
+            break;
+        case 1:
+            op_group(st, &r);
             break;
         case 2:
         case 3:
