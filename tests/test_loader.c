@@ -12,6 +12,10 @@
  * pinned, or never released by the end is a failure. Worker threads never
  * call cmocka's asserts (they longjmp): they count violations, and the
  * main thread asserts the counts are zero. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE 1 /* sched_setaffinity(), sched_getcpu(): stripes by CPU */
+#endif
+
 #include "testutil.h"
 
 #include <limits.h>
@@ -1257,6 +1261,241 @@ static void test_read_source_errors(void **state)
     rp_world_close(&w);
 }
 
+/* ------------------------------------------------------------ races, by schedule */
+
+/* A hook (loader.h) that runs one racing operation, once, at the point it
+ * names: the race happens exactly there, on every run. */
+enum race_op {
+    RACE_NONE,
+    RACE_GET_SAME,   /* another get of the segment being put */
+    RACE_PUT_OTHER,  /* the put of another pinned segment (it evicts) */
+    RACE_DISCARD,    /* the segment being put is discarded */
+    RACE_GET_NEW,    /* a cold get and put of a third segment */
+    RACE_BAD_PUT,    /* a put without a get takes the pin being put */
+    RACE_FILL,       /* get+put of the sid being missed: it is cached first */
+    RACE_FAIL,       /* a get of the sid being missed whose fetch fails */
+};
+
+struct race {
+    segidx_loader *l;
+    struct fake *f;
+    enum segidx__loader_point at;
+    enum race_op op;
+    int runs;               /* how often the hook fired at `at` */
+    int sid;                /* the segment the race is about */
+    const segidx_segment *seg, *other, *extra;
+    segidx__copy *copy;
+};
+
+static void race_hook(void *ctx, enum segidx__loader_point at)
+{
+    struct race *r = ctx;
+    if (at != r->at || r->runs++)
+        return; /* once, and not from inside the racing call itself */
+    struct fake *f = r->f;
+    const segidx_segment *s = NULL;
+    switch (r->op) {
+    case RACE_NONE:
+        break;
+    case RACE_GET_SAME:
+        assert_int_equal(segidx_loader_get(r->l, &f->sids[r->sid], &r->extra), SEGIDX_OK);
+        assert_ptr_equal(r->extra, r->seg);
+        break;
+    case RACE_PUT_OTHER:
+        segidx_loader_put(r->l, r->other);
+        break;
+    case RACE_DISCARD:
+        segidx__loader_discard(r->l, r->copy);
+        break;
+    case RACE_GET_NEW:
+        assert_int_equal(segidx_loader_get(r->l, &f->sids[2], &s), SEGIDX_OK);
+        assert_non_null(check_segment(f, s, 2));
+        segidx_loader_put(r->l, s);
+        break;
+    case RACE_BAD_PUT:
+        segidx_loader_put(r->l, r->seg);
+        break;
+    case RACE_FILL:
+        get_put(r->l, f, r->sid);
+        break;
+    case RACE_FAIL:
+        f->fail_all = true;
+        assert_int_equal(segidx_loader_get(r->l, &f->sids[r->sid], &s), SEGIDX_EIO);
+        f->fail_all = false;
+        break;
+    }
+}
+
+/* A put that may drop the last pin while the cache is over budget leaves
+ * its stripe's lock and takes every lock: each racing operation runs in
+ * that gap. A budget of one segment; A (0) and B (1) pinned, so over
+ * budget; A is put. */
+static void run_put_race(enum race_op op)
+{
+    struct fake *f = fake_new(3, pages_same);
+    size_t one = f->len[0];
+    segidx_loader *l = loader_over(f, one, 0);
+    struct race r = { l, f, SEGIDX__LOADER_PUT_LOCKED, op, 0, 0, NULL, NULL, NULL, NULL };
+    assert_int_equal(segidx__loader_pin(l, &f->sids[0], &r.seg, &r.copy), SEGIDX_OK);
+    assert_int_equal(segidx_loader_get(l, &f->sids[1], &r.other), SEGIDX_OK);
+    segidx__loader_set_hook(l, race_hook, &r);
+    segidx_loader_put(l, r.seg);
+    /* A racing put goes the same way and passes the hook once more. */
+    assert_int_equal(r.runs, op == RACE_GET_SAME || op == RACE_DISCARD ? 1 : 2);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    switch (op) {
+    case RACE_GET_SAME:
+        /* Our pin went, the racing one holds A: nothing could leave. */
+        assert_int_equal(st.pinned_bytes, 2 * one);
+        assert_int_equal(atomic_load(&f->releases), 0);
+        segidx_loader_put(l, r.extra); /* now A is the last pin: it goes */
+        assert_released(f, (unsigned[]){ 1, 0, 0 });
+        segidx_loader_put(l, r.other); /* within budget: B stays */
+        break;
+    case RACE_PUT_OTHER:
+        /* B's put evicted B (A was pinned); A's put then fit: A stays. */
+        assert_released(f, (unsigned[]){ 0, 1, 0 });
+        assert_int_equal(st.cached_bytes, one);
+        assert_int_equal(st.pinned_bytes, 0);
+        assert_int_equal(st.evictions, 1);
+        break;
+    case RACE_DISCARD:
+        /* Discarded under our pin, released at our put; B is untouched. */
+        assert_released(f, (unsigned[]){ 1, 0, 0 });
+        assert_int_equal(st.discards, 1);
+        assert_int_equal(st.evictions, 0);
+        assert_int_equal(st.cached_bytes, one);
+        assert_int_equal(st.pinned_bytes, one);
+        segidx_loader_put(l, r.other);
+        break;
+    case RACE_GET_NEW:
+        /* C came and went (over budget with A and B pinned), then A. */
+        assert_released(f, (unsigned[]){ 1, 0, 1 });
+        assert_int_equal(st.cached_bytes, one);
+        assert_int_equal(st.pinned_bytes, one);
+        assert_int_equal(st.fetches, 3);
+        segidx_loader_put(l, r.other);
+        break;
+    case RACE_BAD_PUT:
+        /* The racing put took our pin and evicted A; ours is refused and
+         * touches nothing that is gone. */
+        assert_released(f, (unsigned[]){ 1, 0, 0 });
+        assert_int_equal(st.bad_puts, 1);
+        assert_int_equal(st.cached_bytes, one);
+        segidx_loader_put(l, r.other);
+        break;
+    default:
+        fail();
+    }
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_true(st.cached_bytes <= one);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
+static void test_put_races(void **state)
+{
+    (void)state;
+    static const enum race_op ops[] = { RACE_GET_SAME, RACE_PUT_OTHER, RACE_DISCARD,
+                                        RACE_GET_NEW, RACE_BAD_PUT };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        run_put_race(ops[i]);
+}
+
+/* A get that missed leaves its stripe's lock before asking for the sid's
+ * permit: a racing get caches the sid there (the second look finds it:
+ * one fetch), or fails its fetch (the second look misses: ours fetches). */
+static void test_miss_races(void **state)
+{
+    (void)state;
+    for (int op = RACE_FILL; op <= RACE_FAIL; op++) {
+        struct fake *f = fake_new(2, pages_same);
+        segidx_loader *l = loader_over(f, 0, 0);
+        struct race r = { l, f, SEGIDX__LOADER_MISSED, (enum race_op)op, 0, 1,
+                          NULL, NULL, NULL, NULL };
+        segidx__loader_set_hook(l, race_hook, &r);
+        const segidx_segment *s;
+        assert_int_equal(segidx_loader_get(l, &f->sids[1], &s), SEGIDX_OK);
+        assert_non_null(check_segment(f, s, 1));
+        segidx_loader_put(l, s);
+        segidx_loader_stats st;
+        segidx_loader_stats_get(l, &st);
+        assert_int_equal(st.misses, 2);
+        assert_int_equal(st.hits, 0);
+        assert_int_equal(st.fetches, op == RACE_FILL ? 1 : 2);
+        assert_int_equal(st.fetch_failures, op == RACE_FILL ? 0 : 1);
+        assert_int_equal(st.cached_segments, 1);
+        assert_int_equal(st.pinned_bytes, 0);
+        segidx_loader_free(l);
+        assert_all_released_once(f);
+        fake_free(f);
+    }
+}
+
+/* Between a fetch and the insert of its bytes (the fetch callback runs
+ * with no lock held): a hit pins the only cached segment, so the insert
+ * finds nothing it may evict and the cache goes over budget by pinned
+ * bytes; the first put then evicts, the second fits. */
+struct fetch_race {
+    struct fake *f;
+    segidx_loader *l;
+    const segidx_segment *held;
+    segidx_loader_stats during;
+};
+
+static int racing_fetch(void *ctx, const segidx_sid *sid, const void **buf, size_t *len,
+                        void **handle)
+{
+    struct fetch_race *r = ctx;
+    if (memcmp(sid->bytes, r->f->sids[1].bytes, 16) == 0 && !r->held) {
+        assert_int_equal(segidx_loader_get(r->l, &r->f->sids[0], &r->held), SEGIDX_OK);
+        segidx_loader_stats_get(r->l, &r->during);
+    }
+    return fake_fetch(r->f, sid, buf, len, handle);
+}
+
+static void racing_release(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                           void *handle)
+{
+    fake_release(((struct fetch_race *)ctx)->f, sid, buf, len, handle);
+}
+
+static void test_fetch_races(void **state)
+{
+    (void)state;
+    struct fetch_race r = { fake_new(2, pages_same), NULL, NULL, { 0 } };
+    struct fake *f = r.f;
+    segidx_segment_source src = { SEGIDX_SEGMENT_SOURCE_VERSION, racing_fetch, racing_release,
+                                  &r };
+    segidx_loader_options o = { f->len[0], 0 };
+    assert_int_equal(segidx_loader_new(&src, &o, &r.l), SEGIDX_OK);
+    get_put(r.l, f, 0);
+    const segidx_segment *b;
+    assert_int_equal(segidx_loader_get(r.l, &f->sids[1], &b), SEGIDX_OK);
+    /* During the fetch: A pinned, B not yet counted anywhere. */
+    assert_int_equal(r.during.cached_segments, 1);
+    assert_int_equal(r.during.pinned_bytes, f->len[0]);
+    assert_int_equal(r.during.fetches, 1);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(r.l, &st);
+    assert_int_equal(st.cached_bytes, 2 * f->len[0]);
+    assert_int_equal(st.pinned_bytes, 2 * f->len[0]);
+    assert_int_equal(atomic_load(&f->releases), 0);
+    segidx_loader_put(r.l, r.held); /* over budget: A goes at once */
+    assert_released(f, (unsigned[]){ 1, 0 });
+    segidx_loader_put(r.l, b);
+    segidx_loader_stats_get(r.l, &st);
+    assert_int_equal(st.cached_bytes, f->len[1]);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.evictions, 1);
+    segidx_loader_free(r.l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
 /* ------------------------------------------------------------ threads */
 
 #if TEST_THREADS
@@ -1721,6 +1960,254 @@ static void test_damaged_reads_threads(void **state)
     rp_world_close(&w);
 }
 
+/* ------------------------------------------------------------ stripes */
+
+#if defined(__linux__)
+/* Move the calling thread to `cpu`; false if the system would not. */
+static bool run_on_cpu(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 && sched_getcpu() == cpu;
+}
+#endif
+
+/* A get on one CPU and its put on another: the put finds no pin in its own
+ * stripe's slot and takes the one in the other's, under every lock; the
+ * budget and the refusal of a put too many work across stripes as within
+ * one. Moved between CPUs by affinity (Linux), so that the stripes differ
+ * on every run. */
+static void test_put_on_another_cpu(void **state)
+{
+    (void)state;
+#if defined(__linux__)
+    cpu_set_t was;
+    assert_int_equal(sched_getaffinity(0, sizeof was, &was), 0);
+    int a = -1, b = -1;
+    for (int i = 0; i < CPU_SETSIZE; i++) {
+        if (!CPU_ISSET(i, &was))
+            continue;
+        if (a < 0)
+            a = i;
+        else if (b < 0 && i % 16 != a % 16) /* another stripe */
+            b = i;
+    }
+    if (b < 0 || !run_on_cpu(a)) {
+        sched_setaffinity(0, sizeof was, &was);
+        skip();
+    }
+    struct fake *f = fake_new(2, pages_same);
+    segidx_loader *l = loader_over(f, f->len[0], 0);
+    const segidx_segment *s, *s2, *t;
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &s), SEGIDX_OK);
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &s2), SEGIDX_OK);
+    assert_true(run_on_cpu(b));
+    segidx_loader_put(l, s);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, f->len[0]);
+    segidx_loader_put(l, s2);
+    segidx_loader_put(l, s2); /* one too many, from either CPU */
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.bad_puts, 1);
+    assert_int_equal(st.cached_segments, 1);
+
+    /* Over budget with pins in two stripes: each put's last pin lets go
+     * what must go, wherever its get ran. */
+    assert_true(run_on_cpu(a));
+    assert_int_equal(segidx_loader_get(l, &f->sids[0], &s), SEGIDX_OK);
+    assert_true(run_on_cpu(b));
+    assert_int_equal(segidx_loader_get(l, &f->sids[1], &t), SEGIDX_OK);
+    segidx_loader_put(l, s); /* A's pin is in a's slot: taken from there */
+    assert_released(f, (unsigned[]){ 1, 0 });
+    assert_true(run_on_cpu(a));
+    segidx_loader_put(l, t);
+    assert_released(f, (unsigned[]){ 1, 0 });
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.cached_bytes, f->len[1]);
+    assert_int_equal(st.bad_puts, 1);
+    assert_int_equal(st.hits, 2);
+    sched_setaffinity(0, sizeof was, &was);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+#else
+    skip();
+#endif
+}
+
+/* ------------------------------------------------------------ model stress */
+
+/* Threads get and put at random, skewed to a few hot segments so that
+ * several pin one segment at once, keep up to MS_HOLD pins across phase
+ * boundaries, discard copies they hold now and then, and hand what they
+ * hold to the next thread at each boundary, which puts them (from another
+ * CPU, as often as not). At each boundary, with every thread stopped, the
+ * loader's snapshot is checked against the model: the bytes of the copies
+ * held are exactly pinned_bytes, the cache is within budget or all pinned,
+ * every get was a hit or a miss, every fetched copy not cached was
+ * released once and none while held. */
+enum { MS_THREADS = 4, MS_SIDS = 12, MS_HOT = 3, MS_HOLD = 6, MS_OPS = 300 };
+
+struct ms_held {
+    int sid;
+    const segidx_segment *s;
+    struct token *tok;
+};
+
+struct ms_thread {
+    segidx_loader *l;
+    struct fake *f;
+    pthread_barrier_t *bar;
+    uint64_t seed;
+    long phases;
+    struct ms_held held[MS_HOLD], handed[MS_HOLD];
+    int nheld, nhanded;
+    unsigned gets, errors, discard_calls;
+};
+
+static void ms_put(struct ms_thread *t, struct ms_held *h)
+{
+    atomic_fetch_sub(&h->tok->pins, 1);
+    segidx_loader_put(t->l, h->s);
+}
+
+static void *ms_worker(void *p)
+{
+    struct ms_thread *t = p;
+    test_rng r = { t->seed };
+    for (long phase = 0; phase < t->phases; phase++) {
+        for (int i = 0; i < t->nhanded; i++)
+            ms_put(t, &t->handed[i]);
+        t->nhanded = 0;
+        for (int n = 0; n < MS_OPS; n++) {
+            if (t->nheld < MS_HOLD && rng_below(&r, 5) < 3) {
+                int sid = (int)(rng_below(&r, 2) ? rng_below(&r, MS_HOT)
+                                                 : rng_below(&r, MS_SIDS));
+                const segidx_segment *s = NULL;
+                segidx__copy *copy = NULL;
+                bool as_copy = rng_below(&r, 4) == 0;
+                int rc = as_copy ? segidx__loader_pin(t->l, &t->f->sids[sid], &s, &copy)
+                                 : segidx_loader_get(t->l, &t->f->sids[sid], &s);
+                t->gets++;
+                struct token *tok = rc == SEGIDX_OK ? check_segment(t->f, s, sid) : NULL;
+                if (!tok) {
+                    t->errors++;
+                    continue;
+                }
+                atomic_fetch_add(&tok->pins, 1);
+                if (atomic_load(&tok->released))
+                    t->errors++;
+                t->held[t->nheld++] = (struct ms_held){ sid, s, tok };
+                if (as_copy && rng_below(&r, 16) == 0) {
+                    segidx__loader_discard(t->l, copy);
+                    t->discard_calls++;
+                }
+            } else if (t->nheld) {
+                int i = (int)rng_below(&r, (uint64_t)t->nheld);
+                if (!check_segment(t->f, t->held[i].s, t->held[i].sid))
+                    t->errors++;
+                ms_put(t, &t->held[i]);
+                t->held[i] = t->held[--t->nheld];
+            }
+        }
+        pthread_barrier_wait(t->bar); /* the model is checked */
+        pthread_barrier_wait(t->bar); /* pins are handed on */
+    }
+    for (int i = 0; i < t->nhanded; i++)
+        ms_put(t, &t->handed[i]);
+    for (int i = 0; i < t->nheld; i++)
+        ms_put(t, &t->held[i]);
+    t->nhanded = t->nheld = 0;
+    return NULL;
+}
+
+/* The snapshot against what the threads hold, all of them stopped. */
+static void ms_check(segidx_loader *l, struct fake *f, struct ms_thread *t, size_t cache)
+{
+    const segidx_segment *seen[MS_THREADS * MS_HOLD];
+    size_t nseen = 0, pinned = 0;
+    unsigned gets = 0, discard_calls = 0;
+    for (int i = 0; i < MS_THREADS; i++) {
+        assert_int_equal(t[i].errors, 0);
+        gets += t[i].gets;
+        discard_calls += t[i].discard_calls;
+        for (int k = 0; k < t[i].nheld; k++) {
+            size_t j = 0;
+            while (j < nseen && seen[j] != t[i].held[k].s)
+                j++;
+            if (j == nseen) {
+                seen[nseen++] = t[i].held[k].s;
+                pinned += f->len[t[i].held[k].sid];
+            }
+        }
+    }
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, pinned);
+    assert_true(st.cached_bytes <= cache || st.cached_bytes == st.pinned_bytes);
+    assert_true(st.pinned_bytes <= st.cached_bytes);
+    assert_int_equal(st.hits + st.misses, gets);
+    assert_int_equal(st.fetches, f->fetches);
+    assert_int_equal(st.fetch_failures, 0);
+    assert_int_equal(st.bad_puts, 0);
+    assert_true(st.discards <= discard_calls);
+    assert_int_equal(atomic_load(&f->releases), st.fetches - st.cached_segments);
+    assert_int_equal(atomic_load(&f->violations), 0);
+    assert_int_equal(f->peak_inflight_sid, 1);
+}
+
+static void test_model_stress(void **state)
+{
+    (void)state;
+    struct fake *f = fake_new(MS_SIDS, pages_varied);
+    size_t total = 0;
+    for (unsigned i = 0; i < f->nsids; i++)
+        total += f->len[i];
+    size_t cache = total / 3;
+    segidx_loader *l = loader_over(f, cache, 3);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, MS_THREADS + 1);
+    long phases = test_scaled(60);
+    struct ms_thread t[MS_THREADS];
+    for (int i = 0; i < MS_THREADS; i++)
+        t[i] = (struct ms_thread){ .l = l, .f = f, .bar = &bar,
+                                   .seed = 0x5EED0000u + (uint64_t)i * 104729, .phases = phases };
+    pthread_t th[MS_THREADS];
+    start_threads(th, MS_THREADS, ms_worker, t, sizeof t[0]);
+    for (long phase = 0; phase < phases; phase++) {
+        pthread_barrier_wait(&bar);
+        ms_check(l, f, t, cache);
+        /* Each thread's pins go to the next one, which puts them. */
+        for (int i = 0; i < MS_THREADS; i++) {
+            struct ms_thread *to = &t[(i + 1) % MS_THREADS];
+            memcpy(to->handed, t[i].held, sizeof to->handed);
+            to->nhanded = t[i].nheld;
+        }
+        for (int i = 0; i < MS_THREADS; i++)
+            t[i].nheld = 0;
+        pthread_barrier_wait(&bar);
+    }
+    join_threads(th, MS_THREADS);
+    pthread_barrier_destroy(&bar);
+    ms_check(l, f, t, cache);
+    segidx_loader_stats st;
+    segidx_loader_stats_get(l, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_true(st.cached_bytes <= cache);
+    print_message("model stress: %llu gets, %llu hits, %llu fetches, %llu evictions, "
+                  "%llu discards\n",
+                  (unsigned long long)(st.hits + st.misses), (unsigned long long)st.hits,
+                  (unsigned long long)st.fetches, (unsigned long long)st.evictions,
+                  (unsigned long long)st.discards);
+    segidx_loader_free(l);
+    assert_all_released_once(f);
+    fake_free(f);
+}
+
 #endif /* TEST_THREADS */
 
 int main(void)
@@ -1741,6 +2228,9 @@ int main(void)
         cmocka_unit_test(test_damaged_page_other_holder),
         cmocka_unit_test(test_damage_every_position),
         cmocka_unit_test(test_read_source_errors),
+        cmocka_unit_test(test_put_races),
+        cmocka_unit_test(test_miss_races),
+        cmocka_unit_test(test_fetch_races),
 #if TEST_THREADS
         cmocka_unit_test(test_storm_small_cache),
         cmocka_unit_test(test_storm_big_cache),
@@ -1751,6 +2241,8 @@ int main(void)
         cmocka_unit_test(test_global_cap),
         cmocka_unit_test(test_limiter_keys_independent),
         cmocka_unit_test(test_damaged_reads_threads),
+        cmocka_unit_test(test_put_on_another_cpu),
+        cmocka_unit_test(test_model_stress),
 #endif
     };
     /* A stuck waiter fails the run instead of hanging CI (SIGALRM kills). */
