@@ -914,7 +914,8 @@ SEGIDX_API int segidx_volume_get(segidx_volume_index *vi, const segidx_vid *vid,
 
 /**
  * @brief Record commit `lsn` of a volume: which segments hold the pages it
- *        wrote. One atomic write of the store.
+ *        wrote. One atomic write of the store (segidx_volume_commit_group()
+ *        makes many commits in one).
  * @param[in] lsn exactly the volume's LSN + 1 (1 for a new volume).
  * @param[in] commit_time any value the host likes (e.g. a Unix time);
  *            kept as last_commit.
