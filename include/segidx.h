@@ -429,6 +429,34 @@ SEGIDX_API int segidx_segment_find(const segidx_segment *s, const segidx_vid *vi
                                    segidx_offset off, segidx_lsn lsn, segidx_page_ref *out);
 
 /**
+ * @brief Find many offsets of one volume at one LSN: segidx_segment_find()
+ *        for each of `offs[0..n)`, with the volume looked up once and the
+ *        offsets merged through the index in order (a stretch of the index
+ *        that several offsets fall into is decoded once, not searched once
+ *        per offset). This is what segidx_read_pages() uses.
+ *
+ * @param[in] s an open segment; thread-safe like segidx_segment_find().
+ * @param[in] vid the volume.
+ * @param[in] lsn the version wanted: for each offset, its newest <= `lsn`.
+ * @param[in] offs `n` offsets in non-decreasing order (duplicates allowed,
+ *            each answered); borrowed for the call.
+ * @param[in] n how many; 0 is allowed (nothing to do, #SEGIDX_OK).
+ * @param[out] out `n` answers, `out[i]` for `offs[i]`, caller-owned. A hit
+ *            is what segidx_segment_find() gives (`page` borrowed from the
+ *            segment's buffer, NULL for a tail-only segment); a miss has
+ *            `lsn` 0 (no page has LSN 0), `local` UINT32_MAX and `page`
+ *            NULL.
+ * @return #SEGIDX_OK when every offset was found; #SEGIDX_ENOTFOUND when at
+ *         least one was not (each marked as above; an unknown volume marks
+ *         them all); #SEGIDX_EINVAL for a NULL `s` or `vid`, NULL `offs` or
+ *         `out` with `n > 0`, or offsets out of order: `out` is then left
+ *         untouched. No allocation, no I/O.
+ */
+SEGIDX_API int segidx_segment_find_many(const segidx_segment *s, const segidx_vid *vid,
+                                        segidx_lsn lsn, const segidx_offset *offs, size_t n,
+                                        segidx_page_ref *out);
+
+/**
  * @brief The byte range of page `local` within the segment file.
  * @return #SEGIDX_OK, #SEGIDX_EINVAL if `local` is not a page.
  */
@@ -458,7 +486,10 @@ SEGIDX_API void segidx_segment_close(segidx_segment *s);
 enum segidx_offset_encoding {
     SEGIDX_OFFSETS_RANGE = 0,       /**< contiguous: no bytes */
     SEGIDX_OFFSETS_BITMAP = 1,      /**< dense: bitmap + rank samples */
-    SEGIDX_OFFSETS_ELIAS_FANO = 2   /**< sparse: Elias-Fano + select samples */
+    SEGIDX_OFFSETS_ELIAS_FANO = 2,  /**< sparse: Elias-Fano + select samples */
+    /** format version 2: chunks of 64 offsets, each Elias-Fano with its own
+     *  low-bit width, behind a directory over the offsets' top bits */
+    SEGIDX_OFFSETS_PARTITIONED = 3
 };
 
 /** @brief A segment as a whole. */
@@ -483,7 +514,8 @@ typedef struct segidx_segment_volume {
     segidx_offset first_offset, last_offset;
     segidx_lsn min_lsn, max_lsn;
     int offset_encoding;      /**< enum segidx_offset_encoding */
-    unsigned rlsn_width;      /**< 0, 1 or 2 bytes per page */
+    unsigned rlsn_width;      /**< 0, 1 or 2 bytes per page (format version 2
+                                   packs bits: the bytes they round up to) */
     size_t index_bytes;       /**< its table entry and data */
 } segidx_segment_volume;
 

@@ -64,12 +64,6 @@ static int add_slot(segidx_offset o, void *ctx)
     return 0;
 }
 
-static int compare_slot(const void *key, const void *elem)
-{
-    segidx_offset a = *(const segidx_offset *)key, b = ((const struct slot *)elem)->off;
-    return (a > b) - (a < b);
-}
-
 /* Pin each distinct segment once; hits of the same sid share the pin. */
 static int pin_segments(segidx_loader *l, struct read *r)
 {
@@ -100,12 +94,6 @@ static void unpin_segments(segidx_loader *l, struct read *r)
     }
 }
 
-struct resolve {
-    struct read *r;
-    const struct hit *hit;
-    const segidx_vid *vid;
-};
-
 /* A page that fails marks its copy for discarding once the resolving is
  * over: discarding is a trip through the loader's lock, once per read. */
 static int check_page(struct read *r, const struct hit *hit, const segidx_page_ref *ref)
@@ -120,24 +108,45 @@ static int check_page(struct read *r, const struct hit *hit, const segidx_page_r
     return rc;
 }
 
-/* The segment must hold this offset at exactly the commit's LSN, and its
- * page must hold its checksum. */
-static int resolve_offset(segidx_offset o, void *ctx)
+struct collect {
+    segidx_offset *offs;
+    size_t n;
+};
+
+static int collect_offset(segidx_offset o, void *ctx)
 {
-    struct resolve *rv = ctx;
-    segidx_page_ref ref;
-    if (segidx_segment_find(rv->hit->seg, rv->vid, o, rv->hit->lsn, &ref) != SEGIDX_OK ||
-        ref.lsn != rv->hit->lsn || !ref.page)
-        return SEGIDX_ECORRUPT; /* the index is out of sync with the segment */
-    int rc = check_page(rv->r, rv->hit, &ref);
-    if (rc)
-        return rc;
-    struct slot *s = bsearch(&o, rv->r->slots, rv->r->n_slots, sizeof *s, compare_slot);
-    if (!s)
-        return SEGIDX_ECORRUPT;
-    s->page = ref.page;
-    s->lsn = ref.lsn;
+    struct collect *c = ctx;
+    c->offs[c->n++] = o;
     return 0;
+}
+
+/* The segment must hold every offset of the hit's cut at exactly the
+ * commit's LSN, and each page must hold its checksum. The cut's offsets
+ * come sorted, so the segment resolves them in one merge
+ * (segidx_segment_find_many) and the slots are walked alongside. */
+static int resolve_hit(struct read *r, const struct hit *hit, const segidx_vid *vid,
+                       segidx_offset *offs, segidx_page_ref *refs)
+{
+    struct collect c = { offs, 0 };
+    segidx_offset_set_iterate(hit->cut, collect_offset, &c);
+    int rc = segidx_segment_find_many(hit->seg, vid, hit->lsn, offs, c.n, refs);
+    if (rc)
+        return rc == SEGIDX_ENOTFOUND ? SEGIDX_ECORRUPT : rc; /* index out of sync */
+    size_t slot = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        if (refs[i].lsn != hit->lsn || !refs[i].page)
+            return SEGIDX_ECORRUPT;
+        rc = check_page(r, hit, &refs[i]);
+        if (rc)
+            return rc;
+        while (slot < r->n_slots && r->slots[slot].off < offs[i])
+            slot++;
+        if (slot == r->n_slots || r->slots[slot].off != offs[i])
+            return SEGIDX_ECORRUPT;
+        r->slots[slot].page = refs[i].page;
+        r->slots[slot].lsn = refs[i].lsn;
+    }
+    return SEGIDX_OK;
 }
 
 static void read_free(struct read *r)
@@ -169,10 +178,19 @@ int segidx__read_pages_with(segidx_volume_index *vi, segidx_loader *l, const seg
     segidx_offset_set_free(query);
     if (!rc)
         rc = pin_segments(l, &r);
+    /* Scratch for the largest cut: no cut holds more than the query. */
+    segidx_offset *offs = rc ? NULL : malloc((n ? n : 1) * sizeof *offs);
+    segidx_page_ref *refs = rc ? NULL : malloc((n ? n : 1) * sizeof *refs);
+    if (!rc && (!offs || !refs))
+        rc = SEGIDX_ENOMEM;
     for (size_t i = 0; i < r.n_hits && !rc; i++) {
-        struct resolve rv = { &r, &r.hits[i], vid };
-        rc = segidx_offset_set_iterate(r.hits[i].cut, resolve_offset, &rv);
+        if (segidx_offset_set_cardinality(r.hits[i].cut) > n)
+            rc = SEGIDX_ECORRUPT;
+        else
+            rc = resolve_hit(&r, &r.hits[i], vid, offs, refs);
     }
+    free(offs);
+    free(refs);
     if (r.damaged)
         segidx__loader_discard(l, r.damaged); /* still pinned by this read */
     for (size_t i = 0; i < r.n_slots && !rc; i++)

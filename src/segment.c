@@ -23,8 +23,14 @@ struct volume {
     const uint8_t *samples;  /* rank (bitmap) or select (Elias-Fano) samples */
     const uint8_t *low;      /* Elias-Fano low bits */
     const uint8_t *ranks;    /* version ranks, u16 each, or NULL */
-    const uint8_t *rlsn;     /* width bytes a page */
+    const uint8_t *rlsn;     /* width bytes a page (version 2: rlsn_bits) */
     size_t index_bytes;
+    /* Version 2 */
+    const uint8_t *top;      /* top directory, u16 each */
+    const uint8_t *records;  /* chunk records */
+    const uint8_t *stream;   /* chunk bits */
+    uint32_t chunks;
+    uint8_t top_shift, rlsn_bits, rank_bits;
 };
 
 #define NO_VOLUME 0xFFFFu
@@ -36,6 +42,7 @@ struct segidx_segment {
     size_t index_len;
     uint64_t segment_len;
     uint32_t page_size, page_count, volume_count;
+    unsigned version;
     segidx_sid sid;
     struct volume *volumes;
     uint16_t *slots;         /* vid hash table: volume index or NO_VOLUME */
@@ -45,14 +52,22 @@ struct segidx_segment {
 
 /* ------------------------------------------------------------ lookups */
 
-static uint64_t vid_hash(const segidx_segment *s, const segidx_vid *vid)
+/* Two multiplies keyed by a seed that differs per open: every byte of the
+ * vid reaches the high half that picks the slot, and no fixed set of vids
+ * collides in every process. */
+static inline uint32_t vid_hash(const segidx_segment *s, const segidx_vid *vid)
 {
-    return XXH3_64bits_withSeed(vid->bytes, sizeof vid->bytes, s->seed);
+    uint64_t a, b;
+    memcpy(&a, vid->bytes, 8);
+    memcpy(&b, vid->bytes + 8, 8);
+    uint64_t h = ((a ^ s->seed) * 0x9E3779B97F4A7C15ull) ^ b;
+    h = (h ^ h >> 29) * 0xD6E8FEB86659FD93ull;
+    return (uint32_t)(h >> 32);
 }
 
 static const struct volume *volume_lookup(const segidx_segment *s, const segidx_vid *vid)
 {
-    uint32_t i = (uint32_t)vid_hash(s, vid) & s->slot_mask;
+    uint32_t i = vid_hash(s, vid) & s->slot_mask;
     for (;;) { /* the table is at most half full: an empty slot ends it */
         uint16_t v = s->slots[i];
         if (v == NO_VOLUME)
@@ -204,6 +219,173 @@ static inline void offset_pages(const struct volume *v, uint64_t i, uint32_t *fi
     *end = i + 1 < v->offsets ? segidx__load16(v->ranks + 2 * (i + 1)) : v->pages;
 }
 
+/* ------------------------------------------------------------ version 2 */
+
+/* `w` bits (w <= 57) at bit `bit` of a stream. The 8-byte load may reach
+ * past the stream, never past the footer (FORMAT.md, "Bit streams"). */
+static inline uint64_t bits_at(const uint8_t *p, uint64_t bit, unsigned w)
+{
+    return segidx__load64(p + bit / 8) >> (bit % 8) & low_mask(w);
+}
+
+/* 64 bits from bit `bit` of a stream (two loads, no branch). */
+static inline uint64_t word_at(const uint8_t *p, uint64_t bit)
+{
+    const uint8_t *q = p + bit / 8;
+    unsigned sh = (unsigned)(bit % 8);
+    return segidx__load64(q) >> sh | (segidx__load64(q + 8) << 1) << (63 - sh);
+}
+
+static inline uint32_t record_first(const struct volume *v, uint64_t c)
+{
+    return segidx__load32(v->records + PEF_RECORD_BYTES * c);
+}
+
+static inline uint32_t record_where(const struct volume *v, uint64_t c)
+{
+    return segidx__load32(v->records + PEF_RECORD_BYTES * c + 4);
+}
+
+static inline uint64_t chunk_size(const struct volume *v, uint64_t c)
+{
+    uint64_t left = v->offsets - c * PEF_CHUNK;
+    return left < PEF_CHUNK ? left : PEF_CHUNK;
+}
+
+/* The chunk that holds x if any does: the last whose first element is
+ * <= x, among those the top directory names for x's top bits. */
+static inline uint64_t pef_chunk_of(const struct volume *v, uint64_t x)
+{
+    uint64_t j = x >> v->top_shift;
+    uint64_t c = segidx__load16(v->top + 2 * j);
+    uint64_t len = (uint64_t)segidx__load16(v->top + 2 * j + 2) - c + 1;
+    while (len > 1) {
+        uint64_t half = len / 2;
+        c = record_first(v, c + half) <= x ? c + half : c;
+        len -= half;
+    }
+    return c;
+}
+
+static inline unsigned leading_ones(uint64_t w)
+{
+    return ~w ? (unsigned)__builtin_clzll(~w) : 64;
+}
+
+/* How many bits right below bit `end` (< 128) of the 128 bits w1:w0 are
+ * set, counting down until a clear one. */
+static inline unsigned ones_below(uint64_t w0, uint64_t w1, unsigned end)
+{
+    if (end > 64) {
+        unsigned m = leading_ones(w1 << (128 - end));
+        return m < end - 64 ? m : m + leading_ones(w0);
+    }
+    return end ? leading_ones(w0 << (64 - end)) : 0;
+}
+
+/* The rank of x within chunk c (whose first element is <= x), or -1.
+ * Zero number h of the high bits ends bucket h; its elements are the set
+ * bits right before that zero, compared from the largest down. */
+static inline int64_t pef_in_chunk(const struct volume *v, uint64_t c, uint64_t x)
+{
+    uint64_t y = x - record_first(v, c);
+    uint32_t where = record_where(v, c);
+    uint64_t pos = where & PEF_POS_MASK, n = chunk_size(v, c);
+    unsigned l = where >> PEF_POS_BITS;
+    uint64_t high = (record_where(v, c + 1) & PEF_POS_MASK) - pos - n * l;
+    uint64_t h = y >> l;
+    if (h >= high - n)
+        return -1;
+    uint64_t w0 = word_at(v->stream, pos), w1 = word_at(v->stream, pos + 64);
+    unsigned zeros0 = 64 - segidx__popcount64(w0);
+    bool first_word = h < zeros0;
+    unsigned end = (first_word ? 0 : 64) +
+                   select_in_word(first_word ? ~w0 : ~w1, (unsigned)(first_word ? h : h - zeros0));
+    /* The bucket: the set bits right below `end`, sorted by their low
+     * bits; a skewed chunk crowds some, so they are binary-searched. */
+    uint64_t want = y & low_mask(l), low_pos = pos + high;
+    uint64_t len = ones_below(w0, w1, end), at = end - h - len;
+    if (len == 0)
+        return -1;
+    while (len > 1) {
+        uint64_t half = len / 2;
+        at = bits_at(v->stream, low_pos + (at + half) * l, l) <= want ? at + half : at;
+        len -= half;
+    }
+    return bits_at(v->stream, low_pos + at * l, l) == want ? (int64_t)(c * PEF_CHUNK + at) : -1;
+}
+
+static inline int64_t pef_rank(const struct volume *v, uint64_t x)
+{
+    return pef_in_chunk(v, pef_chunk_of(v, x), x);
+}
+
+/* The elements of chunk c, in order, into out (at most PEF_CHUNK): walking
+ * its set bits, no select. */
+static uint64_t pef_decode_chunk(const struct volume *v, uint64_t c, uint32_t *out)
+{
+    uint32_t where = record_where(v, c), first = record_first(v, c);
+    uint64_t pos = where & PEF_POS_MASK, n = chunk_size(v, c);
+    unsigned l = where >> PEF_POS_BITS;
+    uint64_t high = (record_where(v, c + 1) & PEF_POS_MASK) - pos - n * l, low_pos = pos + high;
+    uint64_t i = 0;
+    for (uint64_t base = 0; base < high && i < n; base += 64) {
+        for (uint64_t w = word_at(v->stream, pos + base); w && i < n; w &= w - 1, i++) {
+            uint64_t bucket = base + (uint64_t)__builtin_ctzll(w) - i;
+            out[i] = first + (uint32_t)(bucket << l | bits_at(v->stream, low_pos + i * l, l));
+        }
+    }
+    return n;
+}
+
+static inline uint64_t rlsn2_at(const struct volume *v, uint64_t page)
+{
+    return bits_at(v->rlsn, page * v->rlsn_bits, v->rlsn_bits);
+}
+
+static inline uint64_t rank2_at(const struct volume *v, uint64_t i)
+{
+    return bits_at(v->ranks, i * v->rank_bits, v->rank_bits);
+}
+
+/* Offset `i` of the volume: its newest page at or below lsn (>= base). */
+static inline bool pick_version_v2(const segidx_segment *s, const struct volume *v, uint64_t i,
+                                   segidx_lsn lsn, segidx_page_ref *out)
+{
+    uint64_t want = lsn - v->base_lsn, page = i, len = 1;
+    if (v->offsets < v->pages) {
+        page = rank2_at(v, i);
+        len = (i + 1 < v->offsets ? rank2_at(v, i + 1) : v->pages) - page;
+    }
+    while (len > 1) {
+        uint64_t half = len / 2;
+        page = rlsn2_at(v, page + half) <= want ? page + half : page;
+        len -= half;
+    }
+    uint64_t r = rlsn2_at(v, page);
+    if (r > want)
+        return false;
+    uint32_t local = v->first_page + (uint32_t)page;
+    out->local = local;
+    out->lsn = v->base_lsn + r;
+    out->page = s->pages ? s->pages + (size_t)local * s->page_size : NULL;
+    return true;
+}
+
+static int find_v2(const segidx_segment *s, const struct volume *v, uint64_t x, segidx_lsn lsn,
+                   segidx_page_ref *out)
+{
+    int64_t i = v->encoding == SEGIDX_OFFSETS_RANGE ? (int64_t)x : pef_rank(v, x);
+    if (i < 0 || !pick_version_v2(s, v, (uint64_t)i, lsn, out))
+        return SEGIDX_ENOTFOUND;
+    return SEGIDX_OK;
+}
+
+/* ------------------------------------------------------------ find */
+
+static int find_v1(const segidx_segment *s, const struct volume *v, segidx_offset off,
+                   segidx_lsn lsn, segidx_page_ref *out);
+
 int segidx_segment_find(const segidx_segment *s, const segidx_vid *vid, segidx_offset off,
                         segidx_lsn lsn, segidx_page_ref *out)
 {
@@ -212,6 +394,14 @@ int segidx_segment_find(const segidx_segment *s, const segidx_vid *vid, segidx_o
     const struct volume *v = volume_lookup(s, vid);
     if (!v || lsn < v->base_lsn || off < v->first_offset || off - v->first_offset > v->span)
         return SEGIDX_ENOTFOUND;
+    if (s->version == SEG_VERSION_2)
+        return find_v2(s, v, off - v->first_offset, lsn, out);
+    return find_v1(s, v, off, lsn, out);
+}
+
+static int find_v1(const segidx_segment *s, const struct volume *v, segidx_offset off,
+                   segidx_lsn lsn, segidx_page_ref *out)
+{
     int64_t i = offset_rank(v, off - v->first_offset);
     if (i < 0)
         return SEGIDX_ENOTFOUND;
@@ -232,6 +422,96 @@ int segidx_segment_find(const segidx_segment *s, const segidx_vid *vid, segidx_o
     out->lsn = at;
     out->page = s->pages ? s->pages + (size_t)local * s->page_size : NULL;
     return SEGIDX_OK;
+}
+
+/* ------------------------------------------------------------ find_many */
+
+static const segidx_page_ref missing = { NULL, UINT32_MAX, 0 };
+
+/* Version 2, partitioned: offs[0..n) all at or above first_offset. A
+ * chunk that three or more offsets fall into is decoded once and merged;
+ * fewer are searched in it. Chunks are found through the top directory
+ * only when an offset leaves the current one. */
+static bool find_many_partitioned(const segidx_segment *s, const struct volume *v,
+                                  segidx_lsn lsn, const segidx_offset *offs, size_t n,
+                                  segidx_page_ref *out)
+{
+    bool all = true;
+    uint32_t x[PEF_CHUNK];
+    size_t i = 0;
+    while (i < n) {
+        uint64_t at = offs[i] - v->first_offset;
+        if (at > v->span)
+            break;
+        uint64_t c = pef_chunk_of(v, at);
+        uint64_t limit = c + 1 < v->chunks ? record_first(v, c + 1) : (uint64_t)v->span + 1;
+        size_t k = i + 1;
+        while (k < n && offs[k] - v->first_offset < limit)
+            k++;
+        if (k - i >= 3) {
+            uint64_t count = pef_decode_chunk(v, c, x), j = 0;
+            for (; i < k; i++) {
+                uint64_t y = offs[i] - v->first_offset;
+                while (j < count && x[j] < y)
+                    j++;
+                bool hit = j < count && x[j] == y &&
+                           pick_version_v2(s, v, c * PEF_CHUNK + j, lsn, &out[i]);
+                if (!hit)
+                    out[i] = missing;
+                all &= hit;
+            }
+        } else {
+            for (; i < k; i++) {
+                int64_t r = pef_in_chunk(v, c, offs[i] - v->first_offset);
+                bool hit = r >= 0 && pick_version_v2(s, v, (uint64_t)r, lsn, &out[i]);
+                if (!hit)
+                    out[i] = missing;
+                all &= hit;
+            }
+        }
+    }
+    for (; i < n; i++) {
+        out[i] = missing;
+        all = false;
+    }
+    return all;
+}
+
+int segidx_segment_find_many(const segidx_segment *s, const segidx_vid *vid, segidx_lsn lsn,
+                             const segidx_offset *offs, size_t n, segidx_page_ref *out)
+{
+    if (!s || !vid || (n && (!offs || !out)))
+        return SEGIDX_EINVAL;
+    for (size_t i = 1; i < n; i++)
+        if (offs[i] < offs[i - 1])
+            return SEGIDX_EINVAL;
+    const struct volume *v = volume_lookup(s, vid);
+    size_t i = 0;
+    bool all = true;
+    if (v && lsn >= v->base_lsn) {
+        for (; i < n && offs[i] < v->first_offset; i++) {
+            out[i] = missing;
+            all = false;
+        }
+        if (s->version == SEG_VERSION_2 && v->encoding == SEGIDX_OFFSETS_PARTITIONED) {
+            all &= find_many_partitioned(s, v, lsn, offs + i, n - i, out + i);
+            i = n;
+        }
+        for (; i < n; i++) { /* version 1, and ranges: each offset on its own */
+            uint64_t x = offs[i] - v->first_offset;
+            int rc = x > v->span                     ? SEGIDX_ENOTFOUND
+                     : s->version == SEG_VERSION_2 ? find_v2(s, v, x, lsn, &out[i])
+                                                     : find_v1(s, v, offs[i], lsn, &out[i]);
+            if (rc)
+                out[i] = missing;
+            all &= rc == SEGIDX_OK;
+        }
+    }
+    for (; i < n; i++) {
+        out[i] = missing;
+        all = false;
+    }
+    return all ? SEGIDX_OK : SEGIDX_ENOTFOUND;
 }
 
 /* ------------------------------------------------------------ validation */
@@ -460,6 +740,170 @@ static int read_volume_data(struct cursor *c, struct volume *v)
     return rc ? rc : check_versions(v);
 }
 
+/* ---------------------------------------------- validation, version 2 */
+
+static int read_entry_v2(struct cursor *c, struct volume *v, uint64_t *pages_left)
+{
+    const uint8_t *vid;
+    uint64_t base, pages, offsets, first, span;
+    if (!take(c, 16, &vid) || !read_varint(c, UINT64_MAX, &base) || base == 0 ||
+        !read_varint(c, *pages_left, &pages) || pages == 0 ||
+        !read_varint(c, pages, &offsets) || offsets == 0 ||
+        !read_varint(c, UINT32_MAX, &first) || !read_varint(c, UINT32_MAX - first, &span) ||
+        c->end - c->p < 2)
+        return SEGIDX_ECORRUPT;
+    unsigned kind = c->p[0], rlsn_bits = c->p[1];
+    c->p += 2;
+    if (kind > KIND2_PARTITIONED || rlsn_bits > RLSN2_MAX_BITS || offsets > span + 1 ||
+        (kind == KIND2_RANGE && offsets != span + 1))
+        return SEGIDX_ECORRUPT;
+    memcpy(v->vid.bytes, vid, 16);
+    v->base_lsn = base;
+    v->pages = (uint32_t)pages;
+    v->offsets = (uint32_t)offsets;
+    v->first_offset = (uint32_t)first;
+    v->span = (uint32_t)span;
+    v->encoding = kind == KIND2_RANGE ? SEGIDX_OFFSETS_RANGE : SEGIDX_OFFSETS_PARTITIONED;
+    v->rlsn_bits = (uint8_t)rlsn_bits;
+    v->width = (uint8_t)((rlsn_bits + 7) / 8);
+    v->versions = offsets < pages;
+    v->rank_bits = (uint8_t)(v->versions ? bits_for(pages - 1) : 0);
+    *pages_left -= pages;
+    return SEGIDX_OK;
+}
+
+/* The padding bits after `bits` bits of a stream are 0. */
+static bool padding_clear(const uint8_t *p, uint64_t bits)
+{
+    return bits % 8 == 0 || (p[bits / 8] >> (bits % 8)) == 0;
+}
+
+/* Chunk c: positions and width as the records say, high bits holding
+ * exactly its elements, the elements rising from the record's first above
+ * `*prev` (the previous chunk's last, or none for chunk 0), the width the
+ * smallest that fits. */
+static bool check_chunk(const struct volume *v, uint64_t c, uint64_t total, uint64_t *prev)
+{
+    uint32_t where = record_where(v, c), next = record_where(v, c + 1);
+    uint64_t pos = where & PEF_POS_MASK, end = next & PEF_POS_MASK, n = chunk_size(v, c);
+    uint64_t l = where >> PEF_POS_BITS, first = record_first(v, c);
+    if (l > 31 || end > total || end < pos || end - pos < n * (l + 1) + 1)
+        return false;
+    uint64_t high = end - pos - n * l, buckets = high - n;
+    if (buckets > n || (c ? first <= *prev : first != 0) || first > v->span)
+        return false;
+    uint64_t ones = 0, y = 0;
+    for (uint64_t base = 0; base < high; base += 64) {
+        uint64_t w = word_at(v->stream, pos + base);
+        if (high - base < 64)
+            w &= low_mask((unsigned)(high - base));
+        for (; w; w &= w - 1, ones++) {
+            if (ones == n)
+                return false;
+            uint64_t bucket = base + (uint64_t)__builtin_ctzll(w) - ones;
+            uint64_t value = bucket << l | bits_at(v->stream, pos + high + ones * l, (unsigned)l);
+            if (ones ? value <= y : value != 0)
+                return false;
+            y = value;
+        }
+    }
+    /* n ones and the zeros ending every bucket; y, the last, fixes the width. */
+    if (ones != n || (y >> l) + 1 != buckets || (l && (y >> (l - 1)) < n) ||
+        y > v->span - first)
+        return false;
+    *prev = first + y;
+    return true;
+}
+
+static int check_partitioned(struct volume *v, struct cursor *cur)
+{
+    uint64_t chunks = pef_chunks(v->offsets);
+    unsigned t = pef_top_shift(v->span, chunks);
+    uint64_t entries = (v->span >> t) + 1;
+    const uint8_t *unused;
+    if (!take(cur, 2 * (entries + 1), &v->top) ||
+        !take(cur, PEF_RECORD_BYTES * (chunks + 1), &v->records))
+        return SEGIDX_ECORRUPT;
+    v->chunks = (uint32_t)chunks;
+    v->top_shift = (uint8_t)t;
+    uint32_t end = record_where(v, chunks);
+    uint64_t total = end;
+    if (record_first(v, chunks) != 0 || end > PEF_POS_MASK || (record_where(v, 0) & PEF_POS_MASK) ||
+        !take(cur, stream_bytes(total), &unused))
+        return SEGIDX_ECORRUPT;
+    v->stream = unused;
+    if (!padding_clear(v->stream, total))
+        return SEGIDX_ECORRUPT;
+    uint64_t prev = 0;
+    for (uint64_t c = 0; c < chunks; c++)
+        if (!check_chunk(v, c, total, &prev))
+            return SEGIDX_ECORRUPT;
+    if (prev != v->span)
+        return SEGIDX_ECORRUPT;
+    /* Positions are checked pairwise; the last chunk must end the stream. */
+    uint64_t c = 0;
+    for (uint64_t j = 0; j < entries; j++) {
+        while (c + 1 < chunks && record_first(v, c + 1) <= j << t)
+            c++;
+        if (segidx__load16(v->top + 2 * j) != c)
+            return SEGIDX_ECORRUPT;
+    }
+    return segidx__load16(v->top + 2 * entries) == chunks - 1 ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
+/* Ranks and rLSNs: every list rising strictly, the smallest value 0, the
+ * width minimal, no LSN past u64. */
+static int check_versions_v2(struct volume *v, struct cursor *c)
+{
+    const uint8_t *p;
+    v->ranks = NULL;
+    if (v->versions) {
+        uint64_t bits = (uint64_t)v->offsets * v->rank_bits;
+        if (!take(c, stream_bytes(bits), &p) || !padding_clear(p, bits))
+            return SEGIDX_ECORRUPT;
+        v->ranks = p;
+        for (uint64_t i = 0, prev = 0; i < v->offsets; i++) {
+            uint64_t r = rank2_at(v, i);
+            if (i ? r <= prev : r != 0)
+                return SEGIDX_ECORRUPT;
+            if (r >= v->pages)
+                return SEGIDX_ECORRUPT;
+            prev = r;
+        }
+    }
+    uint64_t bits = (uint64_t)v->pages * v->rlsn_bits;
+    if (!take(c, stream_bytes(bits), &p) || !padding_clear(p, bits))
+        return SEGIDX_ECORRUPT;
+    v->rlsn = p;
+    uint64_t min = UINT64_MAX, max = 0;
+    for (uint64_t i = 0; i < v->offsets; i++) {
+        uint64_t page = v->versions ? rank2_at(v, i) : i;
+        uint64_t end = !v->versions ? i + 1 : i + 1 < v->offsets ? rank2_at(v, i + 1) : v->pages;
+        for (uint64_t k = page, prev = 0; k < end; k++) {
+            uint64_t r = rlsn2_at(v, k);
+            if (k > page && r <= prev)
+                return SEGIDX_ECORRUPT;
+            prev = r;
+            min = r < min ? r : min;
+            max = r > max ? r : max;
+        }
+    }
+    if (min != 0 || bits_for(max) != v->rlsn_bits || max > UINT64_MAX - v->base_lsn)
+        return SEGIDX_ECORRUPT;
+    v->max_lsn = v->base_lsn + max;
+    return SEGIDX_OK;
+}
+
+static int read_data_v2(struct cursor *c, struct volume *v)
+{
+    const uint8_t *start = c->p;
+    int rc = v->encoding == SEGIDX_OFFSETS_PARTITIONED ? check_partitioned(v, c) : SEGIDX_OK;
+    if (!rc)
+        rc = check_versions_v2(v, c);
+    v->index_bytes = (size_t)(c->p - start);
+    return rc;
+}
+
 static int build_vid_table(segidx_segment *s)
 {
     uint32_t size = 16;
@@ -471,7 +915,7 @@ static int build_vid_table(segidx_segment *s)
     memset(s->slots, 0xFF, size * sizeof *s->slots);
     s->slot_mask = size - 1;
     for (uint32_t v = 0; v < s->volume_count; v++) {
-        uint32_t i = (uint32_t)vid_hash(s, &s->volumes[v].vid) & s->slot_mask;
+        uint32_t i = vid_hash(s, &s->volumes[v].vid) & s->slot_mask;
         while (s->slots[i] != NO_VOLUME)
             i = (i + 1) & s->slot_mask;
         s->slots[i] = (uint16_t)v;
@@ -486,7 +930,9 @@ static int read_index(segidx_segment *s)
     for (uint32_t v = 0; v < s->volume_count; v++) {
         struct volume *vol = &s->volumes[v];
         const uint8_t *entry = c.p;
-        if (read_volume_entry(&c, vol, &pages_left))
+        int rc = s->version == SEG_VERSION_2 ? read_entry_v2(&c, vol, &pages_left)
+                                             : read_volume_entry(&c, vol, &pages_left);
+        if (rc)
             return SEGIDX_ECORRUPT;
         if (v && memcmp(s->volumes[v - 1].vid.bytes, vol->vid.bytes, 16) >= 0)
             return SEGIDX_ECORRUPT; /* vids strictly increasing */
@@ -497,7 +943,8 @@ static int read_index(segidx_segment *s)
         return SEGIDX_ECORRUPT;
     for (uint32_t v = 0; v < s->volume_count; v++) {
         size_t entry_bytes = s->volumes[v].index_bytes;
-        int rc = read_volume_data(&c, &s->volumes[v]);
+        int rc = s->version == SEG_VERSION_2 ? read_data_v2(&c, &s->volumes[v])
+                                             : read_volume_data(&c, &s->volumes[v]);
         if (rc)
             return rc;
         s->volumes[v].index_bytes += entry_bytes;
@@ -511,7 +958,8 @@ static int check_footer(const uint8_t *f, uint64_t segment_len)
 {
     if (memcmp(f + FOOT_MAGIC, seg_footer_magic, 4) != 0)
         return SEGIDX_ECORRUPT;
-    if (segidx__load16(f + FOOT_VERSION) != SEG_VERSION)
+    unsigned version = segidx__load16(f + FOOT_VERSION);
+    if (version != SEG_VERSION_1 && version != SEG_VERSION_2)
         return SEGIDX_EVERSION;
     uint32_t page_size = segidx__load32(f + FOOT_PAGE_SIZE);
     uint32_t pages = segidx__load32(f + FOOT_PAGE_COUNT);
@@ -572,6 +1020,7 @@ static int open_tail(const uint8_t *tail, size_t tail_len, uint64_t segment_len,
         return SEGIDX_ENOMEM;
     s->page_size = segidx__load32(f + FOOT_PAGE_SIZE);
     s->page_count = segidx__load32(f + FOOT_PAGE_COUNT);
+    s->version = segidx__load16(f + FOOT_VERSION);
     s->volume_count = segidx__load32(f + FOOT_VOLUME_COUNT);
     s->segment_len = segment_len;
     s->sums = tail;
@@ -608,8 +1057,11 @@ static int check_header(const uint8_t *h, const uint8_t *f)
 {
     if (memcmp(h, seg_header_magic, 4) != 0)
         return SEGIDX_ECORRUPT;
-    if (segidx__load16(h + HEAD_VERSION) != SEG_VERSION)
+    unsigned version = segidx__load16(h + HEAD_VERSION);
+    if (version != SEG_VERSION_1 && version != SEG_VERSION_2)
         return SEGIDX_EVERSION;
+    if (version != segidx__load16(f + FOOT_VERSION))
+        return SEGIDX_ECORRUPT;
     static const uint8_t zeros[SEG_HEADER_BYTES - HEAD_RESERVED];
     bool ok = segidx__load16(h + HEAD_FLAGS) == 0 &&
               segidx__load32(h + HEAD_PAGE_SIZE) == segidx__load32(f + FOOT_PAGE_SIZE) &&
@@ -742,8 +1194,33 @@ static uint64_t next_offset(struct offset_walk *w)
 
 typedef int (*page_fn)(void *ctx, const segidx_segment_page *p);
 
+static int iterate_volume_v2(const segidx_segment *s, const struct volume *v, page_fn fn,
+                             void *ctx)
+{
+    uint32_t x[PEF_CHUNK];
+    for (uint64_t i = 0; i < v->offsets; i++) {
+        if (i % PEF_CHUNK == 0 && v->encoding == SEGIDX_OFFSETS_PARTITIONED)
+            pef_decode_chunk(v, i / PEF_CHUNK, x);
+        uint64_t at = v->encoding == SEGIDX_OFFSETS_PARTITIONED ? x[i % PEF_CHUNK] : i;
+        segidx_segment_page p = { &v->vid, (segidx_offset)(v->first_offset + at), 0, 0, NULL };
+        uint64_t page = v->versions ? rank2_at(v, i) : i;
+        uint64_t end = !v->versions ? i + 1 : i + 1 < v->offsets ? rank2_at(v, i + 1) : v->pages;
+        for (; page < end; page++) {
+            p.lsn = v->base_lsn + rlsn2_at(v, page);
+            p.local = v->first_page + (uint32_t)page;
+            p.page = s->pages ? s->pages + (size_t)p.local * s->page_size : NULL;
+            int rc = fn(ctx, &p);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 static int iterate_volume(const segidx_segment *s, const struct volume *v, page_fn fn, void *ctx)
 {
+    if (s->version == SEG_VERSION_2)
+        return iterate_volume_v2(s, v, fn, ctx);
     struct offset_walk w = { v, 0, 0 };
     for (uint64_t i = 0; i < v->offsets; i++) {
         segidx_segment_page p = { &v->vid, (segidx_offset)next_offset(&w), v->base_lsn, 0, NULL };

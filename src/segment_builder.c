@@ -33,6 +33,9 @@ struct volume_plan {
     unsigned width;
     bool versions;         /* some offset has several */
     uint64_t entry_bytes, data_bytes;
+    /* Version 2 */
+    unsigned rlsn_bits, rank_bits;
+    uint64_t chunks, top_entries, stream_bits;
 };
 
 struct sorted_entry {
@@ -47,6 +50,7 @@ struct segidx_segment_builder {
     const segidx_allocator *alloc;
     uint32_t page_size;
     uint64_t max_bytes;
+    unsigned version;      /* the format version finish() writes */
 
     struct entry *entries;
     uint8_t *pages;
@@ -191,7 +195,9 @@ static int grow_volumes(segidx_segment_builder *b)
  * 4.5 bytes a page; version ranks and rLSNs add 2 + 2. A volume adds its
  * entry and a few bytes of rounding. */
 #define WORST_INDEX_BYTES_PER_PAGE 9u
-#define WORST_INDEX_BYTES_PER_VOLUME (VOLUME_ENTRY_MAX_BYTES + 24u)
+/* Version 2 adds per volume at most a top directory entry and a chunk
+ * record past its chunks' share, and three padded streams. */
+#define WORST_INDEX_BYTES_PER_VOLUME (VOLUME_ENTRY_MAX_BYTES + 32u)
 
 /* ------------------------------------------------------------ lifecycle */
 
@@ -237,6 +243,7 @@ segidx_segment_builder *segidx_segment_builder_new(const segidx_segment_options 
     }
     b->page_size = page_size;
     b->max_bytes = max_bytes;
+    b->version = SEG_VERSION;
     return b;
 }
 
@@ -249,6 +256,15 @@ static void forget_plan(segidx_segment_builder *b)
     b->sorted = NULL;
     b->plan = NULL;
     b->planned = false;
+}
+
+int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version)
+{
+    if (!b || (version != SEG_VERSION_1 && version != SEG_VERSION_2))
+        return SEGIDX_EINVAL;
+    forget_plan(b);
+    b->version = version;
+    return SEGIDX_OK;
 }
 
 void segidx_segment_builder_reset(segidx_segment_builder *b)
@@ -402,6 +418,62 @@ static void plan_volume(const struct sorted_entry *s, struct volume_plan *v)
                      varint_len(v->span) + 1;
 }
 
+/* Version 2: the bits of the chunk of offsets [first, last] holding n. */
+static uint64_t pef_chunk_bits(uint64_t first, uint64_t last, uint64_t n)
+{
+    unsigned l = pef_low_bits(last - first, n);
+    return n + ((last - first) >> l) + 1 + n * l;
+}
+
+static void plan_volume_v2(const struct sorted_entry *s, struct volume_plan *v)
+{
+    uint64_t max_rlsn = 0, chunk_first = 0, in_chunk = 0, prev = 0;
+    v->offsets = 0;
+    v->base_lsn = UINT64_MAX;
+    v->stream_bits = 0;
+    for (uint32_t i = 0; i < v->pages; i++)
+        if (s[i].lsn < v->base_lsn)
+            v->base_lsn = s[i].lsn;
+    for (uint32_t i = 0; i < v->pages; i++) {
+        if (s[i].lsn - v->base_lsn > max_rlsn)
+            max_rlsn = s[i].lsn - v->base_lsn;
+        if (i && s[i].off == s[i - 1].off)
+            continue;
+        uint64_t x = s[i].off - s[0].off;
+        if (in_chunk == PEF_CHUNK) {
+            v->stream_bits += pef_chunk_bits(chunk_first, prev, in_chunk);
+            in_chunk = 0;
+        }
+        if (in_chunk == 0)
+            chunk_first = x;
+        in_chunk++;
+        prev = x;
+        v->offsets++;
+    }
+    v->stream_bits += pef_chunk_bits(chunk_first, prev, in_chunk);
+    v->first_offset = s[0].off;
+    v->span = s[v->pages - 1].off - s[0].off;
+    v->versions = v->offsets < v->pages;
+    v->rlsn_bits = bits_for(max_rlsn);
+    v->rank_bits = v->versions ? bits_for(v->pages - 1) : 0;
+    v->width = 0;
+    v->data_bytes = stream_bytes((uint64_t)v->offsets * v->rank_bits) +
+                    stream_bytes((uint64_t)v->pages * v->rlsn_bits);
+    if ((uint64_t)v->offsets == (uint64_t)v->span + 1) {
+        v->encoding = KIND2_RANGE;
+        v->chunks = v->top_entries = 0;
+    } else {
+        v->encoding = KIND2_PARTITIONED;
+        v->chunks = pef_chunks(v->offsets);
+        v->top_entries = pef_top_entries(v->span, v->chunks);
+        v->data_bytes += 2 * (v->top_entries + 1) + PEF_RECORD_BYTES * (v->chunks + 1) +
+                         stream_bytes(v->stream_bits);
+    }
+    v->entry_bytes = 16 + varint_len(v->base_lsn) + varint_len(v->pages) +
+                     varint_len(v->offsets) + varint_len(v->first_offset) +
+                     varint_len(v->span) + 2;
+}
+
 static int plan(segidx_segment_builder *b)
 {
     if (b->planned)
@@ -427,7 +499,10 @@ static int plan(segidx_segment_builder *b)
             j++;
         p[v].first = i;
         p[v].pages = j - i;
-        plan_volume(s + i, &p[v]);
+        if (b->version == SEG_VERSION_1)
+            plan_volume(s + i, &p[v]);
+        else
+            plan_volume_v2(s + i, &p[v]);
         index_len += p[v].entry_bytes + p[v].data_bytes;
         i = j;
     }
@@ -535,6 +610,81 @@ static uint8_t *write_volume_data(uint8_t *p, const struct sorted_entry *s,
     return p;
 }
 
+/* Version 2 ------------------------------------------------------------ */
+
+static uint8_t *write_entry_v2(uint8_t *p, const struct sorted_entry *s,
+                               const struct volume_plan *v)
+{
+    memcpy(p, s->vid.bytes, 16);
+    p += 16;
+    p += varint_put(p, v->base_lsn);
+    p += varint_put(p, v->pages);
+    p += varint_put(p, v->offsets);
+    p += varint_put(p, v->first_offset);
+    p += varint_put(p, v->span);
+    *p++ = (uint8_t)v->encoding;
+    *p++ = (uint8_t)v->rlsn_bits;
+    return p;
+}
+
+/* Top directory, chunk records and chunk stream of x[0..n). */
+static uint8_t *write_partitioned(uint8_t *p, const uint32_t *x, const struct volume_plan *v)
+{
+    uint64_t n = v->offsets, chunks = v->chunks, entries = v->top_entries;
+    unsigned t = pef_top_shift(v->span, chunks);
+    uint8_t *top = p, *records = top + 2 * (entries + 1);
+    uint8_t *stream = records + PEF_RECORD_BYTES * (chunks + 1);
+    memset(stream, 0, stream_bytes(v->stream_bits));
+    uint64_t c = 0;
+    for (uint64_t j = 0; j < entries; j++) {
+        while (c + 1 < chunks && x[(c + 1) * PEF_CHUNK] <= j << t)
+            c++;
+        segidx__store16(top + 2 * j, (uint16_t)c);
+    }
+    segidx__store16(top + 2 * entries, (uint16_t)(chunks - 1));
+    uint64_t pos = 0;
+    for (c = 0; c < chunks; c++) {
+        const uint32_t *y = x + c * PEF_CHUNK;
+        uint64_t nc = n - c * PEF_CHUNK < PEF_CHUNK ? n - c * PEF_CHUNK : PEF_CHUNK;
+        unsigned l = pef_low_bits(y[nc - 1] - y[0], nc);
+        segidx__store32(records + PEF_RECORD_BYTES * c, y[0]);
+        segidx__store32(records + PEF_RECORD_BYTES * c + 4, (uint32_t)pos | (uint32_t)l << PEF_POS_BITS);
+        uint64_t high = nc + ((uint64_t)(y[nc - 1] - y[0]) >> l) + 1;
+        for (uint64_t i = 0; i < nc; i++) {
+            uint64_t d = y[i] - y[0], bit = pos + (d >> l) + i;
+            stream[bit / 8] |= (uint8_t)(1u << (bit % 8));
+            put_bits(stream, pos + high + i * l, d, l);
+        }
+        pos += high + nc * l;
+    }
+    segidx__store32(records + PEF_RECORD_BYTES * chunks, 0);
+    segidx__store32(records + PEF_RECORD_BYTES * chunks + 4, (uint32_t)pos);
+    return stream + stream_bytes(pos);
+}
+
+static uint8_t *write_data_v2(uint8_t *p, const struct sorted_entry *s,
+                              const struct volume_plan *v, uint32_t *x, uint16_t *ranks)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < v->pages; i++)
+        if (i == 0 || s[i].off != s[i - 1].off) {
+            ranks[k] = (uint16_t)i;
+            x[k++] = s[i].off - v->first_offset;
+        }
+    if (v->encoding == KIND2_PARTITIONED)
+        p = write_partitioned(p, x, v);
+    uint64_t bytes = stream_bytes((uint64_t)v->offsets * v->rank_bits);
+    memset(p, 0, bytes);
+    for (uint32_t i = 0; i < v->offsets && v->rank_bits; i++)
+        put_bits(p, (uint64_t)i * v->rank_bits, ranks[i], v->rank_bits);
+    p += bytes;
+    bytes = stream_bytes((uint64_t)v->pages * v->rlsn_bits);
+    memset(p, 0, bytes);
+    for (uint32_t i = 0; i < v->pages && v->rlsn_bits; i++)
+        put_bits(p, (uint64_t)i * v->rlsn_bits, s[i].lsn - v->base_lsn, v->rlsn_bits);
+    return p + bytes;
+}
+
 static void write_footer(uint8_t *foot, const segidx_segment_builder *b, const segidx_sid *sid,
                          uint64_t index_offset, uint64_t index_len, const uint8_t *header)
 {
@@ -548,7 +698,7 @@ static void write_footer(uint8_t *foot, const segidx_segment_builder *b, const s
     segidx__store64(foot + FOOT_HEADER_SUM, segidx__xxh3(header, SEG_HEADER_BYTES));
     /* The index and footer are contiguous: one checksum pass over both. */
     segidx__store64(foot + FOOT_SUM, segidx__xxh3(foot - index_len, index_len + FOOT_SUM));
-    segidx__store16(foot + FOOT_VERSION, SEG_VERSION);
+    segidx__store16(foot + FOOT_VERSION, (uint16_t)b->version);
     segidx__store16(foot + FOOT_FLAGS, 0);
     memcpy(foot + FOOT_MAGIC, seg_footer_magic, 4);
 }
@@ -558,7 +708,7 @@ static void write_header(uint8_t *h, const segidx_segment_builder *b, const segi
 {
     memset(h, 0, SEG_HEADER_BYTES);
     memcpy(h, seg_header_magic, 4);
-    segidx__store16(h + HEAD_VERSION, SEG_VERSION);
+    segidx__store16(h + HEAD_VERSION, (uint16_t)b->version);
     segidx__store32(h + HEAD_PAGE_SIZE, b->page_size);
     segidx__store32(h + HEAD_PAGE_COUNT, b->n);
     segidx__store32(h + HEAD_VOLUME_COUNT, b->n_vols);
@@ -593,10 +743,13 @@ int segidx_segment_builder_finish(segidx_segment_builder *b, const segidx_sid *s
     }
     uint64_t index_offset = seg_index_offset(b->n, b->page_size);
     uint8_t *index = out + index_offset, *p = index;
+    bool v1 = b->version == SEG_VERSION_1;
     for (uint32_t v = 0; v < b->n_vols; v++)
-        p = write_volume_entry(p, b->sorted + b->plan[v].first, &b->plan[v]);
+        p = v1 ? write_volume_entry(p, b->sorted + b->plan[v].first, &b->plan[v])
+               : write_entry_v2(p, b->sorted + b->plan[v].first, &b->plan[v]);
     for (uint32_t v = 0; v < b->n_vols; v++)
-        p = write_volume_data(p, b->sorted + b->plan[v].first, &b->plan[v], x, ranks);
+        p = v1 ? write_volume_data(p, b->sorted + b->plan[v].first, &b->plan[v], x, ranks)
+               : write_data_v2(p, b->sorted + b->plan[v].first, &b->plan[v], x, ranks);
     uint64_t index_len = (uint64_t)(p - index);
     write_header(out, b, sid, index_len);
     write_footer(p, b, sid, index_offset, index_len, out);

@@ -9,7 +9,10 @@
 #define SEG_HEADER_BYTES 64u
 #define SEG_FOOTER_BYTES SEGIDX_SEGMENT_FOOTER_BYTES
 #define SEG_PAGE_SUM_BYTES 8u
-#define SEG_VERSION 1u
+/* Format versions: builders write SEG_VERSION; readers open both. */
+#define SEG_VERSION_1 1u
+#define SEG_VERSION_2 2u
+#define SEG_VERSION SEG_VERSION_2
 #define SEG_MIN_PAGE_SIZE 512u
 #define SEG_MAX_PAGE_SIZE 65536u
 #define SEG_MAX_BYTES 0xFFFFFFFFu
@@ -47,18 +50,68 @@ static const uint8_t seg_footer_magic[4] = { 'S', 'X', 'S', 'F' };
 #define KIND_VERSIONS 0x10u
 #define KIND_KNOWN_BITS 0x1Fu
 
-/* Most bytes a volume entry takes: vid, five varints, kind. */
-#define VOLUME_ENTRY_MAX_BYTES (16u + 10u + 3u * 5u + 5u + 1u)
-
-/* Bitmap rank samples: one u16 per this many words. */
-#define BITMAP_WORDS_PER_SAMPLE 4u
-/* Elias-Fano select samples: one u16 per this many zeros of the high bits. */
-#define EF_ZEROS_PER_SAMPLE 32u
+/* Most bytes a volume entry takes: vid, five varints, kind (and, in
+ * version 2, rlsn_bits). */
+#define VOLUME_ENTRY_MAX_BYTES (16u + 10u + 3u * 5u + 5u + 2u)
 
 static inline uint64_t div_ceil(uint64_t a, uint64_t b)
 {
     return a / b + (a % b != 0);
 }
+
+/* Version 2: the kind byte, and the partitioned Elias-Fano layout. */
+#define KIND2_RANGE 0u
+#define KIND2_PARTITIONED 1u
+#define PEF_CHUNK 64u           /* offsets a chunk */
+#define PEF_RECORD_BYTES 8u
+#define PEF_POS_BITS 26u        /* where: bit position, then l */
+#define PEF_POS_MASK ((1u << PEF_POS_BITS) - 1)
+#define RLSN2_MAX_BITS 16u
+
+/* bits(v): how many bits v needs; 0 for 0. */
+static inline unsigned bits_for(uint64_t v)
+{
+    return v ? 64u - (unsigned)__builtin_clzll(v) : 0;
+}
+
+static inline uint64_t pef_chunks(uint64_t n)
+{
+    return div_ceil(n, PEF_CHUNK);
+}
+
+/* The top directory's shift: the smallest t with (span >> t) + 1 <= 2C. */
+static inline unsigned pef_top_shift(uint64_t span, uint64_t chunks)
+{
+    unsigned t = 0;
+    while (t < 32 && (span >> t) + 1 > 2 * chunks)
+        t++;
+    return t;
+}
+
+static inline uint64_t pef_top_entries(uint64_t span, uint64_t chunks)
+{
+    return (span >> pef_top_shift(span, chunks)) + 1;
+}
+
+/* A chunk's low-bit width: the smallest l with (last >> l) < n. */
+static inline unsigned pef_low_bits(uint64_t last, uint64_t n)
+{
+    unsigned l = 0;
+    while ((last >> l) >= n)
+        l++;
+    return l;
+}
+
+/* Bytes of a bit stream of `bits` bits. */
+static inline uint64_t stream_bytes(uint64_t bits)
+{
+    return div_ceil(bits, 8);
+}
+
+/* Bitmap rank samples: one u16 per this many words. */
+#define BITMAP_WORDS_PER_SAMPLE 4u
+/* Elias-Fano select samples: one u16 per this many zeros of the high bits. */
+#define EF_ZEROS_PER_SAMPLE 32u
 
 /* The segment's bytes before the index: header, pages, page checksums. */
 static inline uint64_t seg_index_offset(uint32_t page_count, uint32_t page_size)
@@ -124,6 +177,11 @@ static inline uint64_t offsets_bytes(int enc, uint64_t n, uint64_t span)
     default: return UINT64_MAX;
     }
 }
+
+/* Which format version a builder writes (SEG_VERSION_1 or SEG_VERSION_2;
+ * new builders write SEG_VERSION). Version 1 stays buildable so that tests
+ * and corpora can prove old segments still read. SEGIDX_EINVAL otherwise. */
+int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version);
 
 /* Whether segment options are usable: page size, max_bytes with room for
  * one page, a complete allocator. The builder and the packer both ask. */

@@ -1,9 +1,67 @@
 /* Segments: build, open in place, find, verify, iterate: against a sorted
  * model on the reference workloads and random ones; every kind of miss;
- * builder errors; and rejection of corrupt and crafted bytes. */
+ * builder errors; and rejection of corrupt and crafted bytes.
+ *
+ * The format-independent tests run twice: on segments of format version 1
+ * (what older builders wrote, still read) and of version 2 (what builders
+ * write now). The crafted structures here are version 1's; version 2's are
+ * in test_segment_v2.c. */
 #include "segtest.h"
 
 #include "segment_format.h"
+
+/* The format version this run's segments are built in. */
+static unsigned test_version = SEG_VERSION_1;
+
+/* segtest.h's build_segment, in test_version. */
+static uint8_t *build_segment_as(const workload *w, uint32_t page_size, uint64_t shuffle_seed,
+                                 const segidx_sid *sid, size_t *len)
+{
+    segidx_segment_options opts = { page_size, WORKLOAD_MAX_BYTES, NULL };
+    segidx_segment_builder *b = segidx_segment_builder_new(&opts);
+    assert_non_null(b);
+    assert_int_equal(segidx__segment_builder_set_version(b, test_version), SEGIDX_OK);
+    uint32_t *order = malloc((w->n ? w->n : 1) * sizeof *order);
+    for (uint32_t i = 0; i < w->n; i++)
+        order[i] = i;
+    test_rng r = { shuffle_seed };
+    for (uint32_t i = w->n; i > 1; i--) {
+        uint32_t j = (uint32_t)rng_below(&r, i), t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    uint8_t *page = malloc(page_size);
+    for (uint32_t i = 0; i < w->n; i++) {
+        const wl_page *p = &w->pages[order[i]];
+        wl_fill_page(page, page_size, p);
+        assert_int_equal(segidx_segment_builder_add(b, &p->vid, p->off, p->lsn, page), SEGIDX_OK);
+    }
+    free(page);
+    free(order);
+    *len = segidx_segment_builder_size(b);
+    assert_true(*len > 0);
+    uint8_t *buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(segidx_segment_builder_finish(b, sid, buf, *len), SEGIDX_OK);
+    segidx_segment_builder_free(b);
+    assert_int_equal(segidx__load16(buf + *len - SEG_FOOTER_BYTES + FOOT_VERSION), test_version);
+    return buf;
+}
+#define build_segment build_segment_as
+
+static int as_v1(void **state)
+{
+    (void)state;
+    test_version = SEG_VERSION_1;
+    return 0;
+}
+
+static int as_v2(void **state)
+{
+    (void)state;
+    test_version = SEG_VERSION_2;
+    return 0;
+}
 
 static const segidx_sid test_sid = { { 0x51, 0xD0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 } };
 
@@ -137,7 +195,7 @@ static void test_random_workloads(void **state)
 static void test_every_encoding_used(void **state)
 {
     (void)state;
-    bool seen[3] = { false };
+    bool seen[4] = { false };
     unsigned widths = 0;
     for (uint64_t seed = 1; seed <= 40; seed++) {
         workload w = wl_random(seed);
@@ -158,8 +216,14 @@ static void test_every_encoding_used(void **state)
         wl_free(&w);
     }
     assert_true(seen[SEGIDX_OFFSETS_RANGE]);
-    assert_true(seen[SEGIDX_OFFSETS_BITMAP]);
-    assert_true(seen[SEGIDX_OFFSETS_ELIAS_FANO]);
+    if (test_version == SEG_VERSION_2) {
+        assert_true(seen[SEGIDX_OFFSETS_PARTITIONED]);
+        assert_false(seen[SEGIDX_OFFSETS_BITMAP] || seen[SEGIDX_OFFSETS_ELIAS_FANO]);
+    } else {
+        assert_true(seen[SEGIDX_OFFSETS_BITMAP]);
+        assert_true(seen[SEGIDX_OFFSETS_ELIAS_FANO]);
+        assert_false(seen[SEGIDX_OFFSETS_PARTITIONED]);
+    }
     assert_int_equal(widths, 7u); /* 0, 1 and 2 bytes */
 }
 
@@ -709,20 +773,22 @@ static void test_open_from_tail(void **state)
     wl_free(&w);
 }
 
+#define BOTH(t) cmocka_unit_test_setup(t, as_v1), cmocka_unit_test_setup(t, as_v2)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reference_workloads),
-        cmocka_unit_test(test_random_workloads),
-        cmocka_unit_test(test_every_encoding_used),
-        cmocka_unit_test(test_single_page_edges),
-        cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_builder_errors_change_nothing),
-        cmocka_unit_test(test_builder_options),
-        cmocka_unit_test(test_every_flip_and_truncation),
-        cmocka_unit_test(test_crafted_structures),
-        cmocka_unit_test(test_resealed_random_damage),
-        cmocka_unit_test(test_open_from_tail),
+        BOTH(test_reference_workloads),
+        BOTH(test_random_workloads),
+        BOTH(test_every_encoding_used),
+        BOTH(test_single_page_edges),
+        BOTH(test_deterministic),
+        BOTH(test_builder_errors_change_nothing),
+        BOTH(test_builder_options),
+        BOTH(test_every_flip_and_truncation),
+        cmocka_unit_test_setup(test_crafted_structures, as_v1),
+        BOTH(test_resealed_random_damage),
+        BOTH(test_open_from_tail),
     };
     return cmocka_run_group_tests_name("segment", tests, NULL, NULL);
 }
