@@ -7,7 +7,9 @@
  * same commits (a round is 5 flushes of 50, so volumes pass checkpoint
  * rounds on both), rounds alternate between the sides and the medians are
  * printed; at the end both stores must hold the same bytes. Also the
- * store writes and PUT bytes each commit costs, counted under the index. */
+ * store writes and PUT bytes each commit costs, counted under the index,
+ * and the bytes the process sent to the disk per commit (Linux's
+ * /proc/self/io write_bytes; the line is left out where it is not). */
 #include "bench.h"
 #include "kv.h"
 
@@ -26,6 +28,7 @@ struct writer {
     struct bench_counting_kv count;
     uint64_t writes;  /* store writes: one durable transaction each */
     uint64_t commits; /* commits made */
+    uint64_t disk;    /* bytes sent to the disk while committing */
     char *dir;
     segidx_volume_index *vi;
     segidx_lsn next[VOLUMES];
@@ -59,6 +62,29 @@ static void writer_close(struct writer *w)
     segidx_volume_index_close(w->vi);
     bench_scratch_remove(w->dir);
     free(w->dir);
+}
+
+/* The bytes this process has caused to be written to storage, or
+ * UINT64_MAX where the system does not say. */
+static uint64_t disk_written(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    unsigned long long v = 0;
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = sscanf(line, "write_bytes: %llu", &v) == 1;
+    if (f)
+        fclose(f);
+    return found ? (uint64_t)v : UINT64_MAX;
+}
+
+/* Add the disk bytes since `from` to w->disk (UINT64_MAX: unknown). */
+static void count_disk(struct writer *w, uint64_t from)
+{
+    uint64_t now = disk_written();
+    w->disk = from == UINT64_MAX || now == UINT64_MAX || w->disk == UINT64_MAX
+                  ? UINT64_MAX : w->disk + (now - from);
 }
 
 static segidx_vid vid_of(int v)
@@ -110,12 +136,13 @@ static double single_round(void *ctx)
     uint64_t t = 0;
     for (int f = 0; f < FLUSHES; f++) {
         make_flush(w, segs, items);
-        uint64_t t0 = bench_now_ns();
+        uint64_t d0 = disk_written(), t0 = bench_now_ns();
         for (int v = 0; v < VOLUMES; v++)
             BENCH_CHECK(segidx_volume_commit(w->vi, &items[v].vid, items[v].lsn,
                                              items[v].commit_time, items[v].segs,
                                              items[v].n) == SEGIDX_OK);
         t += bench_now_ns() - t0;
+        count_disk(w, d0);
         w->commits += VOLUMES;
         free_flush(segs);
     }
@@ -131,10 +158,11 @@ static double group_round(void *ctx)
     uint64_t t = 0;
     for (int f = 0; f < FLUSHES; f++) {
         make_flush(w, segs, items);
-        uint64_t t0 = bench_now_ns();
+        uint64_t d0 = disk_written(), t0 = bench_now_ns();
         size_t failed;
         BENCH_CHECK(segidx_volume_commit_group(w->vi, items, VOLUMES, &failed) == SEGIDX_OK);
         t += bench_now_ns() - t0;
+        count_disk(w, d0);
         w->commits += VOLUMES;
         free_flush(segs);
     }
@@ -193,6 +221,11 @@ int main(void)
         .value = (double)group->count.n.put_bytes / group->commits, .unit = "B/commit",
         .baseline = "a write per commit",
         .baseline_value = (double)single->count.n.put_bytes / single->commits });
+    if (single->disk != UINT64_MAX && group->disk != UINT64_MAX)
+        bench_print(&(struct bench_figure){
+            .name = "volume.commit_group disk bytes", .value = (double)group->disk / group->commits,
+            .unit = "B/commit", .baseline = "a write per commit",
+            .baseline_value = (double)single->disk / single->commits });
     writer_close(single);
     writer_close(group);
     return 0;
