@@ -6,7 +6,9 @@
  *
  * Every seed is a real segment with 512-byte pages and a few pages (the
  * whole folder stays small):
- *  - most "valid-*" segments come from segidx_segment_builder_*: one
+ *  - most "valid-*" segments come from segidx_segment_builder_* in format
+ *    version 1, each also as "v2-valid-*" in version 2 (three chunks of
+ *    partitioned Elias-Fano in "v2-valid-chunks"): one
  *    page; a contiguous bulk load (range encoding); a dense bitmap;
  *    sparse Elias-Fano volumes (one with enough offsets for several
  *    select samples); versions with 1- and 2-byte rLSNs; several volumes,
@@ -127,13 +129,18 @@ static void fill_page(uint8_t *page, const struct pg *p)
 static const segidx_sid seed_sid = { { 0x5E, 0xED, 0x5E, 0x61, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
                                        11, 12 } };
 
+/* The library's internal switch to the format version a builder writes:
+ * version 1 seeds keep the old reader fuzzed. */
+int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version);
+static unsigned build_version = 1;
+
 /* Build with the library's builder, adding in reverse so that the builder
  * sorts. The caller frees the bytes. */
 static uint8_t *build(const struct pages *ps, size_t *len)
 {
     segidx_segment_options opts = { PAGE, 0, NULL };
     segidx_segment_builder *b = segidx_segment_builder_new(&opts);
-    if (!b)
+    if (!b || segidx__segment_builder_set_version(b, build_version) != SEGIDX_OK)
         die("builder_new");
     uint8_t page[PAGE];
     for (uint32_t i = ps->n; i-- > 0;) {
@@ -150,11 +157,20 @@ static uint8_t *build(const struct pages *ps, size_t *len)
     return buf;
 }
 
+/* Each built seed in format version 1 under its name, and in version 2
+ * (partitioned Elias-Fano, packed ranks and rLSNs) as "v2-" + name. */
 static void seed_built(const char *name, struct pages *ps)
 {
     size_t len;
     uint8_t *buf = build(ps, &len);
     write_seed(name, buf, len, SEGIDX_OK);
+    free(buf);
+    char v2[128];
+    snprintf(v2, sizeof v2, "v2-%s", name);
+    build_version = 2;
+    buf = build(ps, &len);
+    build_version = 1;
+    write_seed(v2, buf, len, SEGIDX_OK);
     free(buf);
     free(ps->p);
     ps->p = NULL;
@@ -431,6 +447,11 @@ static void valid_built(void)
     add(&ps, 15, UINT32_MAX, 4);
     seed_built("valid-offsets-0-max", &ps);
 
+    for (uint32_t i = 0; i < 140; i++) /* three chunks of 64: a dense run, a far tail */
+        for (uint32_t k = 0; k <= (i % 10 == 0); k++)
+            add(&ps, 17, i < 90 ? 10 + i : 10 + i * i * 9973u, 50 + k * 400);
+    seed_built("valid-chunks", &ps);
+
     add(&ps, 16, 5, UINT64_MAX - 300); /* the end of u64 */
     add(&ps, 16, 5, UINT64_MAX);
     add(&ps, 16, 6, UINT64_MAX - 1);
@@ -575,13 +596,18 @@ static void invalid(void)
 
     write_seed("invalid-truncated", buf, len - 10, SEGIDX_ECORRUPT);
 
-    put(buf + len - 64 + 56, 2, 2); /* footer version 2 */
-    write_seed("invalid-footer-version-2", buf, len, SEGIDX_EVERSION);
+    put(buf + len - 64 + 56, 3, 2); /* footer version 3 */
+    write_seed("invalid-footer-version-3", buf, len, SEGIDX_EVERSION);
+    put(buf + len - 64 + 56, 2, 2); /* version 2 with a version 1 index and header */
+    write_seed("invalid-footer-version-2-of-1", buf, len, SEGIDX_ECORRUPT);
     put(buf + len - 64 + 56, 1, 2);
 
-    put(buf + 4, 2, 2); /* header version 2, its checksum recomputed */
+    put(buf + 4, 3, 2); /* header version 3, its checksum recomputed */
     reseal(buf, len);
-    write_seed("invalid-header-version-2", buf, len, SEGIDX_EVERSION);
+    write_seed("invalid-header-version-3", buf, len, SEGIDX_EVERSION);
+    put(buf + 4, 2, 2); /* header version 2, footer version 1 */
+    reseal(buf, len);
+    write_seed("invalid-header-version-2-of-1", buf, len, SEGIDX_ECORRUPT);
     put(buf + 4, 1, 2);
     reseal(buf, len);
     write_seed("valid-three-offsets", buf, len, SEGIDX_OK);

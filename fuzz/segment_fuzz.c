@@ -113,7 +113,7 @@ struct mvol {
     segidx_vid vid;
     uint64_t base, max_lsn;
     uint32_t first_page, pages, offsets, first_offset, span;
-    unsigned encoding, width;
+    unsigned encoding, width, rlsn_bits; /* width: bytes (version 2: rlsn_bits rounded up) */
     bool versions;
     uint64_t index_bytes;
 };
@@ -126,6 +126,7 @@ struct mpage {
 
 /* What a reading by docs/FORMAT.md makes of some bytes. */
 struct model {
+    unsigned version;
     uint32_t page_size, page_count, volume_count, index_len;
     uint64_t segment_len;
     segidx_sid sid;
@@ -349,6 +350,169 @@ static bool spec_volume_data(struct model *m, struct rd *r, uint32_t vi, uint32_
     return true;
 }
 
+/* ------------------------------------------------ format version 2 */
+
+static unsigned nbits(uint64_t v)
+{
+    unsigned b = 0;
+    for (; v; v >>= 1)
+        b++;
+    return b;
+}
+
+static uint64_t bits_get(const uint8_t *p, uint64_t at, unsigned w)
+{
+    uint64_t v = 0;
+    for (unsigned k = 0; k < w; k++)
+        v |= (uint64_t)bit_at(p, at + k) << k;
+    return v;
+}
+
+static bool padding_zero(const uint8_t *p, uint64_t bits)
+{
+    for (uint64_t b = bits; b < 8 * ceil_div(bits, 8); b++)
+        if (bit_at(p, b))
+            return false;
+    return true;
+}
+
+/* Partitioned Elias-Fano: top directory, records, chunk stream. */
+static bool spec_partitioned(struct model *m, struct rd *r, const struct mvol *v, uint32_t *x)
+{
+    const uint64_t mask = (1u << 26) - 1;
+    uint64_t n = v->offsets, span = v->span, chunks = ceil_div(n, 64);
+    unsigned t = 0;
+    while (t < 32 && (span >> t) + 1 > 2 * chunks)
+        t++;
+    uint64_t entries = (span >> t) + 1;
+    const uint8_t *top = rd_take(r, 2 * (entries + 1));
+    const uint8_t *rec = top ? rd_take(r, 8 * (chunks + 1)) : NULL;
+    if (!rec)
+        return refuse(m, "partitioned: directory or records run past the index");
+    uint32_t end_where = get32(rec + 8 * chunks + 4);
+    if (get32(rec + 8 * chunks) != 0 || end_where > mask)
+        return refuse(m, "partitioned: end record");
+    uint64_t total = end_where;
+    const uint8_t *st = rd_take(r, ceil_div(total, 8));
+    if (!st)
+        return refuse(m, "partitioned: stream runs past the index");
+    if (!padding_zero(st, total))
+        return refuse(m, "partitioned: stream padding");
+    uint64_t k = 0;
+    for (uint64_t c = 0; c < chunks; c++) {
+        uint32_t first = get32(rec + 8 * c), where = get32(rec + 8 * c + 4);
+        uint64_t pos = where & mask, l = where >> 26, end = get32(rec + 8 * c + 12) & mask;
+        uint64_t nc = n - 64 * c < 64 ? n - 64 * c : 64;
+        if (c == 0 && (pos != 0 || first != 0))
+            return refuse(m, "partitioned: first chunk");
+        if (l > 31 || end < pos || end > total || end - pos < nc * (l + 1))
+            return refuse(m, "partitioned: chunk position or width");
+        uint64_t high = end - pos - nc * l, ones = 0, zeros = 0;
+        for (uint64_t q = 0; q < high; q++) {
+            if (!bit_at(st, pos + q)) {
+                zeros++;
+                continue;
+            }
+            if (ones == nc)
+                return refuse(m, "partitioned: too many elements in a chunk");
+            uint64_t y = zeros << l | bits_get(st, pos + high + ones * l, (unsigned)l);
+            uint64_t value = first + y;
+            if (ones == 0 ? y != 0 : value <= x[k - 1])
+                return refuse(m, "partitioned: chunk elements not rising from first");
+            if (ones == 0 && c > 0 && value <= x[k - 1])
+                return refuse(m, "partitioned: chunk not above the previous");
+            if (value > span)
+                return refuse(m, "partitioned: element past the span");
+            x[k++] = (uint32_t)value;
+            ones++;
+        }
+        if (ones != nc)
+            return refuse(m, "partitioned: too few elements in a chunk");
+        uint64_t last = x[k - 1] - first;
+        if (zeros != (last >> l) + 1)
+            return refuse(m, "partitioned: bucket count");
+        if ((last >> l) >= nc || (l > 0 && (last >> (l - 1)) < nc))
+            return refuse(m, "partitioned: low width not minimal");
+    }
+    if (x[n - 1] != span)
+        return refuse(m, "partitioned: last element is not the span");
+    for (uint64_t j = 0, c = 0; j <= entries; j++) {
+        if (j == entries) {
+            if (get16(top + 2 * j) != chunks - 1)
+                return refuse(m, "partitioned: directory end");
+            break;
+        }
+        while (c + 1 < chunks && x[64 * (c + 1)] <= j << t)
+            c++;
+        if (get16(top + 2 * j) != c)
+            return refuse(m, "partitioned: directory value");
+    }
+    return true;
+}
+
+static bool spec_volume_data_v2(struct model *m, struct rd *r, uint32_t vi, uint32_t *x)
+{
+    struct mvol *v = &m->vols[vi];
+    size_t start = r->pos;
+    if (v->encoding == SEGIDX_OFFSETS_RANGE) {
+        if ((uint64_t)v->offsets != (uint64_t)v->span + 1)
+            return refuse(m, "range count is not span + 1");
+        for (uint32_t i = 0; i < v->offsets; i++)
+            x[i] = i;
+    } else if ((uint64_t)v->offsets > (uint64_t)v->span + 1) {
+        return refuse(m, "more offsets than the span holds");
+    } else if (!spec_partitioned(m, r, v, x)) {
+        return false;
+    }
+    const uint8_t *ranks = NULL;
+    unsigned rb = 0;
+    if (v->offsets < v->pages) {
+        rb = nbits(v->pages - 1);
+        ranks = rd_take(r, ceil_div((uint64_t)v->offsets * rb, 8));
+        if (!ranks)
+            return refuse(m, "version ranks run past the index");
+        if (!padding_zero(ranks, (uint64_t)v->offsets * rb))
+            return refuse(m, "version ranks padding");
+        for (uint32_t i = 0; i < v->offsets; i++) {
+            uint64_t k = bits_get(ranks, (uint64_t)i * rb, rb);
+            if (i == 0 ? k != 0 : k <= bits_get(ranks, (uint64_t)(i - 1) * rb, rb))
+                return refuse(m, "version ranks not increasing from 0");
+            if (k >= v->pages)
+                return refuse(m, "version rank past the volume");
+        }
+    }
+    unsigned w = v->rlsn_bits;
+    const uint8_t *rlsn = rd_take(r, ceil_div((uint64_t)v->pages * w, 8));
+    if (!rlsn)
+        return refuse(m, "rLSNs run past the index");
+    if (!padding_zero(rlsn, (uint64_t)v->pages * w))
+        return refuse(m, "rLSN padding");
+    uint64_t min = UINT64_MAX, max = 0;
+    for (uint32_t i = 0; i < v->offsets; i++) {
+        uint64_t page = ranks ? bits_get(ranks, (uint64_t)i * rb, rb) : i;
+        uint64_t end = !ranks ? i + 1u
+                       : i + 1 < v->offsets ? bits_get(ranks, (uint64_t)(i + 1) * rb, rb)
+                                            : v->pages;
+        for (uint64_t k = page; k < end; k++) {
+            uint64_t d = bits_get(rlsn, k * w, w);
+            if (k > page && d <= bits_get(rlsn, (k - 1) * w, w))
+                return refuse(m, "LSN list not strictly increasing");
+            min = d < min ? d : min;
+            max = d > max ? d : max;
+            m->pages[v->first_page + k] = (struct mpage){ vi, v->first_offset + x[i], v->base + d };
+        }
+    }
+    if (min != 0)
+        return refuse(m, "base_lsn is not the smallest LSN");
+    if (nbits(max) != w)
+        return refuse(m, "rlsn_bits is not the width the largest rLSN needs");
+    if (max > UINT64_MAX - v->base)
+        return refuse(m, "LSN overflows u64");
+    v->max_lsn = v->base + max;
+    v->index_bytes += r->pos - start;
+    return true;
+}
+
 static bool spec_index(struct model *m, const uint8_t *index)
 {
     struct rd r = { index, 0, m->index_len };
@@ -365,12 +529,14 @@ static bool spec_index(struct model *m, const uint8_t *index)
             !rd_varint(&r, n_pages, &n_offsets) || !rd_varint(&r, UINT32_MAX, &first) ||
             !rd_varint(&r, UINT32_MAX - first, &span))
             return refuse(m, "volume entry: varint");
-        const uint8_t *kind = rd_take(&r, 1);
+        const uint8_t *kind = rd_take(&r, m->version == 2 ? 2 : 1);
         if (!kind)
             return refuse(m, "volume entry runs past the index");
         if (base == 0 || n_pages == 0 || n_offsets == 0)
             return refuse(m, "volume entry: zero base, pages or offsets");
-        if (*kind & 0xE0 || (*kind & 3) == 3 || (*kind >> 2 & 3) == 3)
+        if (m->version == 2 && (kind[0] > 1 || kind[1] > 16))
+            return refuse(m, "volume entry: kind or rlsn_bits");
+        if (m->version == 1 && (*kind & 0xE0 || (*kind & 3) == 3 || (*kind >> 2 & 3) == 3))
             return refuse(m, "volume entry: kind");
         memcpy(v->vid.bytes, vid, 16);
         if (i && memcmp(m->vols[i - 1].vid.bytes, vid, 16) >= 0)
@@ -384,9 +550,16 @@ static bool spec_index(struct model *m, const uint8_t *index)
         v->offsets = (uint32_t)n_offsets;
         v->first_offset = (uint32_t)first;
         v->span = (uint32_t)span;
-        v->encoding = *kind & 3u;
-        v->width = *kind >> 2 & 3u;
-        v->versions = *kind & 0x10;
+        if (m->version == 2) {
+            v->encoding = kind[0] == 0 ? SEGIDX_OFFSETS_RANGE : 3u; /* partitioned */
+            v->rlsn_bits = kind[1];
+            v->width = (kind[1] + 7u) / 8u;
+            v->versions = n_offsets < n_pages;
+        } else {
+            v->encoding = *kind & 3u;
+            v->width = *kind >> 2 & 3u;
+            v->versions = *kind & 0x10;
+        }
         v->index_bytes = r.pos - start;
     }
     if (pages != m->page_count)
@@ -395,7 +568,7 @@ static bool spec_index(struct model *m, const uint8_t *index)
     CHECK(x != NULL);
     bool ok = true;
     for (uint32_t i = 0; i < m->volume_count && ok; i++)
-        ok = spec_volume_data(m, &r, i, x);
+        ok = m->version == 2 ? spec_volume_data_v2(m, &r, i, x) : spec_volume_data(m, &r, i, x);
     free(x);
     if (ok && r.pos != r.len)
         return refuse(m, "index has bytes left over");
@@ -407,8 +580,9 @@ static bool spec_footer(struct model *m, const uint8_t *f, uint64_t segment_len)
 {
     if (memcmp(f + F_MAGIC, "SXSF", 4) != 0)
         return refuse(m, "footer magic");
-    if (get16(f + F_VERSION) != 1)
+    if (get16(f + F_VERSION) != 1 && get16(f + F_VERSION) != 2)
         return refuse(m, "footer version");
+    m->version = get16(f + F_VERSION);
     if (get16(f + F_FLAGS) != 0)
         return refuse(m, "footer flags");
     uint32_t ps = get32(f + F_PAGE_SIZE), pc = get32(f + F_PAGE_COUNT);
@@ -447,7 +621,7 @@ static bool spec_header(struct model *m, const uint8_t *h, const uint8_t *f)
 {
     if (memcmp(h, "SXSG", 4) != 0)
         return refuse(m, "header magic");
-    if (get16(h + H_VERSION) != 1)
+    if (get16(h + H_VERSION) != m->version)
         return refuse(m, "header version");
     if (get16(h + H_FLAGS) != 0)
         return refuse(m, "header flags");
@@ -773,6 +947,69 @@ static void check_finds(const struct use *u, const uint8_t *ctl, size_t ctl_len,
     }
 }
 
+/* find_many per volume (and for an unknown one): a sorted list of its
+ * offsets, some repeated, some neighbours, both ends of u32, at LSNs
+ * around the volume's; each answer as the model's, misses marked. */
+static void check_find_many(const struct use *u, uint64_t *rng)
+{
+    const struct model *m = u->m;
+    size_t cap = 2 * (size_t)m->page_count + 8;
+    uint32_t *offs = malloc(cap * sizeof *offs);
+    segidx_page_ref *out = malloc(cap * sizeof *out);
+    CHECK(offs && out);
+    segidx_vid unknown = unknown_vid(m, rng);
+    for (uint32_t vi = 0; vi <= m->volume_count; vi++) {
+        const struct mvol *v = &m->vols[vi < m->volume_count ? vi : 0];
+        const segidx_vid *vid = vi < m->volume_count ? &v->vid : &unknown;
+        size_t n = 0;
+        uint64_t r = splitmix(rng);
+        if (r & 1)
+            offs[n++] = 0;
+        for (uint32_t k = v->first_page; k < v->first_page + v->pages; k++) {
+            uint64_t pick = splitmix(rng);
+            if (pick % 4 != 0)
+                offs[n++] = m->pages[k].off;
+            if (pick % 16 == 1)
+                offs[n++] = m->pages[k].off + 1;
+        }
+        if (r & 2)
+            offs[n++] = UINT32_MAX;
+        for (size_t i = 1; i < n; i++) /* insertion sort: small lists */
+            for (size_t j = i; j > 0 && offs[j - 1] > offs[j]; j--) {
+                uint32_t t = offs[j];
+                offs[j] = offs[j - 1];
+                offs[j - 1] = t;
+            }
+        uint64_t lsns[3] = { v->base + (r >> 8) % (v->max_lsn - v->base + 1), v->max_lsn,
+                             (r & 4) ? UINT64_MAX : v->base - 1 };
+        for (int l = 0; l < 3; l++) {
+            int rc = segidx_segment_find_many(u->s, vid, lsns[l], offs, n, out);
+            bool all = true;
+            for (size_t i = 0; i < n; i++) {
+                int64_t want = model_find(m, vid, offs[i], lsns[l]);
+                if (want < 0) {
+                    all = false;
+                    CHECK(out[i].lsn == 0 && out[i].local == UINT32_MAX && out[i].page == NULL);
+                } else {
+                    CHECK(out[i].local == (uint64_t)want && out[i].lsn == m->pages[want].lsn);
+                    CHECK(out[i].page == expected_page(u, (uint32_t)want));
+                }
+            }
+            CHECK(rc == (all ? SEGIDX_OK : SEGIDX_ENOTFOUND));
+        }
+        if (n >= 2 && offs[0] != offs[n - 1]) { /* out of order: refused, out untouched */
+            uint32_t t = offs[0];
+            offs[0] = offs[n - 1];
+            offs[n - 1] = t;
+            out[0].local = 77;
+            CHECK(segidx_segment_find_many(u->s, vid, v->max_lsn, offs, n, out) == SEGIDX_EINVAL);
+            CHECK(out[0].local == 77);
+        }
+    }
+    free(offs);
+    free(out);
+}
+
 static void check_offsets(const struct use *u, uint64_t *rng)
 {
     const struct model *m = u->m;
@@ -842,6 +1079,7 @@ static void use_segment(const struct use *u, const uint8_t *ctl, size_t ctl_len,
     segidx_vid unknown = unknown_vid(u->m, &rng);
     CHECK(segidx_segment_iterate(u->s, &unknown, never_called, NULL) == SEGIDX_ENOTFOUND);
     check_finds(u, ctl, ctl_len, &rng);
+    check_find_many(u, &rng);
     check_offsets(u, &rng);
     check_pages(u);
 }
@@ -853,9 +1091,15 @@ static bool known_code(int rc)
     return rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION;
 }
 
-/* SEGIDX_EVERSION exactly when a magic is right and its version is not 1:
+/* SEGIDX_EVERSION exactly when a magic is right and its version is neither
+ * 1 nor 2 (a known header version other than the footer's is corrupt):
  * the footer's always (it is read first), the header's once the footer
  * passed. */
+static bool known_version(unsigned v)
+{
+    return v == 1 || v == 2;
+}
+
 static void check_version_rule(const uint8_t *p, size_t len, int rc, bool footer_ok)
 {
     if (len < HEADER_BYTES + FOOTER_BYTES) {
@@ -863,8 +1107,8 @@ static void check_version_rule(const uint8_t *p, size_t len, int rc, bool footer
         return;
     }
     const uint8_t *f = p + len - FOOTER_BYTES;
-    bool f_magic = memcmp(f + F_MAGIC, "SXSF", 4) == 0, f_v1 = get16(f + F_VERSION) == 1;
-    bool h_magic = memcmp(p, "SXSG", 4) == 0, h_v1 = get16(p + H_VERSION) == 1;
+    bool f_magic = memcmp(f + F_MAGIC, "SXSF", 4) == 0, f_v1 = known_version(get16(f + F_VERSION));
+    bool h_magic = memcmp(p, "SXSG", 4) == 0, h_v1 = known_version(get16(p + H_VERSION));
     if (f_magic && !f_v1)
         CHECK(rc == SEGIDX_EVERSION);
     if (footer_ok && h_magic && !h_v1)
@@ -923,7 +1167,7 @@ static void run_one(const uint8_t *buf, size_t len, uint64_t seed)
             if (footer_ok)
                 disagree("segment_tail_len", trc, &fm);
             bool f_magic = memcmp(f + F_MAGIC, "SXSF", 4) == 0;
-            CHECK((trc == SEGIDX_EVERSION) == (f_magic && get16(f + F_VERSION) != 1));
+            CHECK((trc == SEGIDX_EVERSION) == (f_magic && !known_version(get16(f + F_VERSION))));
         } else {
             if (!footer_ok)
                 disagree("segment_tail_len", trc, &fm);
@@ -1030,11 +1274,12 @@ static bool reframe(uint8_t *p, size_t len)
     uint32_t il = (uint32_t)(len - index_offset - FOOTER_BYTES);
     put64(f + F_INDEX_OFFSET, index_offset);
     put32(f + F_INDEX_LEN, il);
-    put16(f + F_VERSION, 1);
+    unsigned version = get16(f + F_VERSION) == 2 ? 2 : 1;
+    put16(f + F_VERSION, (uint16_t)version);
     put16(f + F_FLAGS, 0);
     memcpy(f + F_MAGIC, "SXSF", 4);
     memcpy(p, "SXSG", 4);
-    put16(p + H_VERSION, 1);
+    put16(p + H_VERSION, (uint16_t)version);
     put16(p + H_FLAGS, 0);
     put32(p + H_PAGE_SIZE, ps);
     put32(p + H_PAGE_COUNT, pc);
