@@ -9,7 +9,10 @@
  *   hash   open addressing keyed on (vid, offset) with XXH3, holding the
  *          first page and version count; the LSNs beside it.
  * Both answer the same question as segment_find (newest version <= lsn)
- * and are checked against it on every query before anything is timed. */
+ * and are checked against it on every query before anything is timed.
+ * Segments are built in the builder's default format (version 2); the
+ * version 1 layout's figures come from the same program with
+ * SEGIDX_BENCH_FORMAT=1 (an internal builder switch). */
 #include "bench.h"
 
 #include <math.h>
@@ -25,11 +28,21 @@ enum { ROUNDS = 15, QUERIES = 1 << 16, OPENS = 200 };
 
 /* ------------------------------------------------------------ pages */
 
+/* The library's internal switch of the format version a builder writes. */
+int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version);
+
+static unsigned format_version(void)
+{
+    const char *e = getenv("SEGIDX_BENCH_FORMAT");
+    return e && e[0] == '1' ? 1 : 2;
+}
+
 static uint8_t *build(const workload *w, size_t *len)
 {
     segidx_segment_options opts = { 4096, WORKLOAD_MAX_BYTES, NULL };
     segidx_segment_builder *b = segidx_segment_builder_new(&opts);
     BENCH_CHECK(b);
+    BENCH_CHECK(segidx__segment_builder_set_version(b, format_version()) == SEGIDX_OK);
     uint8_t *page = bench_xmalloc(4096);
     for (uint32_t i = 0; i < w->n; i++) {
         wl_fill_page(page, 4096, &w->pages[i]);
@@ -304,6 +317,88 @@ static void bench_find(const char *wname, const segidx_segment *seg, const wl_pa
     free(h.lsns);
 }
 
+/* ------------------------------------------------------------ find_many
+ *
+ * What read_pages asks of a segment: per volume, a sorted list of offsets
+ * at one LSN. segidx_segment_find_many over each volume's list against
+ * segment_find of the same offsets one by one, in the same order; both in
+ * ns per page. Two lists per volume: every distinct offset ("all") and one
+ * in eight ("1/8"). */
+
+struct many_ctx {
+    const segidx_segment *seg;
+    const segidx_vid *vids;   /* per list */
+    const uint32_t *offs;     /* all lists, back to back */
+    const size_t *starts;     /* list i is offs[starts[i] .. starts[i + 1]) */
+    size_t lists, total;
+    segidx_page_ref *out;
+};
+
+static double round_many(void *p)
+{
+    struct many_ctx *c = p;
+    uint64_t t = bench_now_ns(), acc = 0;
+    for (int rep = 0; rep < 8; rep++)
+        for (size_t i = 0; i < c->lists; i++) {
+            size_t n = c->starts[i + 1] - c->starts[i];
+            BENCH_CHECK(segidx_segment_find_many(c->seg, &c->vids[i], UINT64_MAX,
+                                                 c->offs + c->starts[i], n, c->out) == SEGIDX_OK);
+            acc += c->out[n / 2].local;
+        }
+    sink += acc;
+    return (double)(bench_now_ns() - t) / (8.0 * (double)c->total);
+}
+
+static double round_single(void *p)
+{
+    struct many_ctx *c = p;
+    uint64_t t = bench_now_ns(), acc = 0;
+    for (int rep = 0; rep < 8; rep++)
+        for (size_t i = 0; i < c->lists; i++)
+            for (size_t k = c->starts[i]; k < c->starts[i + 1]; k++) {
+                segidx_page_ref ref;
+                BENCH_CHECK(segidx_segment_find(c->seg, &c->vids[i], c->offs[k], UINT64_MAX,
+                                                &ref) == SEGIDX_OK);
+                acc += ref.local;
+            }
+    sink += acc;
+    return (double)(bench_now_ns() - t) / (8.0 * (double)c->total);
+}
+
+static void bench_find_many(const char *wname, const segidx_segment *seg, const wl_page *sorted,
+                            uint32_t n, unsigned every)
+{
+    struct many_ctx c = { seg, bench_xmalloc(n * sizeof(segidx_vid)), NULL, NULL, 0, 0,
+                          bench_xmalloc(n * sizeof(segidx_page_ref)) };
+    uint32_t *offs = bench_xmalloc(n * sizeof *offs);
+    size_t *starts = bench_xmalloc((n + 1) * sizeof *starts);
+    for (uint32_t i = 0; i < n;) {
+        uint32_t j = i;
+        starts[c.lists] = c.total;
+        ((segidx_vid *)c.vids)[c.lists] = sorted[i].vid;
+        for (uint32_t k = 0; j < n && !memcmp(sorted[j].vid.bytes, sorted[i].vid.bytes, 16); j++)
+            if ((j == i || sorted[j].off != sorted[j - 1].off) && k++ % every == 0)
+                offs[c.total++] = sorted[j].off;
+        if (c.total > starts[c.lists])
+            c.lists++;
+        i = j;
+    }
+    starts[c.lists] = c.total;
+    c.offs = offs;
+    c.starts = starts;
+    double many, single;
+    bench_median_pair(round_many, &c, round_single, &c, ROUNDS, &many, &single);
+    char name[64];
+    snprintf(name, sizeof name, "segment.find_many %s %s", wname, every == 1 ? "all" : "1/8");
+    bench_print(&(struct bench_figure){ .name = name, .value = many, .unit = "ns/page",
+                                        .baseline = "segment_find per page",
+                                        .baseline_value = single });
+    free((void *)c.vids);
+    free(c.out);
+    free(offs);
+    free(starts);
+}
+
 /* ------------------------------------------------------------ open, build */
 
 struct open_ctx {
@@ -387,6 +482,8 @@ int main(void)
         qsort(sorted, w->n, sizeof *sorted, wl_compare);
         bench_find(w->name, seg, sorted, w->n, true, &r);
         bench_find(w->name, seg, sorted, w->n, false, &r);
+        bench_find_many(w->name, seg, sorted, w->n, 1);
+        bench_find_many(w->name, seg, sorted, w->n, 8);
 
         if (k == 0) {
             struct open_ctx oc = { buf, len };
