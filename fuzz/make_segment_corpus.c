@@ -19,8 +19,8 @@
  *    forms the format allows but the builder never picks (a sparse bitmap
  *    with several rank samples, bitmaps whose last word is full,
  *    Elias-Fano with 0 low bits, wider rLSNs than needed, version ranks
- *    where every offset has one version), so that the fuzzer starts from
- *    every decoding path.
+ *    in a bitmap volume), so that the fuzzer starts from every decoding
+ *    path.
  *  - "invalid-*" are valid bytes with one fact broken: a flipped index
  *    byte, a truncation, unknown footer and header versions, and
  *    structural breaks with both checksums recomputed (so that the
@@ -514,15 +514,21 @@ static void valid_reencoded(void)
     free(ps.p);
     ps = (struct pages){ NULL, 0 };
 
-    /* Elias-Fano with 0 low bits (dense), and a bitmap with versions
-     * ranks though no offset has two versions, 1-byte rLSNs all 0. */
+    /* Elias-Fano with 0 low bits (dense); a bitmap with 1-byte rLSNs all
+     * 0 (wider than needed); a bitmap with version ranks, two offsets
+     * holding two versions. The versions bit is only set where some
+     * offset has several: FORMAT.md refuses it otherwise. */
     static const uint32_t dense[] = { 0, 1, 3, 4, 5, 7 };
     for (uint32_t i = 0; i < 6; i++) {
         add(&ps, 43, 60 + dense[i], 8);
         add(&ps, 44, 60 + dense[i], 8);
+        add(&ps, 48, 60 + dense[i], 8);
+        if (i % 3 == 1)
+            add(&ps, 48, 60 + dense[i], 9 + i);
     }
     {
-        struct how how[2] = { { SEGIDX_OFFSETS_ELIAS_FANO, -1, -1 },
+        struct how how[3] = { { SEGIDX_OFFSETS_ELIAS_FANO, -1, -1 },
+                              { SEGIDX_OFFSETS_BITMAP, 1, 0 },
                               { SEGIDX_OFFSETS_BITMAP, 1, 1 } };
         buf = encode(&ps, how, &len, &at);
         write_seed("valid-reencoded-ef-l0", buf, len, SEGIDX_OK);
