@@ -453,10 +453,64 @@ static double round_build(void *p)
     return c->w->n / seconds;
 }
 
+/* ------------------------------------------------------------ lookups only
+ *
+ * SEGIDX_BENCH_LOOKUPS=W1:hit (or W2, W3; hit or miss): one pass of the
+ * queries through each side (round_ours, round_hash, round_graft, in that
+ * order) and nothing else timed, for an instruction count per lookup:
+ *
+ *   valgrind --tool=callgrind --toggle-collect=round_ours \
+ *       --toggle-collect=round_hash --toggle-collect=round_graft \
+ *       bench_segment
+ *
+ * then each function's inclusive count divided by 65536 (loop included). */
+static int lookups_only(const char *spec)
+{
+    int k = spec[0] == 'W' && spec[1] >= '1' && spec[1] <= '3' ? spec[1] - '1' : -1;
+    bool hits = strcmp(spec + 2, ":hit") == 0;
+    if (k < 0 || (!hits && strcmp(spec + 2, ":miss") != 0)) {
+        fprintf(stderr, "SEGIDX_BENCH_LOOKUPS: W1..W3 then :hit or :miss\n");
+        return 2;
+    }
+    workload w = k == 0 ? wl_w1(1) : k == 1 ? wl_w2(2) : wl_w3(3);
+    size_t len;
+    uint8_t *buf = build(&w, &len);
+    segidx_segment *seg;
+    BENCH_CHECK(segidx_segment_open(buf, len, &seg) == SEGIDX_OK);
+    wl_page *sorted = bench_xmalloc(w.n * sizeof *sorted);
+    memcpy(sorted, w.pages, w.n * sizeof *sorted);
+    qsort(sorted, w.n, sizeof *sorted, wl_compare);
+    bench_rng r = bench_rng_seed(42);
+    struct graft g = graft_build(sorted, w.n);
+    struct hash h = hash_build(sorted, w.n);
+    struct query *q = make_queries(sorted, w.n, hits, &r);
+    struct find_ctx c = { q, seg, &g, &h };
+    check_answers(&c);
+    /* Through pointers, so that each side stays a function of its own. */
+    bench_round_fn volatile sides[] = { round_ours, round_hash, round_graft };
+    for (int i = 0; i < 3; i++)
+        sides[i](&c);
+    printf("lookups %s: %u queries a side\n", spec, (unsigned)QUERIES);
+    free(q);
+    free(g.vols);
+    free(g.offsets);
+    free(g.lsns);
+    free(h.slots);
+    free(h.lsns);
+    free(sorted);
+    segidx_segment_close(seg);
+    free(buf);
+    wl_free(&w);
+    return 0;
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(void)
 {
+    const char *only = getenv("SEGIDX_BENCH_LOOKUPS");
+    if (only)
+        return lookups_only(only);
     workload ws[] = { wl_w1(1), wl_w2(2), wl_w3(3) };
     static const double targets[] = { 2.0, 3.0, 0.5 }; /* B/page, DESIGN.md */
     bench_rng r = bench_rng_seed(42);
