@@ -30,6 +30,8 @@ enum { ROUNDS = 15, QUERIES = 1 << 16, OPENS = 200 };
 
 /* The library's internal switch of the format version a builder writes. */
 int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version);
+/* And the one that makes a segment use its lookups compiled for any x86-64. */
+void segidx__segment_use_generic(segidx_segment *s, bool generic);
 
 static unsigned format_version(void)
 {
@@ -463,7 +465,9 @@ static double round_build(void *p)
  *       --toggle-collect=round_hash --toggle-collect=round_graft \
  *       bench_segment
  *
- * then each function's inclusive count divided by 65536 (loop included). */
+ * then each function's inclusive count divided by 65536 (loop included).
+ * SEGIDX_BENCH_GENERIC=1 measures the lookups compiled for any x86-64
+ * where the CPU would run the POPCNT and BMI2 copy. */
 static int lookups_only(const char *spec)
 {
     int k = spec[0] == 'W' && spec[1] >= '1' && spec[1] <= '3' ? spec[1] - '1' : -1;
@@ -477,6 +481,8 @@ static int lookups_only(const char *spec)
     uint8_t *buf = build(&w, &len);
     segidx_segment *seg;
     BENCH_CHECK(segidx_segment_open(buf, len, &seg) == SEGIDX_OK);
+    const char *generic = getenv("SEGIDX_BENCH_GENERIC");
+    segidx__segment_use_generic(seg, generic && generic[0] == '1');
     wl_page *sorted = bench_xmalloc(w.n * sizeof *sorted);
     memcpy(sorted, w.pages, w.n * sizeof *sorted);
     qsort(sorted, w.n, sizeof *sorted, wl_compare);

@@ -726,11 +726,21 @@ static const void *expected_page(const struct use *u, uint32_t local)
     return u->pages ? u->pages + (size_t)local * u->m->page_size : NULL;
 }
 
+/* The library's internal switch to the lookups compiled for any x86-64
+ * (instead of its POPCNT and BMI2 copy): find is checked through both. */
+void segidx__segment_use_generic(segidx_segment *s, bool generic);
+
 static void check_find(const struct use *u, const segidx_vid *vid, uint32_t off, uint64_t lsn)
 {
     static max_align_t untouched;
     segidx_page_ref ref = { &untouched, 0xDEADBEEFu, 0x5EED };
+    segidx_page_ref generic = ref;
+    segidx__segment_use_generic((segidx_segment *)u->s, true);
+    int rc_generic = segidx_segment_find(u->s, vid, off, lsn, &generic);
+    segidx__segment_use_generic((segidx_segment *)u->s, false);
     int rc = segidx_segment_find(u->s, vid, off, lsn, &ref);
+    CHECK(rc == rc_generic && ref.page == generic.page && ref.local == generic.local &&
+          ref.lsn == generic.lsn);
     int64_t want = model_find(u->m, vid, off, lsn);
     bool ok;
     if (want < 0)

@@ -48,6 +48,7 @@ struct segidx_segment {
     uint16_t *slots;         /* vid hash table: volume index or NO_VOLUME */
     uint32_t slot_mask;
     uint64_t seed;
+    bool hw;                 /* the CPU has POPCNT and BMI2: find_v2_hw */
 };
 
 /* ------------------------------------------------------------ lookups */
@@ -65,7 +66,7 @@ static inline uint32_t vid_hash(const segidx_segment *s, const segidx_vid *vid)
     return (uint32_t)(h >> 32);
 }
 
-static const struct volume *volume_lookup(const segidx_segment *s, const segidx_vid *vid)
+static inline const struct volume *volume_lookup(const segidx_segment *s, const segidx_vid *vid)
 {
     uint32_t i = vid_hash(s, vid) & s->slot_mask;
     for (;;) { /* the table is at most half full: an empty slot ends it */
@@ -221,6 +222,61 @@ static inline void offset_pages(const struct volume *v, uint64_t i, uint32_t *fi
 
 /* ------------------------------------------------------------ version 2 */
 
+/* Lookups of version 2 are compiled twice: for any x86-64 (SWAR popcount
+ * and select) and, where the compiler can target them, for CPUs with
+ * POPCNT and BMI2 (a select is then PDEP and TZCNT). Open asks the CPU
+ * once which one its segment uses. A build that already targets both
+ * (-march=native) needs no second copy. */
+#if defined(__POPCNT__) && defined(__BMI2__)
+#include <immintrin.h>
+#define SEG_HW_ALWAYS 1
+#define SEG_HW_TARGET
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SEG_HW_DISPATCH 1
+#define SEG_HW_TARGET __attribute__((target("popcnt,bmi,bmi2")))
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SEG_INLINE inline __attribute__((always_inline))
+#else
+#define SEG_INLINE inline
+#endif
+
+#if defined(SEG_HW_ALWAYS) || defined(SEG_HW_DISPATCH)
+/* Position of set bit number r (< popcount) of w. */
+SEG_HW_TARGET static inline unsigned select_hw(uint64_t w, unsigned r)
+{
+    return (unsigned)__builtin_ctzll(_pdep_u64(1ull << r, w));
+}
+
+SEG_HW_TARGET static inline unsigned popcount_hw(uint64_t w)
+{
+    return (unsigned)__builtin_popcountll(w);
+}
+#else
+static inline unsigned select_hw(uint64_t w, unsigned r)
+{
+    return select_in_word(w, r);
+}
+
+static inline unsigned popcount_hw(uint64_t w)
+{
+    return segidx__popcount64(w);
+}
+#endif
+
+/* `hw` is a constant in each copy: the other branch is compiled away. */
+static SEG_INLINE unsigned popcount_any(uint64_t w, bool hw)
+{
+    return hw ? popcount_hw(w) : segidx__popcount64(w);
+}
+
+static SEG_INLINE unsigned select_any(uint64_t w, unsigned r, bool hw)
+{
+    return hw ? select_hw(w, r) : select_in_word(w, r);
+}
+
 /* `w` bits (w <= 57) at bit `bit` of a stream. The 8-byte load may reach
  * past the stream, never past the footer (FORMAT.md, "Bit streams"). */
 static inline uint64_t bits_at(const uint8_t *p, uint64_t bit, unsigned w)
@@ -286,7 +342,8 @@ static inline unsigned ones_below(uint64_t w0, uint64_t w1, unsigned end)
 /* The rank of x within chunk c (whose first element is <= x), or -1.
  * Zero number h of the high bits ends bucket h; its elements are the set
  * bits right before that zero, compared from the largest down. */
-static inline int64_t pef_in_chunk(const struct volume *v, uint64_t c, uint64_t x)
+static SEG_INLINE int64_t pef_in_chunk_any(const struct volume *v, uint64_t c, uint64_t x,
+                                           bool hw)
 {
     uint64_t y = x - record_first(v, c);
     uint32_t where = record_where(v, c);
@@ -297,10 +354,10 @@ static inline int64_t pef_in_chunk(const struct volume *v, uint64_t c, uint64_t 
     if (h >= high - n)
         return -1;
     uint64_t w0 = word_at(v->stream, pos), w1 = word_at(v->stream, pos + 64);
-    unsigned zeros0 = 64 - segidx__popcount64(w0);
+    unsigned zeros0 = 64 - popcount_any(w0, hw);
     bool first_word = h < zeros0;
     unsigned end = (first_word ? 0 : 64) +
-                   select_in_word(first_word ? ~w0 : ~w1, (unsigned)(first_word ? h : h - zeros0));
+                   select_any(first_word ? ~w0 : ~w1, (unsigned)(first_word ? h : h - zeros0), hw);
     /* The bucket: the set bits right below `end`, sorted by their low
      * bits; a skewed chunk crowds some, so they are binary-searched. */
     uint64_t want = y & low_mask(l), low_pos = pos + high;
@@ -315,9 +372,9 @@ static inline int64_t pef_in_chunk(const struct volume *v, uint64_t c, uint64_t 
     return bits_at(v->stream, low_pos + at * l, l) == want ? (int64_t)(c * PEF_CHUNK + at) : -1;
 }
 
-static inline int64_t pef_rank(const struct volume *v, uint64_t x)
+static inline int64_t pef_in_chunk(const struct volume *v, uint64_t c, uint64_t x)
 {
-    return pef_in_chunk(v, pef_chunk_of(v, x), x);
+    return pef_in_chunk_any(v, c, x, false);
 }
 
 /* The elements of chunk c, in order, into out (at most PEF_CHUNK): walking
@@ -349,8 +406,8 @@ static inline uint64_t rank2_at(const struct volume *v, uint64_t i)
 }
 
 /* Offset `i` of the volume: its newest page at or below lsn (>= base). */
-static inline bool pick_version_v2(const segidx_segment *s, const struct volume *v, uint64_t i,
-                                   segidx_lsn lsn, segidx_page_ref *out)
+static SEG_INLINE bool pick_version_v2(const segidx_segment *s, const struct volume *v,
+                                       uint64_t i, segidx_lsn lsn, segidx_page_ref *out)
 {
     uint64_t want = lsn - v->base_lsn, page = i, len = 1;
     if (v->offsets < v->pages) {
@@ -372,13 +429,59 @@ static inline bool pick_version_v2(const segidx_segment *s, const struct volume 
     return true;
 }
 
-static int find_v2(const segidx_segment *s, const struct volume *v, uint64_t x, segidx_lsn lsn,
-                   segidx_page_ref *out)
+static SEG_INLINE int find_v2_any(const segidx_segment *s, const struct volume *v, uint64_t x,
+                                  segidx_lsn lsn, segidx_page_ref *out, bool hw)
 {
-    int64_t i = v->encoding == SEGIDX_OFFSETS_RANGE ? (int64_t)x : pef_rank(v, x);
+    int64_t i = (int64_t)x;
+    if (v->encoding != SEGIDX_OFFSETS_RANGE)
+        i = pef_in_chunk_any(v, pef_chunk_of(v, x), x, hw);
     if (i < 0 || !pick_version_v2(s, v, (uint64_t)i, lsn, out))
         return SEGIDX_ENOTFOUND;
     return SEGIDX_OK;
+}
+
+static int find_v2_sw(const segidx_segment *s, const struct volume *v, uint64_t x,
+                      segidx_lsn lsn, segidx_page_ref *out)
+{
+    return find_v2_any(s, v, x, lsn, out, false);
+}
+
+#if defined(SEG_HW_ALWAYS) || defined(SEG_HW_DISPATCH)
+SEG_HW_TARGET static int find_v2_hw(const segidx_segment *s, const struct volume *v, uint64_t x,
+                                    segidx_lsn lsn, segidx_page_ref *out)
+{
+    return find_v2_any(s, v, x, lsn, out, true);
+}
+#endif
+
+static inline int find_v2(const segidx_segment *s, const struct volume *v, uint64_t x,
+                          segidx_lsn lsn, segidx_page_ref *out)
+{
+#if defined(SEG_HW_ALWAYS)
+    (void)find_v2_sw;
+    return find_v2_hw(s, v, x, lsn, out);
+#elif defined(SEG_HW_DISPATCH)
+    return s->hw ? find_v2_hw(s, v, x, lsn, out) : find_v2_sw(s, v, x, lsn, out);
+#else
+    return find_v2_sw(s, v, x, lsn, out);
+#endif
+}
+
+/* Whether this CPU runs find_v2_hw. */
+static bool cpu_has_hw_select(void)
+{
+#if defined(SEG_HW_ALWAYS)
+    return true;
+#elif defined(SEG_HW_DISPATCH)
+    return __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2");
+#else
+    return false;
+#endif
+}
+
+void segidx__segment_use_generic(segidx_segment *s, bool generic)
+{
+    s->hw = !generic && cpu_has_hw_select();
 }
 
 /* ------------------------------------------------------------ find */
@@ -1027,6 +1130,7 @@ static int open_tail(const uint8_t *tail, size_t tail_len, uint64_t segment_len,
     s->index = f - index_len;
     s->index_len = index_len;
     s->seed = (uint64_t)(uintptr_t)s; /* differs per open: no fixed worst case */
+    s->hw = cpu_has_hw_select();
     memcpy(s->sid.bytes, f + FOOT_SID, 16);
     s->volumes = calloc(s->volume_count, sizeof *s->volumes);
     if (!s->volumes)
