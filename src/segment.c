@@ -281,7 +281,7 @@ static SEG_INLINE unsigned select_any(uint64_t w, unsigned r, bool hw)
  * past the stream, never past the footer (FORMAT.md, "Bit streams"). */
 static inline uint64_t bits_at(const uint8_t *p, uint64_t bit, unsigned w)
 {
-    return segidx__load64(p + bit / 8) >> (bit % 8) & low_mask(w);
+    return segidx__load64(p + bit / 8) >> (bit % 8) & ((1ull << w) - 1);
 }
 
 /* 64 bits from bit `bit` of a stream (two loads, no branch). */
