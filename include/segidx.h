@@ -3,6 +3,43 @@
  * @brief libsegidx: which immutable segment holds page `offset` of volume
  *        `vid` as of `lsn`, and where in it.
  *
+ * Map of this header, in the order a host meets the calls:
+ *
+ * - The write path. Committed pages go into a packer
+ *   (segidx_packer_new(), segidx_packer_add(), segidx_packer_flush()),
+ *   which cuts immutable segments and hands each to the host's `emit` to
+ *   store; once every segment of a commit is stored, `commit_ready` hands
+ *   the commit back, and the host catalogues it in the volume index
+ *   (segidx_volume_index_open() over a KV store: segidx_kv_mem_open(), or
+ *   LMDB and PostgreSQL in segidx_lmdb.h and segidx_pg.h) with
+ *   segidx_volume_commit_group() (segidx_volume_commit() for one). The
+ *   sets of offsets a commit wrote are OffsetSets (segidx_offset_set_*).
+ *   Upkeep: segidx_volume_prune(), segidx_volume_compact(),
+ *   segidx_volume_index_segments() for garbage collection.
+ * - The read path. segidx_read_pages() answers "these offsets of this
+ *   volume as of this LSN": it asks the volume index which segments hold
+ *   them (segidx_volume_find_segments()), gets each segment from a loader
+ *   (segidx_loader_new() over the host's segidx_segment_source, which
+ *   fetches segments by sid and caches them within a byte bound) and finds
+ *   each page in it (segidx_segment_find_many(); segidx_segment_find() for
+ *   one). Replicas follow a primary with segidx_volume_sync() and
+ *   segidx_volume_changed(). Hosts that range-read segments open them from
+ *   their tail: segidx_segment_tail_len(), segidx_segment_open_tail().
+ *
+ * Ownership, in one paragraph: a `*_new`/`*_open` call gives the caller a
+ * handle it frees with the matching `*_free`/`*_close` (each accepts NULL).
+ * Everything else passed in is borrowed for the call, except where a
+ * parameter says "borrowed until close" (a segment's bytes, a store's
+ * `self`). Everything a callback receives is borrowed for that callback
+ * only: copy what must outlive it. Out-parameters are the caller's memory,
+ * written only on success. Pages returned by a find point into the
+ * segment's buffer and live as long as the segment is open (or, through a
+ * loader, until segidx_loader_put()).
+ *
+ * Every callback type has a name (`segidx_*_fn`). Calls that return
+ * `size_t` return 0 for failure and say so; calls that return `bool`,
+ * `uint32_t` or `uint64_t` cannot fail.
+ *
  * Conventions, as in LMDB:
  * - Every function that can fail returns `int`: #SEGIDX_OK (0) or a negative
  *   `SEGIDX_E*` code; segidx_strerror() names it.
@@ -122,6 +159,13 @@ typedef uint64_t segidx_lsn;
 /** A page offset within a volume. */
 typedef uint32_t segidx_offset;
 
+/** An allocator's allocation: `size` bytes aligned for any type, or NULL. */
+typedef void *(*segidx_alloc_fn)(void *ctx, size_t size);
+/** An allocator's resize: `ptr` of `old_size` bytes to `new_size`, or NULL. */
+typedef void *(*segidx_resize_fn)(void *ctx, void *ptr, size_t old_size, size_t new_size);
+/** An allocator's release of `ptr`, `size` bytes as asked for. */
+typedef void (*segidx_release_fn)(void *ctx, void *ptr, size_t size);
+
 /**
  * @brief A host-supplied allocator for long-lived handles.
  *
@@ -134,12 +178,12 @@ typedef uint32_t segidx_offset;
  */
 typedef struct segidx_allocator {
     /** Return `size` bytes aligned for any type, or NULL. */
-    void *(*alloc)(void *ctx, size_t size);
+    segidx_alloc_fn alloc;
     /** Grow or shrink `ptr` (of `old_size` bytes) to `new_size`, or return
      *  NULL and leave `ptr` as it was. */
-    void *(*resize)(void *ctx, void *ptr, size_t old_size, size_t new_size);
+    segidx_resize_fn resize;
     /** Give back `ptr` (of `size` bytes). Never called with NULL. */
-    void (*release)(void *ctx, void *ptr, size_t size);
+    segidx_release_fn release;
     /** Passed to each function as it is. */
     void *ctx;
 } segidx_allocator;
@@ -219,6 +263,9 @@ SEGIDX_API segidx_offset_set *segidx_offset_set_copy(const segidx_offset_set *s)
 /** @brief Whether `a` and `b` hold the same offsets. */
 SEGIDX_API bool segidx_offset_set_equals(const segidx_offset_set *a, const segidx_offset_set *b);
 
+/** Called with each offset of a set (note: the offset comes before `ctx`). */
+typedef int (*segidx_offset_fn)(segidx_offset o, void *ctx);
+
 /**
  * @brief Call `fn` for each offset in ascending order.
  * @param[in] fn called with each offset and `ctx`; a non-zero return stops
@@ -226,8 +273,8 @@ SEGIDX_API bool segidx_offset_set_equals(const segidx_offset_set *a, const segid
  * @return 0 when every offset was visited, otherwise the first non-zero
  *         value `fn` returned.
  */
-SEGIDX_API int segidx_offset_set_iterate(const segidx_offset_set *s,
-                                         int (*fn)(segidx_offset o, void *ctx), void *ctx);
+SEGIDX_API int segidx_offset_set_iterate(const segidx_offset_set *s, segidx_offset_fn fn,
+                                         void *ctx);
 
 /**
  * @brief The exact number of bytes segidx_offset_set_serialize() writes.
@@ -535,6 +582,9 @@ typedef struct segidx_segment_page {
     const void *page;         /**< NULL for a tail-only segment */
 } segidx_segment_page;
 
+/** Called with each page of a segment; `p` is borrowed for the call. */
+typedef int (*segidx_segment_page_fn)(void *ctx, const segidx_segment_page *p);
+
 /**
  * @brief Visit every page in (vid, offset, lsn) order, which is local order.
  * @param[in] vid NULL for every volume, or just this one.
@@ -542,8 +592,7 @@ typedef struct segidx_segment_page {
  *         for a `vid` the segment lacks.
  */
 SEGIDX_API int segidx_segment_iterate(const segidx_segment *s, const segidx_vid *vid,
-                                      int (*fn)(void *ctx, const segidx_segment_page *p),
-                                      void *ctx);
+                                      segidx_segment_page_fn fn, void *ctx);
 
 /**
  * @brief The offsets of the pages this segment holds for volume `vid` at
@@ -569,6 +618,17 @@ typedef struct segidx_packed_commit {
 /* Defined with the volume index, below. */
 typedef struct segidx_commit_segment segidx_commit_segment;
 
+/** Fills `sid` with a fresh segment id (packer and compaction). */
+typedef int (*segidx_next_sid_fn)(void *ctx, segidx_sid *sid);
+/** Takes one finished segment durably (packer and compaction): `buf`
+ *  (`len` bytes) and `commits` (`n`) are borrowed for the call. */
+typedef int (*segidx_emit_fn)(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
+                              const segidx_packed_commit *commits, size_t n);
+/** A commit is complete (its segments all emitted): `segs` (`n`) borrowed
+ *  for the call. */
+typedef int (*segidx_commit_ready_fn)(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
+                                      const segidx_commit_segment *segs, size_t n);
+
 /**
  * @brief How a packer names and hands over the segments it cuts, and when
  *        it tells the host that a commit can be catalogued.
@@ -587,7 +647,7 @@ typedef struct segidx_packer_options {
      *  attempt to emit, so a retry after a failed emit gets a fresh id. A
      *  non-zero return is returned by the call that needed it; nothing is
      *  lost. Required. */
-    int (*next_sid)(void *ctx, segidx_sid *sid);
+    segidx_next_sid_fn next_sid;
     /** Take one finished segment: make `buf` durable where readers will
      *  fetch it. `buf` (`len` bytes) and `commits` (one per (vid, lsn) it
      *  holds, sorted by vid then lsn) are borrowed for the call. Each of
@@ -599,8 +659,7 @@ typedef struct segidx_packer_options {
      *  with #SEGIDX_OK. Catalogue from commit_ready. A non-zero return is
      *  returned by the call that cut the segment, and the segment's pages
      *  stay in the packer, so a later add or flush tries again. Required. */
-    int (*emit)(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
-                const segidx_packed_commit *commits, size_t n);
+    segidx_emit_fn emit;
     /** Passed to every callback as it is. */
     void *ctx;
     /**
@@ -635,8 +694,7 @@ typedef struct segidx_packer_options {
      * segments), or leave commit_ready NULL on a compaction packer.
      * segidx_volume_compact() does all of it for one volume.
      */
-    int (*commit_ready)(void *ctx, const segidx_vid *vid, segidx_lsn lsn,
-                        const segidx_commit_segment *segs, size_t n);
+    segidx_commit_ready_fn commit_ready;
 } segidx_packer_options;
 
 /** A streaming packer: committed pages in, segments out. One thread. */
@@ -769,6 +827,14 @@ typedef struct segidx_kv_op {
     size_t vlen;
 } segidx_kv_op;
 
+/** A store's methods, as segidx_kv_vtable describes them. */
+typedef int (*segidx_kv_get_fn)(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn,
+                                void *ctx);
+typedef int (*segidx_kv_scan_fn)(void *self, const void *lo, size_t lolen, const void *hi,
+                                 size_t hilen, bool reverse, segidx_kv_visit_fn fn, void *ctx);
+typedef int (*segidx_kv_write_fn)(void *self, const segidx_kv_op *ops, size_t n);
+typedef void (*segidx_kv_close_fn)(void *self);
+
 /**
  * @brief An ordered key-value store supplied by the host.
  *
@@ -800,19 +866,18 @@ typedef struct segidx_kv_vtable {
     uint32_t version; /**< #SEGIDX_KV_VTABLE_VERSION */
     /** Look `key` up and call `fn` once with its value.
      *  @return fn's return, or #SEGIDX_ENOTFOUND (fn not called). */
-    int (*get)(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx);
+    segidx_kv_get_fn get;
     /** Call `fn` for every key in [lo, hi), ascending, or descending when
      *  `reverse`. An empty `lo` (lolen 0) starts at the first key; an empty
      *  `hi` (hilen 0) runs to the last. The view is one consistent snapshot.
      *  @return 0 when every key was visited, else fn's first non-zero
      *  return, or an error. */
-    int (*scan)(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
-                bool reverse, segidx_kv_visit_fn fn, void *ctx);
+    segidx_kv_scan_fn scan;
     /** Apply `n` operations atomically and, for a durable store, durably:
      *  all of them or none. Later operations on the same key win. */
-    int (*write)(void *self, const segidx_kv_op *ops, size_t n);
+    segidx_kv_write_fn write;
     /** Release the store. */
-    void (*close)(void *self);
+    segidx_kv_close_fn close;
 } segidx_kv_vtable;
 
 /** @brief A store: its methods and the state they take as `self`. */
@@ -1020,6 +1085,11 @@ SEGIDX_API int segidx_volume_commit_group(segidx_volume_index *vi,
                                           const segidx_volume_commit_item *items, size_t n,
                                           size_t *failed);
 
+/** Called by segidx_volume_find_segments() with a commit segment and the
+ *  pages of the query it answers (`cut`: borrowed for the call). */
+typedef int (*segidx_find_segments_fn)(void *ctx, const segidx_sid *sid, segidx_lsn lsn,
+                                       segidx_offset_set *cut);
+
 /**
  * @brief Which segments answer `query` at `lsn`: the volume's commits
  *        newest first from min(lsn, the volume's LSN), each cutting `query`
@@ -1060,9 +1130,7 @@ SEGIDX_API int segidx_volume_commit_group(segidx_volume_index *vi,
  */
 SEGIDX_API int segidx_volume_find_segments(segidx_volume_index *vi, const segidx_vid *vid,
                                            segidx_lsn lsn, segidx_offset_set *query,
-                                           int (*fn)(void *ctx, const segidx_sid *sid,
-                                                     segidx_lsn lsn, segidx_offset_set *cut),
-                                           void *ctx);
+                                           segidx_find_segments_fn fn, void *ctx);
 
 /**
  * @brief Forget what no read at or after `keep_from` needs: entries every
@@ -1082,6 +1150,9 @@ SEGIDX_API int segidx_volume_find_segments(segidx_volume_index *vi, const segidx
 SEGIDX_API int segidx_volume_prune(segidx_volume_index *vi, const segidx_vid *vid,
                                    segidx_lsn keep_from);
 
+/** Told of a segment no volume references any more; `sid` borrowed. */
+typedef void (*segidx_unreferenced_fn)(void *ctx, const segidx_sid *sid);
+
 /**
  * @brief segidx_volume_prune(), also reporting each sid this volume no
  *        longer references at all, once, after the write succeeded, so that
@@ -1089,8 +1160,11 @@ SEGIDX_API int segidx_volume_prune(segidx_volume_index *vi, const segidx_vid *vi
  */
 SEGIDX_API int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_vid *vid,
                                           segidx_lsn keep_from,
-                                          void (*unreferenced)(void *ctx, const segidx_sid *sid),
-                                          void *ctx);
+                                          segidx_unreferenced_fn unreferenced, void *ctx);
+
+/** Called by segidx_volume_list() with each volume; both borrowed. */
+typedef int (*segidx_volume_list_fn)(void *ctx, const segidx_vid *vid,
+                                     const segidx_volume_meta *meta);
 
 /**
  * @brief Visit every volume in vid order.
@@ -1099,10 +1173,11 @@ SEGIDX_API int segidx_volume_prune_report(segidx_volume_index *vi, const segidx_
  *            this volume index (copy what you need, act after the call).
  * @return 0, fn's stop value, #SEGIDX_ECORRUPT, or the store's error.
  */
-SEGIDX_API int segidx_volume_list(segidx_volume_index *vi,
-                                  int (*fn)(void *ctx, const segidx_vid *vid,
-                                            const segidx_volume_meta *meta),
-                                  void *ctx);
+SEGIDX_API int segidx_volume_list(segidx_volume_index *vi, segidx_volume_list_fn fn, void *ctx);
+
+/** Called by segidx_volume_commits() with each commit segment; all borrowed. */
+typedef int (*segidx_volume_commits_fn)(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
+                                        const segidx_offset_set *offsets);
 
 /**
  * @brief Visit a volume's commit segments, oldest first (empty commits have
@@ -1115,9 +1190,7 @@ SEGIDX_API int segidx_volume_list(segidx_volume_index *vi,
  *         store's error.
  */
 SEGIDX_API int segidx_volume_commits(segidx_volume_index *vi, const segidx_vid *vid,
-                                     int (*fn)(void *ctx, segidx_lsn lsn, const segidx_sid *sid,
-                                               const segidx_offset_set *offsets),
-                                     void *ctx);
+                                     segidx_volume_commits_fn fn, void *ctx);
 
 /**
  * @brief The offsets written in (from_lsn, to_lsn], added to `out`: what a
@@ -1204,6 +1277,9 @@ typedef struct segidx_repoint {
 SEGIDX_API int segidx_volume_repoint(segidx_volume_index *vi, const segidx_sid *old,
                                      size_t n_old, const segidx_repoint *moves, size_t n);
 
+/** Called with a segment id; `sid` borrowed. */
+typedef int (*segidx_sid_fn)(void *ctx, const segidx_sid *sid);
+
 /**
  * @brief Visit every segment that some commit entry of some volume names,
  *        once each, in sid order: what a garbage collector must keep.
@@ -1222,13 +1298,15 @@ SEGIDX_API int segidx_volume_repoint(segidx_volume_index *vi, const segidx_sid *
  * @return 0, fn's stop value, #SEGIDX_ECORRUPT (a key that is no entry
  *         key), #SEGIDX_ENOMEM, or the store's error.
  */
-SEGIDX_API int segidx_volume_index_segments(segidx_volume_index *vi,
-                                            int (*fn)(void *ctx, const segidx_sid *sid),
+SEGIDX_API int segidx_volume_index_segments(segidx_volume_index *vi, segidx_sid_fn fn,
                                             void *ctx);
 
 /** Defaults of segidx_compact_options. */
 #define SEGIDX_DEFAULT_COMPACT_SMALL_BYTES (4u << 20)
 #define SEGIDX_DEFAULT_COMPACT_MAX_INPUT_BYTES ((size_t)256 << 20)
+
+/** Told the sids a compaction will replace (`n`, borrowed) before it writes. */
+typedef int (*segidx_planned_fn)(void *ctx, const segidx_sid *old, size_t n);
 
 /**
  * @brief What segidx_volume_compact() compacts, and how it writes.
@@ -1251,14 +1329,13 @@ typedef struct segidx_compact_options {
     /** As segidx_packer_options: a fresh sid per segment, and taking one
      *  finished segment durably. `emit` gets only this volume's pages.
      *  Both required. */
-    int (*next_sid)(void *ctx, segidx_sid *sid);
-    int (*emit)(void *ctx, const segidx_sid *sid, const void *buf, size_t len,
-                const segidx_packed_commit *commits, size_t n);
+    segidx_next_sid_fn next_sid;
+    segidx_emit_fn emit;
     /** Optional: called once the plan is made, before any segment is
      *  written, with the sids to be replaced (borrowed); a non-zero return
      *  stops the call and is returned (nothing written). A host can record
      *  here when the old segments stop being needed. */
-    int (*planned)(void *ctx, const segidx_sid *old, size_t n);
+    segidx_planned_fn planned;
     void *ctx;
     /** 0 = #SEGIDX_DEFAULT_COMPACT_SMALL_BYTES. */
     size_t small_bytes;
@@ -1312,6 +1389,12 @@ SEGIDX_API int segidx_volume_compact(segidx_volume_index *vi, segidx_loader *l,
 /** The segment source vtable version this header describes. */
 #define SEGIDX_SEGMENT_SOURCE_VERSION 1
 
+/** A segment source's fetch and release; see segidx_segment_source. */
+typedef int (*segidx_fetch_fn)(void *ctx, const segidx_sid *sid, const void **buf, size_t *len,
+                               void **handle);
+typedef void (*segidx_source_release_fn)(void *ctx, const segidx_sid *sid, const void *buf,
+                                         size_t len, void *handle);
+
 /**
  * @brief Where segments come from: the host downloads or maps them.
  *
@@ -1336,8 +1419,8 @@ SEGIDX_API int segidx_volume_compact(segidx_volume_index *vi, segidx_loader *l,
  */
 typedef struct segidx_segment_source {
     uint32_t version; /**< #SEGIDX_SEGMENT_SOURCE_VERSION */
-    int (*fetch)(void *ctx, const segidx_sid *sid, const void **buf, size_t *len, void **handle);
-    void (*release)(void *ctx, const segidx_sid *sid, const void *buf, size_t len, void *handle);
+    segidx_fetch_fn fetch;
+    segidx_source_release_fn release;
     void *ctx;
 } segidx_segment_source;
 
@@ -1437,6 +1520,11 @@ SEGIDX_API void segidx_loader_stats_get(segidx_loader *l, segidx_loader_stats *o
 
 /* ------------------------------------------------------------ read path */
 
+/** Brings `vid` of `vi` from `have` up to at least the LSN asked of
+ *  segidx_volume_sync(), by committing what the primary has. */
+typedef int (*segidx_pull_fn)(void *ctx, segidx_volume_index *vi, const segidx_vid *vid,
+                              segidx_lsn have);
+
 /**
  * @brief Bring a volume's catalog up to `lsn` from a remote one.
  *
@@ -1456,12 +1544,15 @@ SEGIDX_API void segidx_loader_stats_get(segidx_loader *l, segidx_loader_stats *o
  *         pull succeeded but the volume is still below `lsn`.
  */
 SEGIDX_API int segidx_volume_sync(segidx_volume_index *vi, const segidx_vid *vid, segidx_lsn lsn,
-                                  int (*pull)(void *ctx, segidx_volume_index *vi,
-                                              const segidx_vid *vid, segidx_lsn have),
-                                  void *ctx);
+                                  segidx_pull_fn pull, void *ctx);
 
 /** Most offsets one segidx_read_pages() call takes (Graft's cap too). */
 #define SEGIDX_READ_MAX_PAGES 1024u
+
+/** Called by segidx_read_pages() with each offset: its page (borrowed for
+ *  the call; NULL when never written) and the LSN of the commit that
+ *  wrote it. */
+typedef int (*segidx_page_fn)(void *ctx, segidx_offset off, const void *page, segidx_lsn lsn);
 
 /**
  * @brief Read pages of a volume as of `lsn`.
@@ -1494,10 +1585,7 @@ SEGIDX_API int segidx_volume_sync(segidx_volume_index *vi, const segidx_vid *vid
  */
 SEGIDX_API int segidx_read_pages(segidx_volume_index *vi, segidx_loader *l, const segidx_vid *vid,
                                  segidx_lsn lsn, const segidx_offset_set *offsets,
-                                 int (*fn)(void *ctx, segidx_offset off,
-                                           const void *page /* NULL: never written */,
-                                           segidx_lsn lsn),
-                                 void *ctx);
+                                 segidx_page_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
