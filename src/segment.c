@@ -5,6 +5,7 @@
  * checks every volume's data once; after that, find() trusts the bytes and
  * does no bounds checks. */
 #include "segment_format.h"
+#include "sync.h"
 
 #include <stdlib.h>
 
@@ -513,10 +514,19 @@ static bool cpu_has_hw_select(void)
 #if defined(SEG_HW_ALWAYS)
     return true;
 #elif defined(SEG_HW_DISPATCH)
-    /* LZCNT by CPUID itself: compilers disagree on its feature name. */
-    unsigned a, b, c, d;
-    return __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2") &&
-           __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & bit_LZCNT);
+    /* LZCNT by CPUID itself: compilers disagree on its feature name. A
+     * CPUID can cost a virtual machine an exit to its host, so it is asked
+     * once a process (0 unknown yet, 1 no, 2 yes; a race asks twice). */
+    static segidx__atomic_int known;
+    int k = segidx__atomic_int_load(&known);
+    if (!k) {
+        unsigned a, b, c, d;
+        bool yes = __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2") &&
+                   __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & bit_LZCNT);
+        k = yes ? 2 : 1;
+        segidx__atomic_int_store(&known, k);
+    }
+    return k == 2;
 #else
     return false;
 #endif
