@@ -5,6 +5,7 @@
  * checks every volume's data once; after that, find() trusts the bytes and
  * does no bounds checks. */
 #include "segment_format.h"
+#include "sync.h"
 
 #include <stdlib.h>
 
@@ -33,7 +34,13 @@ struct volume {
     uint8_t top_shift, rlsn_bits, rank_bits;
 };
 
-#define NO_VOLUME 0xFFFFu
+/* A slot of the vid hash table: the vid's first 8 bytes beside its volume,
+ * so that a probe rarely loads a volume that is not the one. `volume`
+ * NULL: empty. */
+struct vid_slot {
+    uint64_t vid0;
+    const struct volume *volume;
+};
 
 struct segidx_segment {
     const uint8_t *pages;    /* NULL when opened from the tail */
@@ -45,10 +52,10 @@ struct segidx_segment {
     unsigned version;
     segidx_sid sid;
     struct volume *volumes;
-    uint16_t *slots;         /* vid hash table: volume index or NO_VOLUME */
+    struct vid_slot *slots;  /* vid hash table, at most a quarter full */
     uint32_t slot_mask;
     uint64_t seed;
-    bool hw;                 /* the CPU has POPCNT and BMI2: find_v2_hw */
+    bool hw;                 /* the CPU has POPCNT, LZCNT, BMI2: find_hw */
 };
 
 /* ------------------------------------------------------------ lookups */
@@ -68,13 +75,13 @@ static inline uint32_t vid_hash(const segidx_segment *s, const segidx_vid *vid)
 
 static inline const struct volume *volume_lookup(const segidx_segment *s, const segidx_vid *vid)
 {
+    uint64_t a;
+    memcpy(&a, vid->bytes, 8);
     uint32_t i = vid_hash(s, vid) & s->slot_mask;
-    for (;;) { /* the table is at most half full: an empty slot ends it */
-        uint16_t v = s->slots[i];
-        if (v == NO_VOLUME)
-            return NULL;
-        if (segidx__id_equal(s->volumes[v].vid.bytes, vid->bytes))
-            return &s->volumes[v];
+    for (;;) { /* a quarter full at most: an empty slot ends it soon */
+        const struct vid_slot *e = &s->slots[i];
+        if (!e->volume || (e->vid0 == a && segidx__id_equal(e->volume->vid.bytes, vid->bytes)))
+            return e->volume;
         i = (i + 1) & s->slot_mask;
     }
 }
@@ -222,19 +229,20 @@ static inline void offset_pages(const struct volume *v, uint64_t i, uint32_t *fi
 
 /* ------------------------------------------------------------ version 2 */
 
-/* Lookups of version 2 are compiled twice: for any x86-64 (SWAR popcount
- * and select) and, where the compiler can target them, for CPUs with
- * POPCNT and BMI2 (a select is then PDEP and TZCNT). Open asks the CPU
- * once which one its segment uses. A build that already targets both
- * (-march=native) needs no second copy. */
-#if defined(__POPCNT__) && defined(__BMI2__)
+/* Lookups are compiled twice: for any x86-64 (SWAR popcount and select)
+ * and, where the compiler can target them, for CPUs with POPCNT, LZCNT and
+ * BMI2 (a select is then PDEP and TZCNT). Open asks the CPU once which one
+ * its segment uses. A build that already targets them all (-march=native)
+ * needs no second copy. */
+#if defined(__POPCNT__) && defined(__BMI2__) && defined(__LZCNT__)
 #include <immintrin.h>
 #define SEG_HW_ALWAYS 1
 #define SEG_HW_TARGET
 #elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define SEG_HW_DISPATCH 1
-#define SEG_HW_TARGET __attribute__((target("popcnt,bmi,bmi2")))
+#define SEG_HW_TARGET __attribute__((target("popcnt,bmi,bmi2,lzcnt")))
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -254,6 +262,12 @@ SEG_HW_TARGET static inline unsigned popcount_hw(uint64_t w)
 {
     return (unsigned)__builtin_popcountll(w);
 }
+
+/* Leading zeros, 64 for 0. */
+SEG_HW_TARGET static inline unsigned lzcnt_hw(uint64_t w)
+{
+    return (unsigned)_lzcnt_u64(w);
+}
 #else
 static inline unsigned select_hw(uint64_t w, unsigned r)
 {
@@ -263,6 +277,11 @@ static inline unsigned select_hw(uint64_t w, unsigned r)
 static inline unsigned popcount_hw(uint64_t w)
 {
     return segidx__popcount64(w);
+}
+
+static inline unsigned lzcnt_hw(uint64_t w)
+{
+    return w ? (unsigned)__builtin_clzll(w) : 64;
 }
 #endif
 
@@ -275,6 +294,11 @@ static SEG_INLINE unsigned popcount_any(uint64_t w, bool hw)
 static SEG_INLINE unsigned select_any(uint64_t w, unsigned r, bool hw)
 {
     return hw ? select_hw(w, r) : select_in_word(w, r);
+}
+
+static SEG_INLINE unsigned lzcnt_any(uint64_t w, bool hw)
+{
+    return hw ? lzcnt_hw(w) : w ? (unsigned)__builtin_clzll(w) : 64;
 }
 
 /* `w` bits (w <= 57) at bit `bit` of a stream. The 8-byte load may reach
@@ -314,8 +338,10 @@ static inline uint64_t pef_chunk_of(const struct volume *v, uint64_t x)
 {
     uint64_t j = x >> v->top_shift;
     uint64_t c = segidx__load16(v->top + 2 * j);
-    uint64_t len = (uint64_t)segidx__load16(v->top + 2 * j + 2) - c + 1;
-    while (len > 1) {
+    uint64_t last = segidx__load16(v->top + 2 * j + 2);
+    if (last - c <= 1) /* the directory has 2 entries a chunk: mostly so */
+        return c + ((last > c) & (record_first(v, c + 1) <= x));
+    for (uint64_t len = last - c + 1; len > 1;) {
         uint64_t half = len / 2;
         c = record_first(v, c + half) <= x ? c + half : c;
         len -= half;
@@ -323,51 +349,53 @@ static inline uint64_t pef_chunk_of(const struct volume *v, uint64_t x)
     return c;
 }
 
-static inline unsigned leading_ones(uint64_t w)
-{
-    return ~w ? (unsigned)__builtin_clzll(~w) : 64;
-}
-
-/* How many bits right below bit `end` (< 128) of the 128 bits w1:w0 are
- * set, counting down until a clear one. */
-static inline unsigned ones_below(uint64_t w0, uint64_t w1, unsigned end)
-{
-    if (end > 64) {
-        unsigned m = leading_ones(w1 << (128 - end));
-        return m < end - 64 ? m : m + leading_ones(w0);
-    }
-    return end ? leading_ones(w0 << (64 - end)) : 0;
-}
+/* Buckets of at most this many elements are searched in a fixed number of
+ * steps, longer ones halved down to that first. */
+#define SHORT_BUCKET 8u
 
 /* The rank of x within chunk c (whose first element is <= x), or -1.
  * Zero number h of the high bits ends bucket h; its elements are the set
- * bits right before that zero, compared from the largest down. */
+ * bits right before that zero, compared by their low bits. */
 static SEG_INLINE int64_t pef_in_chunk_any(const struct volume *v, uint64_t c, uint64_t x,
                                            bool hw)
 {
-    uint64_t y = x - record_first(v, c);
-    uint32_t where = record_where(v, c);
+    const uint8_t *rec = v->records + PEF_RECORD_BYTES * c;
+    uint64_t y = x - segidx__load32(rec);
+    uint32_t where = segidx__load32(rec + 4);
     uint64_t pos = where & PEF_POS_MASK, n = chunk_size(v, c);
     unsigned l = where >> PEF_POS_BITS;
-    uint64_t high = (record_where(v, c + 1) & PEF_POS_MASK) - pos - n * l;
+    uint64_t high = (segidx__load32(rec + PEF_RECORD_BYTES + 4) & PEF_POS_MASK) - pos - n * l;
     uint64_t h = y >> l;
     if (h >= high - n)
         return -1;
+    /* At most 128 high bits: zero number h is in w0 or in w1. */
+    /* Masks rather than branches: which word it is in is data. */
     uint64_t w0 = word_at(v->stream, pos), w1 = word_at(v->stream, pos + 64);
     unsigned zeros0 = 64 - popcount_any(w0, hw);
-    bool first_word = h < zeros0;
-    unsigned end = (first_word ? 0 : 64) +
-                   select_any(first_word ? ~w0 : ~w1, (unsigned)(first_word ? h : h - zeros0), hw);
-    /* The bucket: the set bits right below `end`, sorted by their low
-     * bits; a skewed chunk crowds some, so they are binary-searched. */
-    uint64_t want = y & low_mask(l), low_pos = pos + high;
-    uint64_t len = ones_below(w0, w1, end), at = end - h - len;
+    uint64_t second = -(uint64_t)(h >= zeros0);
+    uint64_t word = w0 ^ ((w0 ^ w1) & second), below = w0 & second;
+    unsigned z = select_any(~word, (unsigned)h - (zeros0 & (unsigned)second), hw);
+    /* The bucket: the ones right below that zero, in `word` and, when they
+     * start at its bit 0, at the top of `below`. The shift moves the z bits
+     * below the zero to the top and fills with zeros (z = 0: none). */
+    unsigned len = lzcnt_any(~((word << 1) << (63 - z)), hw);
+    len += lzcnt_any(~below, hw) & -(unsigned)(len == z);
     if (len == 0)
         return -1;
-    while (len > 1) {
-        uint64_t half = len / 2;
+    uint64_t at = (64 & second) + z - h - len;
+    /* Sorted by their low bits; a skewed chunk crowds some buckets, so
+     * they are binary-searched (branch-free steps: which half is data). */
+    uint64_t want = y & low_mask(l), low_pos = pos + high;
+    while (len > SHORT_BUCKET) {
+        unsigned half = len / 2;
         at = bits_at(v->stream, low_pos + (at + half) * l, l) <= want ? at + half : at;
         len -= half;
+    }
+    /* At most SHORT_BUCKET left: fixed steps that never leave them. */
+    uint64_t end = at + len;
+    for (unsigned step = SHORT_BUCKET / 2; step; step /= 2) {
+        uint64_t next = at + step, p = next < end ? next : at;
+        at = bits_at(v->stream, low_pos + p * l, l) <= want ? p : at;
     }
     return bits_at(v->stream, low_pos + at * l, l) == want ? (int64_t)(c * PEF_CHUNK + at) : -1;
 }
@@ -405,19 +433,31 @@ static inline uint64_t rank2_at(const struct volume *v, uint64_t i)
     return bits_at(v->ranks, i * v->rank_bits, v->rank_bits);
 }
 
+/* Versions at most this many are searched in a fixed number of steps. */
+#define SHORT_VERSION_LIST 8u
+
 /* Offset `i` of the volume: its newest page at or below lsn (>= base). */
 static SEG_INLINE bool pick_version_v2(const segidx_segment *s, const struct volume *v,
                                        uint64_t i, segidx_lsn lsn, segidx_page_ref *out)
 {
-    uint64_t want = lsn - v->base_lsn, page = i, len = 1;
+    uint64_t want = lsn - v->base_lsn, page = i;
     if (v->offsets < v->pages) {
         page = rank2_at(v, i);
-        len = (i + 1 < v->offsets ? rank2_at(v, i + 1) : v->pages) - page;
-    }
-    while (len > 1) {
-        uint64_t half = len / 2;
-        page = rlsn2_at(v, page + half) <= want ? page + half : page;
-        len -= half;
+        uint64_t end = i + 1 < v->offsets ? rank2_at(v, i + 1) : v->pages;
+        if (end - page <= SHORT_VERSION_LIST) {
+            /* The last page <= want by steps of 4, 2, 1 that stay below
+             * end: no branch on the LSNs, whatever the list's length. */
+            for (unsigned step = SHORT_VERSION_LIST / 2; step; step /= 2) {
+                uint64_t next = page + step, at = next < end ? next : page;
+                page = rlsn2_at(v, at) <= want ? at : page;
+            }
+        } else {
+            for (uint64_t len = end - page; len > 1;) {
+                uint64_t half = len / 2;
+                page = rlsn2_at(v, page + half) <= want ? page + half : page;
+                len -= half;
+            }
+        }
     }
     uint64_t r = rlsn2_at(v, page);
     if (r > want)
@@ -454,6 +494,7 @@ SEG_HW_TARGET static int find_v2_hw(const segidx_segment *s, const struct volume
 }
 #endif
 
+/* find_many's per-offset lookups, through the copy the segment uses. */
 static inline int find_v2(const segidx_segment *s, const struct volume *v, uint64_t x,
                           segidx_lsn lsn, segidx_page_ref *out)
 {
@@ -467,13 +508,25 @@ static inline int find_v2(const segidx_segment *s, const struct volume *v, uint6
 #endif
 }
 
-/* Whether this CPU runs find_v2_hw. */
+/* Whether this CPU runs the copies compiled for POPCNT, LZCNT and BMI2. */
 static bool cpu_has_hw_select(void)
 {
 #if defined(SEG_HW_ALWAYS)
     return true;
 #elif defined(SEG_HW_DISPATCH)
-    return __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2");
+    /* LZCNT by CPUID itself: compilers disagree on its feature name. A
+     * CPUID can cost a virtual machine an exit to its host, so it is asked
+     * once a process (0 unknown yet, 1 no, 2 yes; a race asks twice). */
+    static segidx__atomic_int known;
+    int k = segidx__atomic_int_load(&known);
+    if (!k) {
+        unsigned a, b, c, d;
+        bool yes = __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2") &&
+                   __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & bit_LZCNT);
+        k = yes ? 2 : 1;
+        segidx__atomic_int_store(&known, k);
+    }
+    return k == 2;
 #else
     return false;
 #endif
@@ -489,17 +542,47 @@ void segidx__segment_use_generic(segidx_segment *s, bool generic)
 static int find_v1(const segidx_segment *s, const struct volume *v, segidx_offset off,
                    segidx_lsn lsn, segidx_page_ref *out);
 
+/* All of segment_find past its argument checks, the vid probe included,
+ * inlined into each copy so that a lookup makes one call. An offset below
+ * first_offset wraps above the span (first_offset + span <= UINT32_MAX). */
+static SEG_INLINE int find_any(const segidx_segment *s, const segidx_vid *vid, segidx_offset off,
+                               segidx_lsn lsn, segidx_page_ref *out, bool hw)
+{
+    const struct volume *v = volume_lookup(s, vid);
+    if (!v || lsn < v->base_lsn || (uint32_t)(off - v->first_offset) > v->span)
+        return SEGIDX_ENOTFOUND;
+    if (s->version != SEG_VERSION_2)
+        return find_v1(s, v, off, lsn, out);
+    return find_v2_any(s, v, (uint32_t)(off - v->first_offset), lsn, out, hw);
+}
+
+static int find_sw(const segidx_segment *s, const segidx_vid *vid, segidx_offset off,
+                   segidx_lsn lsn, segidx_page_ref *out)
+{
+    return find_any(s, vid, off, lsn, out, false);
+}
+
+#if defined(SEG_HW_ALWAYS) || defined(SEG_HW_DISPATCH)
+SEG_HW_TARGET static int find_hw(const segidx_segment *s, const segidx_vid *vid,
+                                 segidx_offset off, segidx_lsn lsn, segidx_page_ref *out)
+{
+    return find_any(s, vid, off, lsn, out, true);
+}
+#endif
+
 int segidx_segment_find(const segidx_segment *s, const segidx_vid *vid, segidx_offset off,
                         segidx_lsn lsn, segidx_page_ref *out)
 {
     if (!s || !vid || !out)
         return SEGIDX_EINVAL;
-    const struct volume *v = volume_lookup(s, vid);
-    if (!v || lsn < v->base_lsn || off < v->first_offset || off - v->first_offset > v->span)
-        return SEGIDX_ENOTFOUND;
-    if (s->version == SEG_VERSION_2)
-        return find_v2(s, v, off - v->first_offset, lsn, out);
-    return find_v1(s, v, off, lsn, out);
+#if defined(SEG_HW_ALWAYS)
+    (void)find_sw;
+    return find_hw(s, vid, off, lsn, out);
+#elif defined(SEG_HW_DISPATCH)
+    return s->hw ? find_hw(s, vid, off, lsn, out) : find_sw(s, vid, off, lsn, out);
+#else
+    return find_sw(s, vid, off, lsn, out);
+#endif
 }
 
 static int find_v1(const segidx_segment *s, const struct volume *v, segidx_offset off,
@@ -1010,18 +1093,19 @@ static int read_data_v2(struct cursor *c, struct volume *v)
 static int build_vid_table(segidx_segment *s)
 {
     uint32_t size = 16;
-    while (size < 2 * s->volume_count)
+    while (size < 4 * s->volume_count)
         size *= 2;
-    s->slots = malloc(size * sizeof *s->slots);
+    s->slots = calloc(size, sizeof *s->slots);
     if (!s->slots)
         return SEGIDX_ENOMEM;
-    memset(s->slots, 0xFF, size * sizeof *s->slots);
     s->slot_mask = size - 1;
     for (uint32_t v = 0; v < s->volume_count; v++) {
-        uint32_t i = vid_hash(s, &s->volumes[v].vid) & s->slot_mask;
-        while (s->slots[i] != NO_VOLUME)
+        const struct volume *vol = &s->volumes[v];
+        uint32_t i = vid_hash(s, &vol->vid) & s->slot_mask;
+        while (s->slots[i].volume)
             i = (i + 1) & s->slot_mask;
-        s->slots[i] = (uint16_t)v;
+        memcpy(&s->slots[i].vid0, vol->vid.bytes, 8);
+        s->slots[i].volume = vol;
     }
     return SEGIDX_OK;
 }

@@ -183,8 +183,8 @@ static inline uint64_t offsets_bytes(int enc, uint64_t n, uint64_t span)
  * and corpora can prove old segments still read. SEGIDX_EINVAL otherwise. */
 int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version);
 
-/* Lookups of version 2 run a copy compiled for POPCNT and BMI2 when the
- * CPU has them; `generic` true makes this segment use the copy for any
+/* Lookups of version 2 run a copy compiled for POPCNT, LZCNT and BMI2 when
+ * the CPU has them; `generic` true makes this segment use the copy for any
  * x86-64 instead (false: back to what the CPU allows), so that tests and
  * the fuzz target check both. */
 void segidx__segment_use_generic(segidx_segment *s, bool generic);
