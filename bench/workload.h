@@ -1,4 +1,4 @@
-/* The reference workloads of DESIGN.md ("Targets"), from one seeded
+/* The reference workloads of the benchmarks' targets, from one seeded
  * generator, shared by the benchmarks and the tests:
  *
  *   W1  the write path: 50 volumes, one commit each, 4090 pages, one
