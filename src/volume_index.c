@@ -451,13 +451,16 @@ static int batch_put_meta(struct batch *b, const segidx_vid *vid, const struct m
 static int batch_entry(struct batch *b, const segidx_vid *vid, segidx_lsn lsn,
                        const segidx_sid *sid, const segidx_offset_set *offsets)
 {
-    size_t vlen = offsets ? segidx_offset_set_serialized_size(offsets) : 0;
-    uint8_t *buf = op_buffer(SEGMENT_KEY_LEN, vlen);
-    if (!buf || (offsets && !vlen))
-        return free(buf), SEGIDX_ENOMEM;
+    size_t vlen = 0;
+    uint8_t *buf;
+    if (offsets) {
+        int rc = segidx__offset_set_serialize_after(offsets, SEGMENT_KEY_LEN, &buf, &vlen);
+        if (rc)
+            return rc;
+    } else if (!(buf = op_buffer(SEGMENT_KEY_LEN, 0))) {
+        return SEGIDX_ENOMEM;
+    }
     segment_key(buf, vid, lsn, sid);
-    if (offsets && segidx_offset_set_serialize(offsets, buf + SEGMENT_KEY_LEN, vlen) != vlen)
-        return free(buf), SEGIDX_ENOMEM;
     return batch_add(b, offsets ? SEGIDX_KV_PUT : SEGIDX_KV_DEL, buf, SEGMENT_KEY_LEN, vlen);
 }
 
@@ -944,12 +947,13 @@ static int batch_chunk_maps(struct batch *b, const segidx_vid *vid, const segidx
         uint32_t chunk = vers->v[i].off >> SEGIDX__CHUNK_BITS;
         for (j = i + 1; j < vers->n && vers->v[j].off >> SEGIDX__CHUNK_BITS == chunk; j++)
             ;
-        size_t vlen = segidx__chunk_map_size(vers->v + i, j - i, round);
+        unsigned width;
+        size_t vlen = segidx__chunk_map_size(vers->v + i, j - i, round, &width);
         uint8_t *buf = op_buffer(CKPT_KEY_LEN, vlen);
         if (!buf)
             return SEGIDX_ENOMEM;
         ckpt_key(buf, vid, round, level, chunk);
-        segidx__chunk_map_encode(vers->v + i, j - i, level, round, buf + CKPT_KEY_LEN);
+        segidx__chunk_map_encode(vers->v + i, j - i, level, round, width, buf + CKPT_KEY_LEN);
         int rc = batch_add(b, SEGIDX_KV_PUT, buf, CKPT_KEY_LEN, vlen);
         if (rc)
             return rc;
