@@ -280,6 +280,7 @@ check-long: $(BUILD)/tests/test_lmdb_crash $(DEMO_CRASH) $(CLI)
 $(BUILD)/tests/test_lmdb_volume_index: tests/test_volume_index.c
 $(BUILD)/tests/test_lmdb_vi_stress: tests/test_vi_stress.c
 $(BUILD)/tests/test_lmdb_checkpoint: tests/test_checkpoint.c
+$(BUILD)/tests/test_lmdb_read_pages: tests/test_read_pages.c
 
 # The same tests, another build: each variant gets its own build folder.
 asan:
