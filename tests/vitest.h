@@ -290,42 +290,4 @@ static inline void assert_find_exact(segidx_volume_index *vi, const model_volume
     segidx_offset_set_free(q);
 }
 
-/* ------------------------------------------------------------ borrowing
- *
- * A store several indexes share, as several hosts share one catalog: each
- * index gets this view of it, whose close leaves the store open.
- */
-static inline int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn,
-                             void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->get(kv->self, k, kl, fn, ctx);
-}
-
-static inline int borrow_scan(void *self, const void *lo, size_t lol, const void *hi,
-                              size_t hil, bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static inline int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->write(kv->self, ops, n);
-}
-
-static inline void borrow_close(void *self)
-{
-    (void)self;
-}
-
-/* `kv` must outlive every index opened on the result. */
-static inline segidx_kv borrowed_kv(segidx_kv *kv)
-{
-    static const segidx_kv_vtable vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
-                                         borrow_write, borrow_close };
-    return (segidx_kv){ &vt, kv };
-}
-
 #endif
