@@ -94,7 +94,7 @@ PG_LIBS   := $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-TEST_HDR  := $(wildcard tests/*.h)
+TEST_HDR  := $(wildcard tests/*.h tests/support/*.h)
 # Tests that open LMDB stores link libsegidx_lmdb and liblmdb too: those
 # named test_lmdb* or test_kv_lmdb*, and any other added here by name.
 LMDB_TESTS := $(filter $(BUILD)/tests/test_lmdb% $(BUILD)/tests/test_kv_lmdb% \
@@ -208,9 +208,9 @@ $(PC) $(LMDB_PC): pkgconfig/%.pc: pkgconfig/%.pc.in include/segidx.h FORCE
 
 TEST_LIBS = $(STATIC) -lcmocka $(DEP_LIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TEST_HDR) bench/workload.h src/segment_format.h $(STATIC)
+$(BUILD)/tests/%: tests/%.c $(TEST_HDR) src/segment_format.h $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CPPFLAGS) -Isrc -Ibench $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS) -lm
+	$(CC) $(ALL_CPPFLAGS) -Isrc -Itests/support $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS) -lm
 
 $(LMDB_TESTS): TEST_LIBS = $(LMDB_STATIC) $(STATIC) -lcmocka $(LMDB_LIBS) $(DEP_LIBS)
 $(LMDB_TESTS): $(LMDB_STATIC) include/segidx_lmdb.h
@@ -230,7 +230,7 @@ $(BUILD)/tests/test_lmdb_checkpoint: TEST_LIBS = $(CKPT_WRAP) $(LMDB_STATIC) $(S
 check-unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t 2>&1; done
 
-$(BUILD)/fuzz/%_replay: fuzz/%.c fuzz/replay.c fuzz/fuzz_check.h $(STATIC)
+$(BUILD)/fuzz/%_replay: fuzz/%.c fuzz/replay.c fuzz/fuzz_check.h tests/support/splitmix64.h $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< fuzz/replay.c -o $@ $(LDFLAGS) $(STATIC) $(DEP_LIBS)
 
@@ -257,7 +257,7 @@ check-cli: $(CLI)
 # tests/test_*.c, as it runs the command and takes a number of trials.
 DEMO_CRASH  := $(BUILD)/tests/demo_crash
 DEMO_TRIALS ?= 5
-$(DEMO_CRASH): tests/demo_crash.c tools/demo_page.h examples/segment_files.h include/segidx.h \
+$(DEMO_CRASH): tests/demo_crash.c tools/demo_page.h tests/support/splitmix64.h examples/segment_files.h include/segidx.h \
                include/segidx_lmdb.h $(STATIC) $(LMDB_STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) \
@@ -280,6 +280,7 @@ check-long: $(BUILD)/tests/test_lmdb_crash $(DEMO_CRASH) $(CLI)
 $(BUILD)/tests/test_lmdb_volume_index: tests/test_volume_index.c
 $(BUILD)/tests/test_lmdb_vi_stress: tests/test_vi_stress.c
 $(BUILD)/tests/test_lmdb_checkpoint: tests/test_checkpoint.c
+$(BUILD)/tests/test_lmdb_read_pages: tests/test_read_pages.c
 
 # The same tests, another build: each variant gets its own build folder.
 asan:
@@ -315,7 +316,7 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TIME ?= 60
 
-$(BUILD)/fuzz/%_fuzz: fuzz/%_fuzz.c fuzz/fuzz_check.h $(LIB_SRC) src/internal.h include/segidx.h | deps
+$(BUILD)/fuzz/%_fuzz: fuzz/%_fuzz.c fuzz/fuzz_check.h tests/support/splitmix64.h $(LIB_SRC) src/internal.h include/segidx.h | deps
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(ALL_CPPFLAGS) -DSEGIDX_BUILDING $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(DEP_LIBS)
 
@@ -333,9 +334,9 @@ fuzz-run: fuzz
 
 BENCH_LIBS = $(STATIC) $(DEP_LIBS)
 
-$(BUILD)/bench/%: bench/%.c bench/bench.h bench/workload.h bench/kv.h $(STATIC)
+$(BUILD)/bench/%: bench/%.c bench/bench.h bench/kv.h $(wildcard tests/support/*.h) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BENCH_LIBS) -lm
+	$(CC) $(ALL_CPPFLAGS) -Isrc -Itests/support $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(BENCH_LIBS) -lm
 
 $(LMDB_BENCHES): BENCH_LIBS = $(LMDB_STATIC) $(STATIC) $(LMDB_LIBS) $(DEP_LIBS)
 $(LMDB_BENCHES): $(LMDB_STATIC) include/segidx_lmdb.h
@@ -356,7 +357,7 @@ bench-readme:
 
 # ------------------------------------------------------------------ segidx
 
-$(CLI): $(TOOL_SRC) $(TOOL_HDR) examples/segment_files.h include/segidx.h include/segidx_lmdb.h \
+$(CLI): $(TOOL_SRC) $(TOOL_HDR) tests/support/splitmix64.h examples/segment_files.h include/segidx.h include/segidx_lmdb.h \
         include/segidx_pg.h include/segidx_kvcheck.h $(STATIC) $(LMDB_STATIC) $(PG_STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(WARN) $(CFLAGS) $(TOOL_SRC) -o $@ $(LDFLAGS) \

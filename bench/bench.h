@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "splitmix64.h"
+
 /* ------------------------------------------------------------ failure */
 
 /* A bench that measured something wrong must not print a figure: report to
@@ -58,8 +60,7 @@ static inline uint64_t bench_now_ns(void)
 
 /* ------------------------------------------------------------ PRNG */
 
-/* splitmix64: tiny, fast, and the same sequence on every platform and libc,
- * unlike rand(), so a seed names one workload everywhere. */
+/* splitmix64 (splitmix64.h): a seed names one workload everywhere. */
 typedef struct bench_rng {
     uint64_t state;
 } bench_rng;
@@ -72,10 +73,7 @@ static inline bench_rng bench_rng_seed(uint64_t seed)
 
 static inline uint64_t bench_rng_next(bench_rng *r)
 {
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
+    return splitmix64(&r->state);
 }
 
 /* A value in [0, n) by multiply-shift (Lemire) on the high 32 bits. The

@@ -1,4 +1,4 @@
-/* Group commit figures (DESIGN.md "Targets"): durable commits/s of 50
+/* Group commit figures: durable commits/s of 50
  * volumes batched into one store write (segidx_volume_commit_group(), what
  * a host does with the commits one packer flush hands over) against one
  * store write per commit (segidx_volume_commit()), both over durable LMDB

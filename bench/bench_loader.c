@@ -1,4 +1,4 @@
-/* Loader figures (DESIGN.md, "Targets": a warm get+put costs <= 200 ns with
+/* Loader figures (the targets: a warm get+put costs <= 200 ns with
  * 2 threads; N threads asking for one cold sid cause exactly 1 fetch).
  *
  * Warm: every segment is cached before timing; each thread does get+put

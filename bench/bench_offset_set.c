@@ -1,5 +1,5 @@
-/* OffsetSet figures: cut against CRoaring's and + andnot_inplace (DESIGN.md,
- * "Targets": offset_set_cut <= 1.1x the baseline), the stored form's
+/* OffsetSet figures: cut against CRoaring's and + andnot_inplace (the
+ * target: offset_set_cut <= 1.1x the baseline), the stored form's
  * serialize / deserialize throughput against raw CRoaring portable I/O, and
  * a query cut straight by stored bytes (what find_segments does per commit
  * entry) against deserialize + cut of the same bytes.
@@ -333,7 +333,7 @@ static void bench_cut(const char *name, make_input_fn make, uint64_t seed)
 
     double ours, base;
     bench_median_pair(our_cut_round, &c, base_cut_round, &c, ROUNDS, &ours, &base);
-    /* Target (DESIGN.md): ratio <= 1.1. Not enforced here: a shared
+    /* The target: ratio <= 1.1. Not enforced here: a shared
      * machine's noise would make that a flaky gate. */
     bench_print(&(struct bench_figure){ .name = name, .value = ours, .unit = "ns/op",
                                         .baseline = "roaring and+andnot_inplace",

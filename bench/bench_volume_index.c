@@ -1,4 +1,5 @@
-/* Volume index figures (DESIGN.md "Targets", find_segments): one volume in
+/* Volume index figures (find_segments; the target: store entries read =
+ * commits walked until the query empties, no extra scans): one volume in
  * LMDB with 100,000 commits of 1-32 skewed offsets each.
  *
  *   find_segments queries/s for 1024 written offsets at the latest and at

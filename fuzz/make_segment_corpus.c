@@ -13,7 +13,7 @@
  *    sparse Elias-Fano volumes (one with enough offsets for several
  *    select samples); versions with 1- and 2-byte rLSNs; several volumes,
  *    and more than a 16-slot vid table holds; offsets 0 and UINT32_MAX;
- *    LSNs near UINT64_MAX; small W1/W2-like mixes (bench/workload.h).
+ *    LSNs near UINT64_MAX; small W1/W2-like mixes (tests/support/workload.h).
  *  - "valid-reencoded-*", "valid-break-base" and "valid-ef-32-buckets"
  *    are written by this program's own encoder (encode() below), some in
  *    forms the format allows but the builder never picks (a sparse bitmap

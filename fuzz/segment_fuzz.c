@@ -39,6 +39,7 @@
  */
 #include <segidx.h>
 
+#include "../tests/support/splitmix64.h"
 #include "fuzz_check.h"
 
 #include <stdbool.h>
@@ -97,14 +98,6 @@ static uint8_t *copy_exact(const uint8_t *p, size_t n)
     if (n)
         memcpy(q, p, n);
     return q;
-}
-
-static uint64_t splitmix(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 /* ------------------------------------------------ the spec, read independently */
@@ -822,12 +815,12 @@ static void check_iterate(const struct use *u, uint64_t *rng)
     CHECK(segidx_segment_iterate(u->s, NULL, walk_page, &all) == 0);
     CHECK(all.next == m->page_count);
 
-    uint32_t stop = (uint32_t)(splitmix(rng) % m->page_count);
+    uint32_t stop = (uint32_t)(splitmix64(rng) % m->page_count);
     struct walk early = { u, 0, m->page_count, stop, 77, false, { { 0 } }, 0, 0 };
     CHECK(segidx_segment_iterate(u->s, NULL, walk_page, &early) == 77);
     CHECK(early.next == stop + 1);
 
-    uint32_t pick[3] = { 0, m->volume_count - 1, (uint32_t)(splitmix(rng) % m->volume_count) };
+    uint32_t pick[3] = { 0, m->volume_count - 1, (uint32_t)(splitmix64(rng) % m->volume_count) };
     for (int i = 0; i < 3; i++) {
         const struct mvol *v = &m->vols[pick[i]];
         struct walk one = { u, v->first_page, v->first_page + v->pages, 0, 0, false, { { 0 } },
@@ -840,7 +833,7 @@ static void check_iterate(const struct use *u, uint64_t *rng)
 /* A vid the segment does not hold, near one it does. */
 static segidx_vid unknown_vid(const struct model *m, uint64_t *rng)
 {
-    segidx_vid vid = m->vols[splitmix(rng) % m->volume_count].vid;
+    segidx_vid vid = m->vols[splitmix64(rng) % m->volume_count].vid;
     for (;;) {
         int i = 15;
         while (i >= 0 && ++vid.bytes[i] == 0)
@@ -926,7 +919,7 @@ static void check_finds(const struct use *u, const uint8_t *ctl, size_t ctl_len,
     }
 
     for (unsigned k = 0; k < RANDOM_QUERIES; k++) {
-        uint64_t r = splitmix(rng), r2 = splitmix(rng);
+        uint64_t r = splitmix64(rng), r2 = splitmix64(rng);
         const struct mpage *p = &m->pages[r % m->page_count];
         const struct mvol *v = &m->vols[p->vol];
         segidx_vid vid = v->vid;
@@ -946,7 +939,7 @@ static void check_finds(const struct use *u, const uint8_t *ctl, size_t ctl_len,
         }
         uint64_t lsn;
         switch (r >> 40 & 7) {
-        case 0: lsn = splitmix(rng); break;
+        case 0: lsn = splitmix64(rng); break;
         case 1: lsn = v->base - 1; break;
         case 2: lsn = v->max_lsn; break;
         case 3: lsn = r2 & 1 ? 0 : UINT64_MAX; break;
@@ -972,11 +965,11 @@ static void check_find_many(const struct use *u, uint64_t *rng)
         const struct mvol *v = &m->vols[vi < m->volume_count ? vi : 0];
         const segidx_vid *vid = vi < m->volume_count ? &v->vid : &unknown;
         size_t n = 0;
-        uint64_t r = splitmix(rng);
+        uint64_t r = splitmix64(rng);
         if (r & 1)
             offs[n++] = 0;
         for (uint32_t k = v->first_page; k < v->first_page + v->pages; k++) {
-            uint64_t pick = splitmix(rng);
+            uint64_t pick = splitmix64(rng);
             if (pick % 4 != 0)
                 offs[n++] = m->pages[k].off;
             if (pick % 16 == 1)
@@ -1023,7 +1016,7 @@ static void check_find_many(const struct use *u, uint64_t *rng)
 static void check_offsets(const struct use *u, uint64_t *rng)
 {
     const struct model *m = u->m;
-    const struct mpage *p = &m->pages[splitmix(rng) % m->page_count];
+    const struct mpage *p = &m->pages[splitmix64(rng) % m->page_count];
     const segidx_vid *vid = &m->vols[p->vol].vid;
     uint64_t lsns[2] = { p->lsn, m->vols[p->vol].base };
     for (int k = 0; k < 2; k++) {

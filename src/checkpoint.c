@@ -333,16 +333,16 @@ static unsigned width_of(const segidx__ver *v, size_t n, segidx_lsn round)
     return bits_for(most);
 }
 
-size_t segidx__chunk_map_size(const segidx__ver *v, size_t n, segidx_lsn round)
+size_t segidx__chunk_map_size(const segidx__ver *v, size_t n, segidx_lsn round, unsigned *width)
 {
-    return MAP_HEADER + offsets_bytes((unsigned)n) + lsns_bytes((unsigned)n, width_of(v, n, round)) +
-           MAP_CHECKSUM;
+    *width = width_of(v, n, round);
+    return MAP_HEADER + offsets_bytes((unsigned)n) + lsns_bytes((unsigned)n, *width) + MAP_CHECKSUM;
 }
 
 void segidx__chunk_map_encode(const segidx__ver *v, size_t n, unsigned level, segidx_lsn round,
-                              uint8_t *out)
+                              unsigned width, uint8_t *out)
 {
-    unsigned count = (unsigned)n, width = width_of(v, n, round);
+    unsigned count = (unsigned)n;
     size_t ob = offsets_bytes(count), lb = lsns_bytes(count, width);
     size_t len = MAP_HEADER + ob + lb + MAP_CHECKSUM;
     memset(out, 0, len);

@@ -94,10 +94,12 @@ int segidx__chunk_map_lsn(const segidx__chunk_map *m, unsigned i, segidx_lsn min
 int segidx__vers_add_map(segidx__vers *l, const segidx__chunk_map *m, segidx_lsn min_lsn);
 
 /* The bytes of the chunk map of v[0..n) (one chunk, sorted by offset,
- * distinct, every lsn <= round, n >= 1). */
-size_t segidx__chunk_map_size(const segidx__ver *v, size_t n, segidx_lsn round);
-/* Write it; `out` holds segidx__chunk_map_size() bytes. */
+ * distinct, every lsn <= round, n >= 1), and in *width the width of its
+ * rLSNs, which encode takes so that the map is measured once. */
+size_t segidx__chunk_map_size(const segidx__ver *v, size_t n, segidx_lsn round, unsigned *width);
+/* Write it; `out` holds segidx__chunk_map_size() bytes, `width` what that
+ * call set. */
 void segidx__chunk_map_encode(const segidx__ver *v, size_t n, unsigned level, segidx_lsn round,
-                              uint8_t *out);
+                              unsigned width, uint8_t *out);
 
 #endif

@@ -132,6 +132,12 @@ bool segidx__offset_set_union(segidx_offset_set *a, const segidx_offset_set *b);
  * `out`; returns how many. */
 size_t segidx__offset_set_range(const segidx_offset_set *s, uint32_t lo, uint32_t hi,
                                 uint32_t *out, size_t cap);
+/* segidx_offset_set_serialize() into a new malloc'd buffer, after `prefix`
+ * bytes left for the caller (a KV key): the set is run-optimized, sized and
+ * written once. *len is the stored form's length (without the prefix).
+ * SEGIDX_OK or SEGIDX_ENOMEM (then *out is NULL). */
+int segidx__offset_set_serialize_after(const segidx_offset_set *s, size_t prefix, uint8_t **out,
+                                       size_t *len);
 /* Remove v[0..n) from s. */
 void segidx__offset_set_remove_many(segidx_offset_set *s, const uint32_t *v, size_t n);
 /* Remove every offset above x. */

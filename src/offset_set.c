@@ -199,6 +199,18 @@ size_t segidx_offset_set_serialized_size(const segidx_offset_set *s)
     return n;
 }
 
+/* The envelope and `payload` bytes of `copy` (its portable size) at out. */
+static void write_stored(const roaring_bitmap_t *copy, size_t payload, uint8_t *out)
+{
+    roaring_bitmap_portable_serialize(copy, (char *)out + ENVELOPE_BYTES);
+    memcpy(out, envelope_magic, 4);
+    segidx__store16(out + 4, ENVELOPE_VERSION);
+    segidx__store16(out + 6, 0);
+    segidx__store32(out + 8, (uint32_t)payload);
+    segidx__store32(out + 12, 0);
+    segidx__store64(out + 16, segidx__xxh3(out + ENVELOPE_BYTES, payload));
+}
+
 size_t segidx_offset_set_serialize(const segidx_offset_set *s, void *buf, size_t cap)
 {
     if (!s || !buf)
@@ -209,18 +221,32 @@ size_t segidx_offset_set_serialize(const segidx_offset_set *s, void *buf, size_t
     size_t payload = roaring_bitmap_portable_size_in_bytes(copy);
     size_t total = 0;
     if (cap >= ENVELOPE_BYTES && payload <= cap - ENVELOPE_BYTES) {
-        uint8_t *out = buf;
-        roaring_bitmap_portable_serialize(copy, (char *)out + ENVELOPE_BYTES);
-        memcpy(out, envelope_magic, 4);
-        segidx__store16(out + 4, ENVELOPE_VERSION);
-        segidx__store16(out + 6, 0);
-        segidx__store32(out + 8, (uint32_t)payload);
-        segidx__store32(out + 12, 0);
-        segidx__store64(out + 16, segidx__xxh3(out + ENVELOPE_BYTES, payload));
+        write_stored(copy, payload, buf);
         total = ENVELOPE_BYTES + payload;
     }
     roaring_bitmap_free(copy);
     return total;
+}
+
+int segidx__offset_set_serialize_after(const segidx_offset_set *s, size_t prefix, uint8_t **out,
+                                       size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    roaring_bitmap_t *copy = optimized_copy(s);
+    if (!copy)
+        return SEGIDX_ENOMEM;
+    size_t payload = roaring_bitmap_portable_size_in_bytes(copy);
+    uint8_t *buf = NULL;
+    if (payload <= SIZE_MAX - ENVELOPE_BYTES - prefix)
+        buf = malloc(prefix + ENVELOPE_BYTES + payload);
+    if (buf) {
+        write_stored(copy, payload, buf + prefix);
+        *out = buf;
+        *len = ENVELOPE_BYTES + payload;
+    }
+    roaring_bitmap_free(copy);
+    return buf ? SEGIDX_OK : SEGIDX_ENOMEM;
 }
 
 /* A bounded reader over the payload: every take checks the bytes left, so

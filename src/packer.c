@@ -1,4 +1,5 @@
-/* The packer: committed pages in, segments out (DESIGN.md part 8).
+/* The packer: committed pages in, segments out, each with the OffsetSet
+ * of every (vid, lsn) it holds, ready for segidx_volume_commit().
  *
  * Pages go into one segment builder until it refuses one (max_bytes, 65535
  * pages, or its volume's LSN span); then the open segment is finished,

@@ -18,6 +18,7 @@ struct hit {
     segidx_offset_set *cut;
     const segidx_segment *seg; /* pinned, or NULL */
     segidx__copy *copy;        /* the loader's copy behind seg */
+    size_t owner;              /* the hit that pins seg for this one */
 };
 
 /* One requested offset and where its page is. */
@@ -51,7 +52,7 @@ static int find_hits(struct read *r, segidx_volume_index *vi, const segidx_vid *
         return SEGIDX_ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
-        r->hits[i] = (struct hit){ found[i].sid, found[i].lsn, found[i].cut, NULL, NULL };
+        r->hits[i] = (struct hit){ found[i].sid, found[i].lsn, found[i].cut, NULL, NULL, i };
     r->n_hits = n;
     free(found); /* the cuts are r->hits' now */
     return SEGIDX_OK;
@@ -64,34 +65,70 @@ static int add_slot(segidx_offset o, void *ctx)
     return 0;
 }
 
-/* Pin each distinct segment once; hits of the same sid share the pin. */
-static int pin_segments(segidx_loader *l, struct read *r)
+/* A hit's sid and place, to sort the hits by sid. */
+struct sid_rank {
+    segidx_sid sid;
+    size_t hit;
+};
+
+static int sid_rank_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < r->n_hits; i++) {
-        for (size_t j = 0; j < i && !r->hits[i].seg; j++) {
-            if (segidx__id_equal(r->hits[j].sid.bytes, r->hits[i].sid.bytes)) {
-                r->hits[i].seg = r->hits[j].seg;
-                r->hits[i].copy = r->hits[j].copy;
-            }
-        }
-        if (r->hits[i].seg)
-            continue;
-        int rc = segidx__loader_pin(l, &r->hits[i].sid, &r->hits[i].seg, &r->hits[i].copy);
-        if (rc)
-            return rc;
+    const struct sid_rank *x = a, *y = b;
+    int c = memcmp(x->sid.bytes, y->sid.bytes, sizeof x->sid.bytes);
+    return c ? c : (x->hit > y->hit) - (x->hit < y->hit);
+}
+
+/* Each hit's owner: the first hit (in find order) with its sid, which
+ * alone pins and unpins the segment; the others share its pin. Sorting by
+ * (sid, place) puts every sid's first hit at the head of its run, so this
+ * is O(n log n) however many hits share a segment. */
+static int find_owners(struct read *r)
+{
+    size_t n = r->n_hits;
+    for (size_t i = 0; i < n; i++)
+        r->hits[i].owner = i;
+    if (n < 2)
+        return SEGIDX_OK;
+    struct sid_rank *rank = malloc(n * sizeof *rank);
+    if (!rank)
+        return SEGIDX_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        rank[i] = (struct sid_rank){ r->hits[i].sid, i };
+    qsort(rank, n, sizeof *rank, sid_rank_cmp);
+    for (size_t i = 1, head = 0; i < n; i++) {
+        if (segidx__id_equal(rank[i].sid.bytes, rank[head].sid.bytes))
+            r->hits[rank[i].hit].owner = rank[head].hit;
+        else
+            head = i;
     }
+    free(rank);
     return SEGIDX_OK;
 }
 
+/* Pin each distinct segment once; hits of the same sid share the pin. An
+ * owner comes before the hits it owns, so its pin is there to share. */
+static int pin_segments(segidx_loader *l, struct read *r)
+{
+    int rc = find_owners(r);
+    for (size_t i = 0; i < r->n_hits && !rc; i++) {
+        struct hit *h = &r->hits[i];
+        if (h->owner != i) {
+            h->seg = r->hits[h->owner].seg;
+            h->copy = r->hits[h->owner].copy;
+        } else {
+            rc = segidx__loader_pin(l, &h->sid, &h->seg, &h->copy);
+        }
+    }
+    return rc;
+}
+
+/* Each pin given back once, by its owner; a hit whose pin failed or was
+ * never taken holds none. */
 static void unpin_segments(segidx_loader *l, struct read *r)
 {
-    for (size_t i = 0; i < r->n_hits; i++) {
-        bool first = r->hits[i].seg != NULL;
-        for (size_t j = 0; j < i && first; j++)
-            first = !segidx__id_equal(r->hits[j].sid.bytes, r->hits[i].sid.bytes);
-        if (first)
+    for (size_t i = 0; i < r->n_hits; i++)
+        if (r->hits[i].owner == i && r->hits[i].seg)
             segidx_loader_put(l, r->hits[i].seg);
-    }
 }
 
 /* A page that fails marks its copy for discarding once the resolving is

@@ -130,6 +130,24 @@ static void lsn_range(struct lsn_range *r, const segidx_vid *vid, segidx_lsn lo,
 #define META_FLAG_WRITTEN 1u
 static const uint8_t meta_magic[4] = { 'S', 'X', 'V', 'M' };
 
+/* Field positions (docs/FORMAT.md, "Volume meta"); the checksum is the
+ * last 8 bytes of either version. */
+#define META_MAGIC 0
+#define META_VERSION 4
+#define META_FLAGS 6
+#define META_LSN 8
+#define META_LAST_OFFSET 16
+#define META_RESERVED 20
+#define META_LAST_COMMIT 24
+#define META_KEEP_FROM 32
+/* Version 2 only. */
+#define META_CKPT_FROM 40
+#define META_CKPT_COMMITS 48
+#define META_CKPT_FANOUT 52
+#define META_CKPT_LEVELS 53
+#define META_CKPT_RESERVED 54
+#define META_SUM_BYTES 8
+
 struct meta {
     segidx_volume_meta pub;
     bool written;             /* some offset was ever written: last_offset means it */
@@ -146,20 +164,21 @@ static size_t encode_meta(uint8_t out[META_MAX_BYTES], const struct meta *m)
 {
     size_t len = meta_bytes(m);
     memset(out, 0, len);
-    memcpy(out, meta_magic, 4);
-    segidx__store16(out + 4, m->ckpt.from ? 2 : 1);
-    segidx__store16(out + 6, m->written ? META_FLAG_WRITTEN : 0);
-    segidx__store64(out + 8, m->pub.lsn);
-    segidx__store32(out + 16, m->pub.last_offset);
-    segidx__store64(out + 24, m->pub.last_commit);
-    segidx__store64(out + 32, m->pub.keep_from);
+    memcpy(out + META_MAGIC, meta_magic, 4);
+    segidx__store16(out + META_VERSION, m->ckpt.from ? 2 : 1);
+    segidx__store16(out + META_FLAGS, m->written ? META_FLAG_WRITTEN : 0);
+    segidx__store64(out + META_LSN, m->pub.lsn);
+    segidx__store32(out + META_LAST_OFFSET, m->pub.last_offset);
+    segidx__store64(out + META_LAST_COMMIT, m->pub.last_commit);
+    segidx__store64(out + META_KEEP_FROM, m->pub.keep_from);
     if (m->ckpt.from) {
-        segidx__store64(out + 40, m->ckpt.from);
-        segidx__store32(out + 48, m->ckpt.commits);
-        out[52] = m->ckpt.fanout;
-        out[53] = m->ckpt.levels;
+        segidx__store64(out + META_CKPT_FROM, m->ckpt.from);
+        segidx__store32(out + META_CKPT_COMMITS, m->ckpt.commits);
+        out[META_CKPT_FANOUT] = m->ckpt.fanout;
+        out[META_CKPT_LEVELS] = m->ckpt.levels;
     }
-    segidx__store64(out + len - 8, segidx__xxh3(out, len - 8));
+    size_t body = len - META_SUM_BYTES;
+    segidx__store64(out + body, segidx__xxh3(out, body));
     return len;
 }
 
@@ -168,29 +187,31 @@ static size_t encode_meta(uint8_t out[META_MAX_BYTES], const struct meta *m)
  * the stored bytes, which is what a write EXPECTs. */
 static int decode_meta(const uint8_t *p, size_t len, struct meta *m)
 {
-    if (len < 6 || memcmp(p, meta_magic, 4) != 0)
+    if (len < META_VERSION + 2 || memcmp(p + META_MAGIC, meta_magic, 4) != 0)
         return SEGIDX_ECORRUPT;
     /* The version before the length: a later version may be longer. */
-    uint16_t version = segidx__load16(p + 4);
+    uint16_t version = segidx__load16(p + META_VERSION);
     if (version != 1 && version != 2)
         return SEGIDX_EVERSION;
     if (len != (version == 1 ? META_V1_BYTES : META_V2_BYTES))
         return SEGIDX_ECORRUPT;
-    uint16_t flags = segidx__load16(p + 6);
+    uint16_t flags = segidx__load16(p + META_FLAGS);
     m->written = flags & META_FLAG_WRITTEN;
-    m->pub.lsn = segidx__load64(p + 8);
-    m->pub.last_offset = segidx__load32(p + 16);
-    m->pub.last_commit = segidx__load64(p + 24);
-    m->pub.keep_from = segidx__load64(p + 32);
+    m->pub.lsn = segidx__load64(p + META_LSN);
+    m->pub.last_offset = segidx__load32(p + META_LAST_OFFSET);
+    m->pub.last_commit = segidx__load64(p + META_LAST_COMMIT);
+    m->pub.keep_from = segidx__load64(p + META_KEEP_FROM);
     m->ckpt = (segidx__ckpt_policy){ 0, 0, 0, 0 };
-    bool ok = (flags & ~META_FLAG_WRITTEN) == 0 && segidx__load32(p + 20) == 0 &&
-              segidx__load64(p + len - 8) == segidx__xxh3(p, len - 8) && m->pub.lsn >= 1 &&
+    size_t body = len - META_SUM_BYTES;
+    bool ok = (flags & ~META_FLAG_WRITTEN) == 0 && segidx__load32(p + META_RESERVED) == 0 &&
+              segidx__load64(p + body) == segidx__xxh3(p, body) && m->pub.lsn >= 1 &&
               m->pub.keep_from <= m->pub.lsn && (m->written || m->pub.last_offset == 0);
     if (ok && version == 2) {
-        m->ckpt = (segidx__ckpt_policy){ segidx__load64(p + 40), segidx__load32(p + 48), p[52],
-                                         p[53] };
+        m->ckpt = (segidx__ckpt_policy){ segidx__load64(p + META_CKPT_FROM),
+                                         segidx__load32(p + META_CKPT_COMMITS),
+                                         p[META_CKPT_FANOUT], p[META_CKPT_LEVELS] };
         ok = m->ckpt.from >= 1 && m->ckpt.from <= m->pub.lsn &&
-             segidx__ckpt_policy_valid(&m->ckpt) && segidx__load16(p + 54) == 0;
+             segidx__ckpt_policy_valid(&m->ckpt) && segidx__load16(p + META_CKPT_RESERVED) == 0;
     }
     return ok ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
@@ -430,13 +451,16 @@ static int batch_put_meta(struct batch *b, const segidx_vid *vid, const struct m
 static int batch_entry(struct batch *b, const segidx_vid *vid, segidx_lsn lsn,
                        const segidx_sid *sid, const segidx_offset_set *offsets)
 {
-    size_t vlen = offsets ? segidx_offset_set_serialized_size(offsets) : 0;
-    uint8_t *buf = op_buffer(SEGMENT_KEY_LEN, vlen);
-    if (!buf || (offsets && !vlen))
-        return free(buf), SEGIDX_ENOMEM;
+    size_t vlen = 0;
+    uint8_t *buf;
+    if (offsets) {
+        int rc = segidx__offset_set_serialize_after(offsets, SEGMENT_KEY_LEN, &buf, &vlen);
+        if (rc)
+            return rc;
+    } else if (!(buf = op_buffer(SEGMENT_KEY_LEN, 0))) {
+        return SEGIDX_ENOMEM;
+    }
     segment_key(buf, vid, lsn, sid);
-    if (offsets && segidx_offset_set_serialize(offsets, buf + SEGMENT_KEY_LEN, vlen) != vlen)
-        return free(buf), SEGIDX_ENOMEM;
     return batch_add(b, offsets ? SEGIDX_KV_PUT : SEGIDX_KV_DEL, buf, SEGMENT_KEY_LEN, vlen);
 }
 
@@ -923,12 +947,13 @@ static int batch_chunk_maps(struct batch *b, const segidx_vid *vid, const segidx
         uint32_t chunk = vers->v[i].off >> SEGIDX__CHUNK_BITS;
         for (j = i + 1; j < vers->n && vers->v[j].off >> SEGIDX__CHUNK_BITS == chunk; j++)
             ;
-        size_t vlen = segidx__chunk_map_size(vers->v + i, j - i, round);
+        unsigned width;
+        size_t vlen = segidx__chunk_map_size(vers->v + i, j - i, round, &width);
         uint8_t *buf = op_buffer(CKPT_KEY_LEN, vlen);
         if (!buf)
             return SEGIDX_ENOMEM;
         ckpt_key(buf, vid, round, level, chunk);
-        segidx__chunk_map_encode(vers->v + i, j - i, level, round, buf + CKPT_KEY_LEN);
+        segidx__chunk_map_encode(vers->v + i, j - i, level, round, width, buf + CKPT_KEY_LEN);
         int rc = batch_add(b, SEGIDX_KV_PUT, buf, CKPT_KEY_LEN, vlen);
         if (rc)
             return rc;

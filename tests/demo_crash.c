@@ -64,7 +64,7 @@
 
 static uint64_t below(uint64_t *rng, uint64_t n)
 {
-    return demo_splitmix64(rng) % n;
+    return splitmix64(rng) % n;
 }
 
 enum kill_at { KILL_AT_ONCE, KILL_AFTER_ACKS, KILL_AFTER_DELAY, KILL_AFTER_EXIT };
@@ -91,7 +91,7 @@ struct plan {
 static void draw_plan(uint64_t *rng, unsigned no, struct plan *p)
 {
     p->no = no;
-    p->seed = demo_splitmix64(rng);
+    p->seed = splitmix64(rng);
     p->volumes = 1 + (unsigned)below(rng, 4);
     p->pages = 8 + (unsigned)below(rng, 57);
     uint64_t total = 5000 + below(rng, 19001), commits = total / (p->volumes * p->pages);

@@ -23,6 +23,7 @@
  * of their own, and the sweep proves it. The sanitizer builds run this file
  * too, so a CRoaring block leaked on one of our error paths is caught by
  * LeakSanitizer and valgrind. */
+#include "kv_forward.h"
 #include "testutil.h"
 
 #include "segidx_lmdb.h"
@@ -1287,39 +1288,6 @@ static void volume_index_calls(void **state)
 
 /* ------------------------------------------------------------ checkpoints */
 
-/* A view of a store several indexes share: its close leaves the store
- * open (the index that owns the store closes it). */
-static int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->get(kv->self, k, kl, fn, ctx);
-}
-
-static int borrow_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
-                       bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->write(kv->self, ops, n);
-}
-
-static void borrow_close(void *self)
-{
-    (void)self;
-}
-
-static segidx_kv borrowed(segidx_kv *kv)
-{
-    static const segidx_kv_vtable vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
-                                         borrow_write, borrow_close };
-    return (segidx_kv){ &vt, kv };
-}
-
 /* K = 2, F = 2, L = 3 from LSN 1: round n closes at LSN 2n + 1. Round 0
  * (LSN 1) and round 8 (LSN 17) are images; odd rounds (LSN 3, 7, 11, 15,
  * 19) write a level-1 delta; rounds 2 and 6 (LSN 5, 13) levels 1 and 2,
@@ -1463,11 +1431,11 @@ static void checkpoint_calls(void **state)
     segidx_volume_index *walk, *ref_walk;
     assert_int_equal(segidx_kv_mem_open(&c->kv), SEGIDX_OK);
     assert_int_equal(segidx_volume_index_open_with(c->kv, &ckpt_opts, &c->vi), SEGIDX_OK);
-    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->kv), &walk_opts, &walk),
+    assert_int_equal(segidx_volume_index_open_with(borrowed_kv(&c->kv), &walk_opts, &walk),
                      SEGIDX_OK);
     assert_int_equal(segidx_kv_mem_open(&c->ref_kv), SEGIDX_OK);
     assert_int_equal(segidx_volume_index_open_with(c->ref_kv, &ckpt_opts, &c->ref), SEGIDX_OK);
-    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->ref_kv), &walk_opts, &ref_walk),
+    assert_int_equal(segidx_volume_index_open_with(borrowed_kv(&c->ref_kv), &walk_opts, &ref_walk),
                      SEGIDX_OK);
     ckpt_build(c->ref, ref_walk);
 
@@ -1636,11 +1604,11 @@ static void group_commit_calls(void **state)
     segidx_volume_index *walk, *ref_walk;
     assert_int_equal(segidx_kv_mem_open(&c->kv), SEGIDX_OK);
     assert_int_equal(segidx_volume_index_open_with(c->kv, &ckpt_opts, &c->vi), SEGIDX_OK);
-    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->kv), &walk_opts, &walk),
+    assert_int_equal(segidx_volume_index_open_with(borrowed_kv(&c->kv), &walk_opts, &walk),
                      SEGIDX_OK);
     assert_int_equal(segidx_kv_mem_open(&c->ref_kv), SEGIDX_OK);
     assert_int_equal(segidx_volume_index_open_with(c->ref_kv, &ckpt_opts, &c->ref), SEGIDX_OK);
-    assert_int_equal(segidx_volume_index_open_with(borrowed(&c->ref_kv), &walk_opts, &ref_walk),
+    assert_int_equal(segidx_volume_index_open_with(borrowed_kv(&c->ref_kv), &walk_opts, &ref_walk),
                      SEGIDX_OK);
     for (segidx_lsn lsn = 1; lsn <= CK_HISTORY; lsn++) {
         commit_unarmed(walk, 2, lsn);

@@ -12,6 +12,7 @@
 #include "internal.h" /* little-endian helpers and the checksum, to plant values */
 
 #ifdef CHECKPOINT_OVER_LMDB
+#include "kv_forward.h"
 #include "segidx_lmdb.h"
 
 #include <unistd.h>
@@ -19,33 +20,14 @@
 /* A fresh LMDB store in its own temporary directory, which its close
  * removes. */
 struct lmdb_scratch {
-    segidx_kv inner;
+    kv_forward fw; /* first: the hooks get it */
     char dir[64];
 };
 
-static int scratch_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
+static void scratch_close(kv_forward *f)
 {
-    struct lmdb_scratch *s = self;
-    return s->inner.vt->get(s->inner.self, k, kl, fn, ctx);
-}
-
-static int scratch_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
-                        bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    struct lmdb_scratch *s = self;
-    return s->inner.vt->scan(s->inner.self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static int scratch_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    struct lmdb_scratch *s = self;
-    return s->inner.vt->write(s->inner.self, ops, n);
-}
-
-static void scratch_close(void *self)
-{
-    struct lmdb_scratch *s = self;
-    s->inner.vt->close(s->inner.self);
+    struct lmdb_scratch *s = (struct lmdb_scratch *)f;
+    kv_forward_inner_close(f);
     char path[96];
     snprintf(path, sizeof path, "%s/data.mdb", s->dir);
     unlink(path);
@@ -54,9 +36,6 @@ static void scratch_close(void *self)
     assert_int_equal(rmdir(s->dir), 0);
     free(s);
 }
-
-static const segidx_kv_vtable scratch_vt = { SEGIDX_KV_VTABLE_VERSION, scratch_get, scratch_scan,
-                                             scratch_write, scratch_close };
 
 static int open_test_store(segidx_kv *out)
 {
@@ -67,8 +46,11 @@ static int open_test_store(segidx_kv *out)
     segidx_kv_lmdb_options o = { 0 };
     o.nosync = true;
     o.map_size = (size_t)256 << 20;
-    assert_int_equal(segidx_kv_lmdb_open(s->dir, &o, &s->inner), SEGIDX_OK);
-    *out = (segidx_kv){ &scratch_vt, s };
+    segidx_kv inner;
+    assert_int_equal(segidx_kv_lmdb_open(s->dir, &o, &inner), SEGIDX_OK);
+    kv_forward_init(&s->fw, inner);
+    s->fw.close = scratch_close;
+    *out = kv_forward_kv(&s->fw);
     return SEGIDX_OK;
 }
 #else

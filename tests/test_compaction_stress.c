@@ -30,6 +30,7 @@
  * the others run while it runs, and a minimum. SEGIDX_TEST_QUICK shrinks
  * the shares. A SEGIDX_SINGLE_THREADED=1 build skips it. */
 #include "compacttest.h"
+#include "kv_forward.h"
 
 #include <sched.h>
 #include <stdarg.h>
@@ -106,7 +107,12 @@ typedef struct stress {
     atomic_long failures;
     atomic_long batches, commits, compactions, compacted_in, compacted_out,
         compact_conflicts, prunes, prune_conflicts, reads, reads_pruned, pages_checked,
-        gc_rounds, gc_deleted, refused;
+        gc_rounds, gc_deleted;
+    /* Every thread's view of the world's store (borrowed: the world closes
+     * it), counting the writes the store refused (an EXPECT failed:
+     * another writer got in between, and the library read again and
+     * retried). */
+    kv_forward store;
 } stress;
 
 /* One line on stderr (the first 20 failures), held together. */
@@ -206,43 +212,10 @@ static int worker_emit(void *ctx, const segidx_sid *sid, const void *buf, size_t
     return 0;
 }
 
-/* Every thread's view of the world's store: it counts the writes the
- * store refused (an EXPECT failed: another writer got in between, and
- * the library read again and retried). */
-static int counted_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
-{
-    stress *s = self;
-    return s->w->raw.vt->get(s->w->raw.self, k, kl, fn, ctx);
-}
-
-static int counted_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
-                        bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    stress *s = self;
-    return s->w->raw.vt->scan(s->w->raw.self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static int counted_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    stress *s = self;
-    int rc = s->w->raw.vt->write(s->w->raw.self, ops, n);
-    if (rc == SEGIDX_ECONFLICT)
-        atomic_fetch_add(&s->refused, 1);
-    return rc;
-}
-
-static void counted_close(void *self)
-{
-    (void)self; /* the world closes the store */
-}
-
-static const segidx_kv_vtable counted_vt = { SEGIDX_KV_VTABLE_VERSION, counted_get, counted_scan,
-                                             counted_write, counted_close };
-
 static segidx_volume_index *open_handle(stress *s)
 {
     segidx_volume_index *vi = NULL;
-    if (segidx_volume_index_open_with((segidx_kv){ &counted_vt, s }, &s->run->opts, &vi))
+    if (segidx_volume_index_open_with(kv_forward_kv(&s->store), &s->run->opts, &vi))
         abort();
     return vi;
 }
@@ -677,6 +650,8 @@ static void run_stress(const stress_run *run)
     s->max_lsn = (segidx_lsn)test_scaled(run->share);
     assert_true(s->max_lsn <= CW_MAX_LSN);
     cw_open(w, run->seed, &run->opts);
+    kv_forward_init(&s->store, w->raw);
+    s->store.borrowed = true;
     pthread_mutex_init(&s->model, NULL);
     pthread_mutex_init(&s->track, NULL);
     atomic_store(&s->committing, 1);
@@ -726,7 +701,7 @@ static void run_stress(const stress_run *run)
                       atomic_load(&s->prune_conflicts), atomic_load(&s->reads),
                       atomic_load(&s->reads_pruned), atomic_load(&s->pages_checked),
                       atomic_load(&s->gc_rounds), atomic_load(&s->gc_deleted), left,
-                      w->segs.n, atomic_load(&s->refused));
+                      w->segs.n, atomic_load(&s->store.refused));
         /* The run did what it is for. */
         assert_true(atomic_load(&s->compacted_in) > 0);
         assert_true(atomic_load(&s->prunes) > 0);

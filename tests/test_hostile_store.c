@@ -45,7 +45,7 @@ typedef struct pair {
 } pair;
 
 typedef struct hostile {
-    segidx_kv inner;
+    kv_forward fw; /* first: the hooks get it; over a borrowed store */
     enum mode mode;
     pair *all; /* the whole store, ascending, as of the scan */
     size_t n, cap;
@@ -86,16 +86,16 @@ static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
     return c ? c : (alen > blen) - (alen < blen);
 }
 
-static int h_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
+static int h_get(kv_forward *f, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
 {
-    hostile *h = self;
+    hostile *h = (hostile *)f;
     int rc;
     switch (h->mode) {
     case H_GET_SILENT:
         return 0;
     case H_GET_TWICE:
-        rc = h->inner.vt->get(h->inner.self, key, klen, fn, ctx);
-        return rc ? rc : h->inner.vt->get(h->inner.self, key, klen, fn, ctx);
+        rc = kv_forward_inner_get(f, key, klen, fn, ctx);
+        return rc ? rc : kv_forward_inner_get(f, key, klen, fn, ctx);
     case H_GET_OTHER_KEY: {
         /* Another key of the same length: its last byte changed. */
         uint8_t other[64];
@@ -105,12 +105,12 @@ static int h_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn
         return fn(ctx, other, klen, "SXVM", 4);
     }
     case H_GET_FOUND_NOT:
-        rc = h->inner.vt->get(h->inner.self, key, klen, fn, ctx);
+        rc = kv_forward_inner_get(f, key, klen, fn, ctx);
         return rc ? rc : SEGIDX_ENOTFOUND;
     case H_GET_ERRNO:
         return -5;
     default:
-        return h->inner.vt->get(h->inner.self, key, klen, fn, ctx);
+        return kv_forward_inner_get(f, key, klen, fn, ctx);
     }
 }
 
@@ -133,12 +133,12 @@ static int visit_run(hostile *h, size_t *order, size_t n, segidx_kv_visit_fn fn,
     return h->mode == H_SCAN_POSITIVE ? 3 : 0;
 }
 
-static int h_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+static int h_scan(kv_forward *f, const void *lo, size_t lolen, const void *hi, size_t hilen,
                   bool reverse, segidx_kv_visit_fn fn, void *ctx)
 {
-    hostile *h = self;
+    hostile *h = (hostile *)f;
     pairs_clear(h);
-    assert_int_equal(h->inner.vt->scan(h->inner.self, "", 0, "", 0, false, collect_pair, h), 0);
+    assert_int_equal(kv_forward_inner_scan(f, "", 0, "", 0, false, collect_pair, h), 0);
     /* [first, end): the range asked for, in the whole store's order. */
     size_t first = 0, end;
     while (first < h->n && lolen && key_cmp(h->all[first].key, h->all[first].klen, lo, lolen) < 0)
@@ -174,26 +174,24 @@ static int h_scan(void *self, const void *lo, size_t lolen, const void *hi, size
     return rc;
 }
 
-static int h_write(void *self, const segidx_kv_op *ops, size_t n)
+static int h_write(kv_forward *f, const segidx_kv_op *ops, size_t n)
 {
-    hostile *h = self;
+    hostile *h = (hostile *)f;
     if (h->mode == H_WRITE_POSITIVE)
         return 1;
     if (h->mode == H_WRITE_ERRNO)
         return -22;
-    return h->inner.vt->write(h->inner.self, ops, n);
+    return kv_forward_inner_write(f, ops, n);
 }
 
-static void h_close(void *self)
+/* Leaves the borrowed store open: the world closes it. */
+static void h_close(kv_forward *f)
 {
-    hostile *h = self;
+    hostile *h = (hostile *)f;
     pairs_clear(h);
     free(h->all);
     free(h);
 }
-
-static const segidx_kv_vtable hostile_vt = { SEGIDX_KV_VTABLE_VERSION, h_get, h_scan, h_write,
-                                             h_close };
 
 /* ------------------------------------------------------------ the catalog
  *
@@ -262,8 +260,12 @@ static void world_open(world *w)
     }
     w->h = calloc(1, sizeof *w->h);
     assert_non_null(w->h);
-    w->h->inner = borrowed_kv(&w->raw);
-    assert_int_equal(segidx_volume_index_open((segidx_kv){ &hostile_vt, w->h }, &w->vi), 0);
+    kv_forward_init(&w->h->fw, w->raw);
+    w->h->fw.get = h_get;
+    w->h->fw.scan = h_scan;
+    w->h->fw.write = h_write;
+    w->h->fw.close = h_close;
+    assert_int_equal(segidx_volume_index_open(kv_forward_kv(&w->h->fw), &w->vi), 0);
 }
 
 static void world_close(world *w)

@@ -2,6 +2,7 @@
  * every rule passes, and stores broken on purpose, one way each, fail it
  * with the rule they break named first. Each broken store wraps the
  * in-memory store. */
+#include "kv_forward.h"
 #include "testutil.h"
 
 #include "segidx_kvcheck.h"
@@ -26,15 +27,14 @@ typedef enum breakage {
 } breakage;
 
 typedef struct broken {
-    segidx_kv inner;
+    kv_forward fw; /* first: the hooks get it */
     breakage how;
-    segidx_kv_vtable vt;
 } broken;
 
-static int b_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
+static int b_get(kv_forward *f, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
 {
-    broken *b = self;
-    int rc = b->inner.vt->get(b->inner.self, key, klen, fn, ctx);
+    broken *b = (broken *)f;
+    int rc = kv_forward_inner_get(f, key, klen, fn, ctx);
     return b->how == GET_RETURNS_0 && rc != SEGIDX_ENOTFOUND ? 0 : rc;
 }
 
@@ -81,7 +81,7 @@ static int paged_scan(broken *b, const void *lo, size_t lolen, const void *hi, s
             l = bound, ll = blen; /* last key + 0x00: the next key after it */
         if (!first && reverse)
             h = bound, hl = blen; /* the last key itself, exclusive */
-        int rc = b->inner.vt->scan(b->inner.self, l, ll, h, hl, reverse, page_take, &p);
+        int rc = kv_forward_inner_scan(&b->fw, l, ll, h, hl, reverse, page_take, &p);
         if (rc < 0) {
             page_free(&p);
             return rc;
@@ -117,10 +117,10 @@ static int ignore_stop(void *ctx, const void *key, size_t klen, const void *val,
     return 0;
 }
 
-static int b_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+static int b_scan(kv_forward *f, const void *lo, size_t lolen, const void *hi, size_t hilen,
                   bool reverse, segidx_kv_visit_fn fn, void *ctx)
 {
-    broken *b = self;
+    broken *b = (broken *)f;
     visit_ctx v = { fn, ctx, 0 };
     switch (b->how) {
     case IGNORES_HI:
@@ -131,13 +131,13 @@ static int b_scan(void *self, const void *lo, size_t lolen, const void *hi, size
         reverse = false;
         break;
     case IGNORES_STOP:
-        return b->inner.vt->scan(b->inner.self, lo, lolen, hi, hilen, reverse, ignore_stop, &v);
+        return kv_forward_inner_scan(f, lo, lolen, hi, hilen, reverse, ignore_stop, &v);
     case PAGED_SCAN:
         return paged_scan(b, lo, lolen, hi, hilen, reverse, fn, ctx);
     default:
         break;
     }
-    return b->inner.vt->scan(b->inner.self, lo, lolen, hi, hilen, reverse, fn, ctx);
+    return kv_forward_inner_scan(f, lo, lolen, hi, hilen, reverse, fn, ctx);
 }
 
 static int has_value(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
@@ -159,8 +159,8 @@ static int expect_apart(broken *b, const segidx_kv_op *ops, size_t n)
             rest[m++] = ops[i];
             continue;
         }
-        int rc = b->inner.vt->get(b->inner.self, ops[i].key, ops[i].klen, has_value,
-                                  (void *)&ops[i]);
+        int rc = kv_forward_inner_get(&b->fw, ops[i].key, ops[i].klen, has_value,
+                                      (void *)&ops[i]);
         bool holds = ops[i].val ? rc == 0 : rc == SEGIDX_ENOTFOUND;
         if (!holds) {
             free(rest);
@@ -171,21 +171,21 @@ static int expect_apart(broken *b, const segidx_kv_op *ops, size_t n)
         sched_yield();
         nanosleep(&(struct timespec){ 0, 20000 }, NULL);
     }
-    int rc = b->inner.vt->write(b->inner.self, rest, m);
+    int rc = kv_forward_inner_write(&b->fw, rest, m);
     free(rest);
     return rc;
 }
 
-static int b_write(void *self, const segidx_kv_op *ops, size_t n)
+static int b_write(kv_forward *f, const segidx_kv_op *ops, size_t n)
 {
-    broken *b = self;
+    broken *b = (broken *)f;
     if (b->how == WRITE_FAILS)
         return SEGIDX_EIO;
     if (b->how == EXPECT_APART)
         return expect_apart(b, ops, n);
     if (b->how == NOT_ATOMIC) {
         for (size_t i = 0; i < n; i++) {
-            int rc = b->inner.vt->write(b->inner.self, &ops[i], 1);
+            int rc = kv_forward_inner_write(f, &ops[i], 1);
             if (rc)
                 return rc;
         }
@@ -202,27 +202,30 @@ static int b_write(void *self, const segidx_kv_op *ops, size_t n)
             op.vlen = 65536;
         copy[m++] = op;
     }
-    int rc = b->inner.vt->write(b->inner.self, n ? copy : ops, m);
+    int rc = kv_forward_inner_write(f, n ? copy : ops, m);
     free(copy);
     return rc;
 }
 
-static void b_close(void *self)
+static void b_close(kv_forward *f)
 {
-    broken *b = self;
-    b->inner.vt->close(b->inner.self);
-    free(b);
+    kv_forward_inner_close(f);
+    free((broken *)f);
 }
 
 static segidx_kv open_broken(breakage how)
 {
     broken *b = calloc(1, sizeof *b);
     assert_non_null(b);
-    assert_int_equal(segidx_kv_mem_open(&b->inner), SEGIDX_OK);
+    segidx_kv inner;
+    assert_int_equal(segidx_kv_mem_open(&inner), SEGIDX_OK);
+    kv_forward_init(&b->fw, inner);
+    b->fw.get = b_get;
+    b->fw.scan = b_scan;
+    b->fw.write = b_write;
+    b->fw.close = b_close;
     b->how = how;
-    b->vt = (segidx_kv_vtable){ how == VERSION_1 ? 1 : SEGIDX_KV_VTABLE_VERSION, b_get, b_scan,
-                                b_write, b_close };
-    return (segidx_kv){ &b->vt, b };
+    return kv_forward_kv_version(&b->fw, how == VERSION_1 ? 1 : SEGIDX_KV_VTABLE_VERSION);
 }
 
 /* What the suite reported, rule by rule. */

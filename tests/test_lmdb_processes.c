@@ -16,6 +16,7 @@
  * Built again with PROCESSES_OVER_PG as tests/test_pg_processes.c: the same
  * children over one table of a PostgreSQL server the binary starts, each
  * process with a store (and connections) of its own. */
+#include "kv_forward.h"
 #include "testutil.h"
 
 #ifdef PROCESSES_OVER_PG
@@ -274,38 +275,7 @@ static double now_seconds(void)
 
 /* The store, counting the writes it refuses (an EXPECT failed: the other
  * process wrote the volume first). One store per process. */
-static segidx_kv shared_store;
-static uint64_t refused_writes;
-
-static int counted_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
-{
-    (void)self;
-    return shared_store.vt->get(shared_store.self, k, kl, fn, ctx);
-}
-
-static int counted_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
-                        bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    (void)self;
-    return shared_store.vt->scan(shared_store.self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static int counted_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    (void)self;
-    int rc = shared_store.vt->write(shared_store.self, ops, n);
-    refused_writes += rc == SEGIDX_ECONFLICT;
-    return rc;
-}
-
-static void counted_close(void *self)
-{
-    (void)self;
-    shared_store.vt->close(shared_store.self);
-}
-
-static const segidx_kv_vtable counted_vt = { SEGIDX_KV_VTABLE_VERSION, counted_get, counted_scan,
-                                             counted_write, counted_close };
+static kv_forward shared_store;
 
 /* `dir`: LMDB's directory, or over PostgreSQL the table. */
 static segidx_volume_index *open_shared(const char *dir)
@@ -313,18 +283,21 @@ static segidx_volume_index *open_shared(const char *dir)
 #ifdef PROCESSES_OVER_PG
     segidx_kv_pg_options o = { 0 };
     o.table = dir;
-    if (segidx_kv_pg_open(pgserver_conninfo(), &o, &shared_store) != SEGIDX_OK)
+    segidx_kv kv;
+    if (segidx_kv_pg_open(pgserver_conninfo(), &o, &kv) != SEGIDX_OK)
         return NULL;
 #else
     segidx_kv_lmdb_options o = { 0 };
     o.nosync = true; /* a process crash loses nothing; this is about races */
     o.map_size = (size_t)512 << 20;
-    if (segidx_kv_lmdb_open(dir, &o, &shared_store) != SEGIDX_OK)
+    segidx_kv kv;
+    if (segidx_kv_lmdb_open(dir, &o, &kv) != SEGIDX_OK)
         return NULL;
 #endif
+    kv_forward_init(&shared_store, kv);
     segidx_volume_index *vi;
-    if (segidx_volume_index_open((segidx_kv){ &counted_vt, NULL }, &vi) != SEGIDX_OK) {
-        shared_store.vt->close(shared_store.self);
+    if (segidx_volume_index_open(kv_forward_kv(&shared_store), &vi) != SEGIDX_OK) {
+        kv_forward_inner_close(&shared_store);
         return NULL;
     }
     return vi;
@@ -402,7 +375,7 @@ static int committer_child(const char *dir, unsigned writer, segidx_lsn max_lag,
     if (!st && !oks)
         st = CHILD_NOTHING;
     if (!st && !(st = put_u64(log_fd, 0)) && !(st = put_u64(log_fd, conflicts)))
-        st = put_u64(log_fd, refused_writes);
+        st = put_u64(log_fd, (uint64_t)atomic_load(&shared_store.refused));
     segidx_volume_index_close(vi);
     return st;
 }

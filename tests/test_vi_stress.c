@@ -34,6 +34,7 @@
 #include "testutil.h"
 
 #include "internal.h" /* the checksum, to decode checkpoint values */
+#include "kv_forward.h"
 
 #if defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED
 static void test_needs_threads(void **state)
@@ -1006,42 +1007,20 @@ static void *syncer(void *p)
 /* One store under one or two volume indexes: each index owns a reference,
  * the last close closes the store (and, for LMDB, removes its directory). */
 struct shared_store {
-    segidx_kv inner;
+    kv_forward fw;       /* first: the close hook gets it; fw.refused counts
+                          * the writes the store refused (an EXPECT failed) */
     atomic_int refs;
-    atomic_long refused; /* writes the store refused: an EXPECT failed */
 #ifdef VI_STRESS_OVER_LMDB
     char dir[64];
 #endif
 };
 
-static int shared_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn, void *ctx)
+static void shared_close(kv_forward *f)
 {
-    struct shared_store *st = self;
-    return st->inner.vt->get(st->inner.self, k, kl, fn, ctx);
-}
-
-static int shared_scan(void *self, const void *lo, size_t lol, const void *hi, size_t hil,
-                       bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    struct shared_store *st = self;
-    return st->inner.vt->scan(st->inner.self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static int shared_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    struct shared_store *st = self;
-    int rc = st->inner.vt->write(st->inner.self, ops, n);
-    if (rc == SEGIDX_ECONFLICT)
-        atomic_fetch_add(&st->refused, 1);
-    return rc;
-}
-
-static void shared_close(void *self)
-{
-    struct shared_store *st = self;
+    struct shared_store *st = (struct shared_store *)f;
     if (atomic_fetch_sub(&st->refs, 1) != 1)
         return;
-    st->inner.vt->close(st->inner.self);
+    kv_forward_inner_close(f);
 #ifdef VI_STRESS_OVER_LMDB
     char path[96];
     snprintf(path, sizeof path, "%s/data.mdb", st->dir);
@@ -1053,25 +1032,24 @@ static void shared_close(void *self)
     free(st);
 }
 
-static const segidx_kv_vtable shared_vt = { SEGIDX_KV_VTABLE_VERSION, shared_get, shared_scan,
-                                            shared_write, shared_close };
-
 static struct shared_store *shared_open(void)
 {
     struct shared_store *st = calloc(1, sizeof *st);
     assert_non_null(st);
+    segidx_kv inner;
 #ifdef VI_STRESS_OVER_LMDB
     snprintf(st->dir, sizeof st->dir, "/tmp/segidx-stress-XXXXXX");
     assert_non_null(mkdtemp(st->dir));
     segidx_kv_lmdb_options o = { 0 };
     o.nosync = true;
     o.map_size = (size_t)256 << 20;
-    assert_int_equal(segidx_kv_lmdb_open(st->dir, &o, &st->inner), SEGIDX_OK);
+    assert_int_equal(segidx_kv_lmdb_open(st->dir, &o, &inner), SEGIDX_OK);
 #else
-    assert_int_equal(segidx_kv_mem_open(&st->inner), SEGIDX_OK);
+    assert_int_equal(segidx_kv_mem_open(&inner), SEGIDX_OK);
 #endif
+    kv_forward_init(&st->fw, inner);
+    st->fw.close = shared_close;
     atomic_init(&st->refs, 0);
-    atomic_init(&st->refused, 0);
     return st;
 }
 
@@ -1369,10 +1347,10 @@ static void run_stress(const struct stress_run *run)
     s->n_vi = n_vi;
     s->name = run->name;
     s->share = run->share;
-    s->raw = st->inner;
+    s->raw = st->fw.inner;
     for (unsigned i = 0; i < n_vi; i++) {
         atomic_fetch_add(&st->refs, 1);
-        assert_int_equal(segidx_volume_index_open_with((segidx_kv){ &shared_vt, st },
+        assert_int_equal(segidx_volume_index_open_with(kv_forward_kv(&st->fw),
                                                        &run->opts[i], &s->vi[i]),
                          SEGIDX_OK);
     }
@@ -1407,7 +1385,7 @@ static void run_stress(const struct stress_run *run)
     if (stress_ok(s))
         check_checkpoints(s, &run->want, &values);
     /* One index orders its writers itself: the store never refuses one. */
-    long refused = atomic_load(&st->refused);
+    long refused = atomic_load(&st->fw.refused);
     CHECK(s, n_vi > 1 || refused == 0, "one index, yet the store refused %ld writes", refused);
 
     print_message("%s: %ld commits, %ld conflicts (%ld with the LSN free), %ld reads "

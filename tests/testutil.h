@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "segidx.h"
+#include "splitmix64.h"
 
 /* Mark bytes unreadable for ASan (no-ops in other builds): lets a test
  * place an input at the end of one big buffer and still have every read
@@ -42,16 +43,13 @@ static inline long test_scaled(long n)
     return test_quick() ? (n + 9) / 10 : n;
 }
 
-/* splitmix64: tiny, seedable, good enough for test workloads. Each test
- * seeds its own so that a failure replays from the printed seed. */
+/* Each test seeds its own generator so that a failure replays from the
+ * printed seed. */
 typedef struct test_rng { uint64_t s; } test_rng;
 
 static inline uint64_t rng_next(test_rng *r)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return splitmix64(&r->s);
 }
 
 /* Uniform in [0, n); n > 0. The modulo bias is irrelevant for tests. */

@@ -4,6 +4,7 @@
 #ifndef SEGIDX_VITEST_H
 #define SEGIDX_VITEST_H
 
+#include "kv_forward.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------ the stub KV
@@ -16,7 +17,7 @@
  * between two calls of the one under test.
  */
 typedef struct stub_kv {
-    segidx_kv inner;
+    kv_forward fw; /* first: the hooks get it */
     int fail_rc;
     long fail_get_at, fail_scan_at, fail_write_at; /* 0: never */
     long gets, scans, writes;
@@ -61,56 +62,57 @@ static bool stub_should_fail(long *at)
     return *at > 0 && --*at == 0;
 }
 
-static int stub_get(void *self, const void *key, size_t klen, segidx_kv_visit_fn fn, void *ctx)
+static int stub_get(kv_forward *f, const void *key, size_t klen, segidx_kv_visit_fn fn,
+                    void *ctx)
 {
-    stub_kv *s = self;
+    stub_kv *s = (stub_kv *)f;
     stub_call(s);
     s->gets++;
     if (stub_should_fail(&s->fail_get_at))
         return s->fail_rc;
-    return s->inner.vt->get(s->inner.self, key, klen, fn, ctx);
+    return kv_forward_inner_get(f, key, klen, fn, ctx);
 }
 
-static int stub_scan(void *self, const void *lo, size_t lolen, const void *hi, size_t hilen,
+static int stub_scan(kv_forward *f, const void *lo, size_t lolen, const void *hi, size_t hilen,
                      bool reverse, segidx_kv_visit_fn fn, void *ctx)
 {
-    stub_kv *s = self;
+    stub_kv *s = (stub_kv *)f;
     stub_call(s);
     s->scans++;
     if (stub_should_fail(&s->fail_scan_at))
         return s->fail_rc;
     struct stub_visit v = { s, fn, ctx };
-    return s->inner.vt->scan(s->inner.self, lo, lolen, hi, hilen, reverse, stub_count_visit, &v);
+    return kv_forward_inner_scan(f, lo, lolen, hi, hilen, reverse, stub_count_visit, &v);
 }
 
-static int stub_write(void *self, const segidx_kv_op *ops, size_t n)
+static int stub_write(kv_forward *f, const segidx_kv_op *ops, size_t n)
 {
-    stub_kv *s = self;
+    stub_kv *s = (stub_kv *)f;
     stub_call(s);
     s->writes++;
     if (stub_should_fail(&s->fail_write_at))
         return s->fail_rc;
-    return s->inner.vt->write(s->inner.self, ops, n);
+    return kv_forward_inner_write(f, ops, n);
 }
 
-static void stub_close(void *self)
+static void stub_close(kv_forward *f)
 {
-    stub_kv *s = self;
-    s->inner.vt->close(s->inner.self);
-    free(s);
+    kv_forward_inner_close(f);
+    free((stub_kv *)f);
 }
-
-static const segidx_kv_vtable stub_vtable = { SEGIDX_KV_VTABLE_VERSION, stub_get, stub_scan,
-                                              stub_write, stub_close };
 
 static inline segidx_kv stub_wrap(segidx_kv inner, stub_kv **out)
 {
     stub_kv *s = calloc(1, sizeof *s);
     assert_non_null(s);
-    s->inner = inner;
+    kv_forward_init(&s->fw, inner);
+    s->fw.get = stub_get;
+    s->fw.scan = stub_scan;
+    s->fw.write = stub_write;
+    s->fw.close = stub_close;
     s->fail_rc = SEGIDX_EIO;
     *out = s;
-    return (segidx_kv){ &stub_vtable, s };
+    return kv_forward_kv(&s->fw);
 }
 
 /* ------------------------------------------------------------ dumps
@@ -286,44 +288,6 @@ static inline void assert_find_exact(segidx_volume_index *vi, const model_volume
     assert_find_like_model(v, lsn, asked, &got, q);
     found_list_free(&got);
     segidx_offset_set_free(q);
-}
-
-/* ------------------------------------------------------------ borrowing
- *
- * A store several indexes share, as several hosts share one catalog: each
- * index gets this view of it, whose close leaves the store open.
- */
-static inline int borrow_get(void *self, const void *k, size_t kl, segidx_kv_visit_fn fn,
-                             void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->get(kv->self, k, kl, fn, ctx);
-}
-
-static inline int borrow_scan(void *self, const void *lo, size_t lol, const void *hi,
-                              size_t hil, bool rev, segidx_kv_visit_fn fn, void *ctx)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->scan(kv->self, lo, lol, hi, hil, rev, fn, ctx);
-}
-
-static inline int borrow_write(void *self, const segidx_kv_op *ops, size_t n)
-{
-    const segidx_kv *kv = self;
-    return kv->vt->write(kv->self, ops, n);
-}
-
-static inline void borrow_close(void *self)
-{
-    (void)self;
-}
-
-/* `kv` must outlive every index opened on the result. */
-static inline segidx_kv borrowed_kv(segidx_kv *kv)
-{
-    static const segidx_kv_vtable vt = { SEGIDX_KV_VTABLE_VERSION, borrow_get, borrow_scan,
-                                         borrow_write, borrow_close };
-    return (segidx_kv){ &vt, kv };
 }
 
 #endif

@@ -34,7 +34,7 @@ enum { PAGE = DEMO_PAGE_SIZE };
 
 static uint64_t below(uint64_t *state, uint64_t n)
 {
-    return demo_splitmix64(state) % n;
+    return splitmix64(state) % n;
 }
 
 /* ------------------------------------------------------------ state */
@@ -469,7 +469,7 @@ static int run_demo(const cli_command *cmd, int argc, char **argv)
     printf("segidx demo in %s (seed %llu)\n", d.dir, (unsigned long long)seed);
     fflush(stdout);
 
-    uint64_t s = demo_splitmix64(&d.rng);
+    uint64_t s = splitmix64(&d.rng);
     memcpy(d.sid_prefix, &s, 8);
     d.vids = calloc(d.volumes, sizeof *d.vids);
     d.committed = calloc(d.volumes, sizeof *d.committed);

@@ -12,15 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../tests/support/splitmix64.h"
+
 #define DEMO_PAGE_SIZE 4096u
 
-static inline uint64_t demo_splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
 
 /* Volume `v` of a run: the run's 8-byte prefix, altered so that vids and
  * sids differ, then `v` big-endian in the last four bytes, where
@@ -46,7 +41,7 @@ static inline void demo_page_fill(unsigned char *page, unsigned v, segidx_offset
 {
     uint64_t st = (uint64_t)v << 40 ^ (uint64_t)off << 20 ^ lsn;
     for (size_t i = 0; i < DEMO_PAGE_SIZE; i += 8) {
-        uint64_t x = demo_splitmix64(&st);
+        uint64_t x = splitmix64(&st);
         memcpy(page + i, &x, 8);
     }
     int n = snprintf((char *)page, 64, "segidx demo: volume %u offset %u lsn %llu", v,

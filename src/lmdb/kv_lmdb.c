@@ -23,8 +23,6 @@
  */
 #include "segidx_lmdb.h"
 
-#include "../sync.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,6 +33,51 @@
 #include <unistd.h>
 
 #include <lmdb.h>
+
+/* ------------------------------------------------------------ threads
+ *
+ * The library stands on segidx.h alone, so it has its own few wrappers
+ * rather than the core's sync.h; they vanish in a single-threaded build,
+ * where nothing ever waits (a backup and a close never overlap there). */
+
+#if defined(SEGIDX_SINGLE_THREADED) && SEGIDX_SINGLE_THREADED
+typedef struct lk_mutex { int unused; } lk_mutex;
+typedef struct lk_cond { int unused; } lk_cond;
+typedef struct lk_atomic_int { int v; } lk_atomic_int;
+#define LK_MUTEX_INITIALIZER { 0 }
+#define LK_COND_INITIALIZER { 0 }
+static int lk_mutex_init(lk_mutex *m) { (void)m; return 0; }
+static void lk_mutex_destroy(lk_mutex *m) { (void)m; }
+static void lk_lock(lk_mutex *m) { (void)m; }
+static void lk_unlock(lk_mutex *m) { (void)m; }
+static void lk_cond_wait(lk_cond *c, lk_mutex *m) { (void)c; (void)m; }
+static void lk_cond_broadcast(lk_cond *c) { (void)c; }
+static void lk_atomic_store(lk_atomic_int *a, int v) { a->v = v; }
+static int lk_atomic_load(const lk_atomic_int *a) { return a->v; }
+#else
+#include <pthread.h>
+#include <stdatomic.h>
+typedef struct lk_mutex { pthread_mutex_t m; } lk_mutex;
+typedef struct lk_cond { pthread_cond_t c; } lk_cond;
+/* Relaxed: the last error code is read for information only. */
+typedef struct lk_atomic_int { atomic_int v; } lk_atomic_int;
+#define LK_MUTEX_INITIALIZER { PTHREAD_MUTEX_INITIALIZER }
+#define LK_COND_INITIALIZER { PTHREAD_COND_INITIALIZER }
+static int lk_mutex_init(lk_mutex *m) { return pthread_mutex_init(&m->m, NULL); }
+static void lk_mutex_destroy(lk_mutex *m) { pthread_mutex_destroy(&m->m); }
+static void lk_lock(lk_mutex *m) { pthread_mutex_lock(&m->m); }
+static void lk_unlock(lk_mutex *m) { pthread_mutex_unlock(&m->m); }
+static void lk_cond_wait(lk_cond *c, lk_mutex *m) { pthread_cond_wait(&c->c, &m->m); }
+static void lk_cond_broadcast(lk_cond *c) { pthread_cond_broadcast(&c->c); }
+static void lk_atomic_store(lk_atomic_int *a, int v)
+{
+    atomic_store_explicit(&a->v, v, memory_order_relaxed);
+}
+static int lk_atomic_load(const lk_atomic_int *a)
+{
+    return atomic_load_explicit(&((lk_atomic_int *)a)->v, memory_order_relaxed);
+}
+#endif
 
 /* A read transaction and its cursor (NULL until a scan needs one). */
 typedef struct reader {
@@ -51,11 +94,11 @@ typedef struct reader {
 typedef struct lmdb_kv {
     MDB_env *env;
     MDB_dbi dbi;
-    segidx__mutex readers_lock;
+    lk_mutex readers_lock;
     reader idle[IDLE_READERS];
     unsigned n_idle;
     size_t max_key;             /* longest key LMDB takes */
-    segidx__atomic_int last_rc; /* the last LMDB code that was an error */
+    lk_atomic_int last_rc; /* the last LMDB code that was an error */
     /* Its place in the list of open stores (all under open_stores_lock). */
     dev_t dev;                  /* the directory's device and inode */
     ino_t ino;
@@ -67,8 +110,8 @@ typedef struct lmdb_kv {
 /* The stores this process has open (see the top of the file). The lock is
  * also held while a backup opens, uses and closes an environment of its
  * own, so that no store of this process opens the same one meanwhile. */
-static segidx__mutex open_stores_lock = SEGIDX__MUTEX_INITIALIZER;
-static segidx__cond backup_done = SEGIDX__COND_INITIALIZER;
+static lk_mutex open_stores_lock = LK_MUTEX_INITIALIZER;
+static lk_cond backup_done = LK_COND_INITIALIZER;
 static lmdb_kv *open_stores;
 
 static const segidx_kv_vtable lmdb_vtable;
@@ -96,15 +139,24 @@ static int map_error(int rc)
  * translate it. */
 static int fail(lmdb_kv *kv, int rc)
 {
-    segidx__atomic_int_store(&kv->last_rc, rc);
+    lk_atomic_store(&kv->last_rc, rc);
     return map_error(rc);
 }
 
 /* ------------------------------------------------------------ keys */
 
+/* The store's order (LMDB's default too): memcmp, a key that prefixes
+ * another sorting first. */
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 static int val_cmp(const MDB_val *v, const void *b, size_t blen)
 {
-    return segidx__key_cmp(v->mv_data, v->mv_size, b, blen);
+    return key_cmp(v->mv_data, v->mv_size, b, blen);
 }
 
 /* ------------------------------------------------------------ readers */
@@ -123,10 +175,10 @@ static void reader_free(reader *r)
 static int read_begin(lmdb_kv *kv, reader *r, bool cursor)
 {
     *r = (reader){ NULL, NULL };
-    segidx__mutex_lock(&kv->readers_lock);
+    lk_lock(&kv->readers_lock);
     if (kv->n_idle)
         *r = kv->idle[--kv->n_idle];
-    segidx__mutex_unlock(&kv->readers_lock);
+    lk_unlock(&kv->readers_lock);
     int rc = r->txn ? mdb_txn_renew(r->txn) : MDB_SUCCESS;
     if (rc)
         reader_free(r);
@@ -145,12 +197,12 @@ static int read_begin(lmdb_kv *kv, reader *r, bool cursor)
 static void read_end(lmdb_kv *kv, reader *r)
 {
     mdb_txn_reset(r->txn);
-    segidx__mutex_lock(&kv->readers_lock);
+    lk_lock(&kv->readers_lock);
     if (kv->n_idle < IDLE_READERS) {
         kv->idle[kv->n_idle++] = *r;
         *r = (reader){ NULL, NULL };
     }
-    segidx__mutex_unlock(&kv->readers_lock);
+    lk_unlock(&kv->readers_lock);
     reader_free(r);
 }
 
@@ -226,7 +278,7 @@ static int lmdb_scan(void *self, const void *lo, size_t lolen, const void *hi, s
     lmdb_kv *kv = self;
     if (!kv || !fn || (!lo && lolen) || (!hi && hilen))
         return SEGIDX_EINVAL;
-    if (lolen && hilen && segidx__key_cmp(lo, lolen, hi, hilen) >= 0)
+    if (lolen && hilen && key_cmp(lo, lolen, hi, hilen) >= 0)
         return SEGIDX_OK; /* [lo, hi) is empty */
     reader r;
     int rc = read_begin(kv, &r, true);
@@ -340,7 +392,7 @@ static void lmdb_close(void *self)
     lmdb_kv *kv = self;
     if (!kv)
         return;
-    segidx__mutex_lock(&open_stores_lock);
+    lk_lock(&open_stores_lock);
     for (lmdb_kv **p = &open_stores; *p; p = &(*p)->next) {
         if (*p == kv) {
             *p = kv->next;
@@ -348,11 +400,11 @@ static void lmdb_close(void *self)
         }
     }
     while (kv->backups) /* copying through env: wait for them to finish */
-        segidx__cond_wait(&backup_done, &open_stores_lock);
-    segidx__mutex_unlock(&open_stores_lock);
+        lk_cond_wait(&backup_done, &open_stores_lock);
+    lk_unlock(&open_stores_lock);
     while (kv->n_idle)
         reader_free(&kv->idle[--kv->n_idle]);
-    segidx__mutex_destroy(&kv->readers_lock);
+    lk_mutex_destroy(&kv->readers_lock);
     mdb_env_close(kv->env);
     free(kv);
 }
@@ -459,7 +511,7 @@ int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_options *opts, se
         return SEGIDX_EIO;
     }
     lmdb_kv *kv = malloc(sizeof *kv);
-    if (kv && segidx__mutex_init(&kv->readers_lock)) {
+    if (kv && lk_mutex_init(&kv->readers_lock)) {
         free(kv);
         kv = NULL;
     }
@@ -468,11 +520,11 @@ int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_options *opts, se
         return SEGIDX_ENOMEM;
     }
     kv->n_idle = 0;
-    segidx__mutex_lock(&open_stores_lock);
+    lk_lock(&open_stores_lock);
     int rc = env_open(kv, path, opts, lmdb_rc);
     if (rc) {
-        segidx__mutex_unlock(&open_stores_lock);
-        segidx__mutex_destroy(&kv->readers_lock);
+        lk_unlock(&open_stores_lock);
+        lk_mutex_destroy(&kv->readers_lock);
         free(kv);
         return rc;
     }
@@ -482,8 +534,8 @@ int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_options *opts, se
     kv->backups = 0;
     kv->next = open_stores;
     open_stores = kv;
-    segidx__mutex_unlock(&open_stores_lock);
-    segidx__atomic_int_store(&kv->last_rc, MDB_SUCCESS);
+    lk_unlock(&open_stores_lock);
+    lk_atomic_store(&kv->last_rc, MDB_SUCCESS);
     out->vt = &lmdb_vtable;
     out->self = kv;
     return SEGIDX_OK;
@@ -494,7 +546,7 @@ const char *segidx_kv_lmdb_last_error(const segidx_kv *kv)
     if (!kv || kv->vt != &lmdb_vtable || !kv->self)
         return NULL;
     const lmdb_kv *l = kv->self;
-    return mdb_strerror(segidx__atomic_int_load(&l->last_rc));
+    return mdb_strerror(lk_atomic_load(&l->last_rc));
 }
 
 const char *segidx_kv_lmdb_strerror(int lmdb_error)
@@ -539,21 +591,21 @@ static int copy_env(MDB_env *env, int fd)
  * code. */
 static int copy_path(const char *path, const struct stat *st, int fd)
 {
-    segidx__mutex_lock(&open_stores_lock);
+    lk_lock(&open_stores_lock);
     lmdb_kv *kv = open_stores;
     pid_t me = getpid();
     while (kv && !(kv->dev == st->st_dev && kv->ino == st->st_ino && kv->pid == me))
         kv = kv->next;
     if (kv) {
         kv->backups++;
-        segidx__mutex_unlock(&open_stores_lock);
+        lk_unlock(&open_stores_lock);
         int rc = copy_env(kv->env, fd);
         if (rc)
-            segidx__atomic_int_store(&kv->last_rc, rc);
-        segidx__mutex_lock(&open_stores_lock);
+            lk_atomic_store(&kv->last_rc, rc);
+        lk_lock(&open_stores_lock);
         kv->backups--;
-        segidx__cond_broadcast(&backup_done);
-        segidx__mutex_unlock(&open_stores_lock);
+        lk_cond_broadcast(&backup_done);
+        lk_unlock(&open_stores_lock);
         return rc;
     }
     MDB_env *env;
@@ -564,7 +616,7 @@ static int copy_path(const char *path, const struct stat *st, int fd)
             rc = copy_env(env, fd);
         mdb_env_close(env); /* also after a failed open */
     }
-    segidx__mutex_unlock(&open_stores_lock);
+    lk_unlock(&open_stores_lock);
     return rc;
 }
 

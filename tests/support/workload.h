@@ -1,4 +1,4 @@
-/* The reference workloads of DESIGN.md ("Targets"), from one seeded
+/* The reference workloads of the benchmarks' targets, from one seeded
  * generator, shared by the benchmarks and the tests:
  *
  *   W1  the write path: 50 volumes, one commit each, 4090 pages, one
@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "segidx.h"
+#include "splitmix64.h"
 
 #define WORKLOAD_PAGES 4090u
 #define WORKLOAD_MAX_BYTES (32u << 20)
@@ -43,10 +44,7 @@ typedef struct workload {
 
 static inline uint64_t wl_next(workload *w)
 {
-    uint64_t z = (w->rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return splitmix64(&w->rng);
 }
 
 static inline double wl_unit(workload *w)
