@@ -349,9 +349,21 @@ static inline uint64_t pef_chunk_of(const struct volume *v, uint64_t x)
     return c;
 }
 
-/* Buckets of at most this many elements are searched in a fixed number of
- * steps, longer ones halved down to that first. */
-#define SHORT_BUCKET 8u
+/* The low bits of a bucket are compared at once when they take at most
+ * this many bits: one unaligned 8-byte load holds 57 bits from any bit. */
+#define LANE_BITS 57u
+
+/* lane_ones[l]: bit 0 of every l-bit lane of a word (0 for width 0). */
+static const uint64_t lane_ones[32] = {
+    0x0000000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0x5555555555555555ull, 0x1249249249249249ull,
+    0x1111111111111111ull, 0x0084210842108421ull, 0x0041041041041041ull, 0x0102040810204081ull,
+    0x0101010101010101ull, 0x0040201008040201ull, 0x0004010040100401ull, 0x0000100200400801ull,
+    0x0001001001001001ull, 0x0000008004002001ull, 0x0000040010004001ull, 0x0000200040008001ull,
+    0x0001000100010001ull, 0x0000000400020001ull, 0x0000001000040001ull, 0x0000004000080001ull,
+    0x0000010000100001ull, 0x0000040000200001ull, 0x0000000000400001ull, 0x0000000000800001ull,
+    0x0000000001000001ull, 0x0000000002000001ull, 0x0000000004000001ull, 0x0000000008000001ull,
+    0x0000000010000001ull, 0x0000000020000001ull, 0x0000000040000001ull, 0x0000000080000001ull,
+};
 
 /* The rank of x within chunk c (whose first element is <= x), or -1.
  * Zero number h of the high bits ends bucket h; its elements are the set
@@ -384,20 +396,26 @@ static SEG_INLINE int64_t pef_in_chunk_any(const struct volume *v, uint64_t c, u
         return -1;
     uint64_t at = (64 & second) + z - h - len;
     /* Sorted by their low bits; a skewed chunk crowds some buckets, so
-     * they are binary-searched (branch-free steps: which half is data). */
+     * they are halved (branch-free steps: which half is data) until their
+     * low bits fit one load. */
     uint64_t want = y & low_mask(l), low_pos = pos + high;
-    while (len > SHORT_BUCKET) {
+    while (len * l > LANE_BITS) {
         unsigned half = len / 2;
         at = bits_at(v->stream, low_pos + (at + half) * l, l) <= want ? at + half : at;
         len -= half;
     }
-    /* At most SHORT_BUCKET left: fixed steps that never leave them. */
-    uint64_t end = at + len;
-    for (unsigned step = SHORT_BUCKET / 2; step; step /= 2) {
-        uint64_t next = at + step, p = next < end ? next : at;
-        at = bits_at(v->stream, low_pos + p * l, l) <= want ? p : at;
-    }
-    return bits_at(v->stream, low_pos + at * l, l) == want ? (int64_t)(c * PEF_CHUNK + at) : -1;
+    /* Then all of them at once, as lanes of l bits: the lowest lane equal
+     * to `want` is the lowest lane of (lanes ^ want) that borrows when one
+     * is taken from each lane (a borrow only reaches lanes above the
+     * first zero one). A bucket of width 0 has one element: it. */
+    uint64_t ones = lane_ones[l], bit = low_pos + at * l;
+    unsigned top = l - (l != 0); /* a lane's top bit */
+    uint64_t t = (segidx__load64(v->stream + bit / 8) >> (bit % 8)) ^ want * ones;
+    uint64_t hit = (t - ones) & ~t & ones << top & low_mask(len * l);
+    if (!hit && l)
+        return -1;
+    /* Its number: the lanes that start below its bit 0. */
+    return (int64_t)(c * PEF_CHUNK + at + popcount_any(ones & (((hit & -hit) >> top) - 1), hw));
 }
 
 static inline int64_t pef_in_chunk(const struct volume *v, uint64_t c, uint64_t x)

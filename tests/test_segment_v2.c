@@ -187,6 +187,90 @@ static void test_edges(void **state)
     wl_free(&many);
 }
 
+/* A volume whose second chunk has low-bit width `l` and `len` elements in
+ * its bucket 0 (distinct low bits below 2^l, 0 among them), after 64 dense
+ * offsets so that ranks count a first chunk. Then either (last 0) one
+ * element in each bucket up to 63 (a chunk of 64), or one element at
+ * `last`, whose width must be `l` (short chunks reach the widths above
+ * 26). */
+static void push_lane_volume(workload *w, test_rng *r, uint8_t tag, unsigned l, unsigned len,
+                             uint32_t last)
+{
+    segidx_vid vid = { { 0xB0, tag, (uint8_t)l, (uint8_t)len } };
+    uint32_t base = (uint32_t)rng_below(r, 1u << 12);
+    for (uint32_t i = 0; i < 64; i++)
+        wl_push(w, &vid, base + i, 7);
+    uint32_t first = base + 64, range = l ? (uint32_t)(1ull << l) : 1;
+    uint32_t *low = malloc(len * sizeof *low);
+    assert_non_null(low);
+    low[0] = 0;
+    for (unsigned k = 1; k < len;) { /* distinct, any order: the builder sorts */
+        uint32_t v = (uint32_t)rng_below(r, range);
+        bool seen = false;
+        for (unsigned j = 0; j < k; j++)
+            seen |= low[j] == v;
+        if (!seen)
+            low[k++] = v;
+    }
+    for (unsigned k = 0; k < len; k++)
+        wl_push(w, &vid, first + low[k], 7);
+    free(low);
+    if (last) {
+        wl_push(w, &vid, first + last, 7);
+        return;
+    }
+    for (uint32_t b = len; b < 64; b++) /* the last one, 63 << l, fixes the width */
+        wl_push(w, &vid, first + (b << l), 7);
+}
+
+/* Buckets whose low bits fit one 8-byte load exactly, and one element
+ * past it, at every low-bit width 0..31: every value of bucket 0's range
+ * (or 4096 of them) and the pages' neighbours, found or missed as the
+ * model says, by both copies of the lookups. */
+static void test_bucket_lanes(void **state)
+{
+    (void)state;
+    test_rng r = { 11 };
+    workload w = { "lanes", NULL, 0, 0, 1 };
+    for (unsigned l = 0; l <= 26; l++) {
+        unsigned fit = l ? 57 / l : 1;
+        const unsigned sizes[] = { 1, 2, fit, fit + 1, 2 * fit + 1, 60 };
+        for (uint8_t k = 0; k < 6; k++)
+            if (sizes[k] <= 60 && (l >= 6 || sizes[k] <= (1u << l)))
+                push_lane_volume(&w, &r, k, l, sizes[k], 0);
+    }
+    /* Widths 27..31: a chunk of len + 1 elements whose last is
+     * (len + 1) << (l - 1), the smallest that needs width l. */
+    for (unsigned l = 27; l <= 31; l++)
+        for (unsigned len = 1; len <= 2; len++)
+            push_lane_volume(&w, &r, (uint8_t)(6 + len), l, len, (len + 1u) << (l - 1));
+    wl_page *sorted = model_sorted(&w);
+    size_t len;
+    uint8_t *buf = build_as(&w, 512, 2, &len);
+    segidx_segment *s;
+    assert_int_equal(segidx_segment_open(buf, len, &s), SEGIDX_OK);
+    for (int generic = 0; generic <= 1; generic++) {
+        segidx__segment_use_generic(s, generic);
+        for (uint32_t i = 0; i < w.n; i++) {
+            const wl_page *p = &sorted[i];
+            if (i + 64 < w.n && !memcmp(sorted[i + 64].vid.bytes, p->vid.bytes, 16) &&
+                (i == 0 || memcmp(sorted[i - 1].vid.bytes, p->vid.bytes, 16))) {
+                uint32_t first = sorted[i + 64].off; /* the second chunk's bucket 0 */
+                for (uint32_t d = 0; d < 4096; d++) {
+                    uint32_t off = first + (d < 2048 ? d : (uint32_t)rng_next(&r) >> (d % 32));
+                    assert_find_matches_model(s, sorted, w.n, &p->vid, off, 7, 512);
+                }
+            }
+            for (uint32_t d = 0; d < 3; d++)
+                assert_find_matches_model(s, sorted, w.n, &p->vid, p->off + d - 1, 7, 512);
+        }
+    }
+    segidx_segment_close(s);
+    free(buf);
+    free(sorted);
+    wl_free(&w);
+}
+
 /* One offset with 65,535 versions (a full segment): every LSN's newest
  * version, the oldest and the newest by find and find_many. */
 static void test_full_segment_one_offset(void **state)
@@ -395,6 +479,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_bucket_lanes),
         cmocka_unit_test(test_full_segment_one_offset),
         cmocka_unit_test(test_find_many_arguments),
         cmocka_unit_test(test_crafted_v2),
