@@ -27,8 +27,10 @@
 #                   (part of check)
 #   make cross      libsegidx.a and .so for armhf and aarch64 with Debian's
 #                   cross compilers, warnings as errors, CRoaring built for
-#                   each; the tests compiled, and the static program run
-#                   under qemu-user (CROSS_TARGETS="armhf aarch64")
+#                   each; the tests compiled, the static program run under
+#                   qemu-user, and for armhf the unit tests without LMDB or
+#                   PostgreSQL run there too (CROSS_TARGETS="armhf aarch64",
+#                   CROSS_TEST_TARGETS="armhf")
 #   make install / uninstall   PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR
 #
 # Your CFLAGS, CPPFLAGS and LDFLAGS are added to ours, never replaced.
@@ -64,6 +66,8 @@ NM      ?= nm
 CFLAGS  ?= -O2 -g
 RUN     ?=
 STATIC_ROARING ?= 0
+CMOCKA_LIBS    ?= -lcmocka
+TEST_LDFLAGS   ?=
 BUILD   ?= build
 SEGIDX_SINGLE_THREADED ?= 0
 
@@ -142,7 +146,7 @@ CLI      := $(BUILD)/segidx
         check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc install-bin uninstall clean demo bench-readme bench-long FORCE \
         check-cli check-crash check-s3 static-roaring check-static check-deps cross cross-lib \
-        cross-syntax test-bins
+        cross-syntax cross-unit test-bins
 
 all: lib lmdb pg $(PC) $(LMDB_PC) $(PG_PC) $(CLI)
 lib: $(STATIC) $(SHARED)
@@ -162,7 +166,7 @@ endif
 # ------------------------------------------------------------------ CRoaring
 
 # CRoaring from source: ROARING_SRC names an unpacked source tree, else
-# scripts/croaring_source.sh fetches Debian's (once, into build/).
+# scripts/debian_source.sh fetches Debian's (once, into build/src).
 ROARING_SRC   ?=
 ROARING_BUILD := $(BUILD)/roaring
 ROARING_A     := $(ROARING_BUILD)/libroaring.a
@@ -176,9 +180,9 @@ endif
 
 static-roaring: $(ROARING_A)
 
-$(ROARING_A): scripts/static_roaring.sh scripts/croaring_source.sh
+$(ROARING_A): scripts/static_roaring.sh scripts/debian_source.sh
 	@src="$(ROARING_SRC)"; \
-	if [ -z "$$src" ]; then src=$$(sh scripts/croaring_source.sh build/croaring-src) || exit 1; fi; \
+	if [ -z "$$src" ]; then src=$$(sh scripts/debian_source.sh croaring build/src) || exit 1; fi; \
 	CC="$(CC)" AR="$(AR)" CFLAGS="$(CFLAGS)" sh scripts/static_roaring.sh "$$src" $(ROARING_BUILD)
 
 check-static: $(STATIC)
@@ -240,7 +244,7 @@ $(PG_PC): pkgconfig/%.pc: pkgconfig/%.pc.in include/segidx.h FORCE
 	     -e 's|@LIBS_PRIVATE@|$(PC_LIBS_PRIVATE)|' $< > $@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "  GEN $@"; fi
 
-$(PG_TESTS): TEST_LIBS = $(PG_STATIC) $(STATIC) -lcmocka $(PG_LIBS) $(DEP_LIBS)
+$(PG_TESTS): TEST_LIBS = $(PG_STATIC) $(STATIC) $(CMOCKA_LIBS) $(PG_LIBS) $(DEP_LIBS)
 $(PG_TESTS): ALL_CPPFLAGS += $(PG_CFLAGS)
 $(PG_TESTS): $(PG_STATIC) include/segidx_pg.h
 # The volume index and processes tests over PostgreSQL are the same files,
@@ -265,25 +269,26 @@ $(PC) $(LMDB_PC): pkgconfig/%.pc: pkgconfig/%.pc.in include/segidx.h FORCE
 
 # ------------------------------------------------------------------ tests
 
-TEST_LIBS = $(STATIC) -lcmocka $(DEP_LIBS)
+TEST_LIBS = $(STATIC) $(CMOCKA_LIBS) $(DEP_LIBS)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_HDR) bench/workload.h src/segment_format.h $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CPPFLAGS) -Isrc -Ibench $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LIBS) -lm
+	$(CC) $(ALL_CPPFLAGS) -Isrc -Ibench $(WARN) $(CFLAGS) $< -o $@ $(LDFLAGS) $(TEST_LDFLAGS) \
+	    $(TEST_LIBS) -lm
 
-$(LMDB_TESTS): TEST_LIBS = $(LMDB_STATIC) $(STATIC) -lcmocka $(LMDB_LIBS) $(DEP_LIBS)
+$(LMDB_TESTS): TEST_LIBS = $(LMDB_STATIC) $(STATIC) $(CMOCKA_LIBS) $(LMDB_LIBS) $(DEP_LIBS)
 $(LMDB_TESTS): $(LMDB_STATIC) include/segidx_lmdb.h
 
 # The allocation-failure sweep fails allocations through the linker's
 # --wrap, which reaches the calls in the static libraries it links.
 ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free
-$(BUILD)/tests/test_alloc_fail: TEST_LIBS = $(ALLOC_WRAP) $(LMDB_STATIC) $(STATIC) -lcmocka \
+$(BUILD)/tests/test_alloc_fail: TEST_LIBS = $(ALLOC_WRAP) $(LMDB_STATIC) $(STATIC) $(CMOCKA_LIBS) \
                                             $(LMDB_LIBS) $(DEP_LIBS)
 # The checkpoint tests refuse any allocation too large for them (malloc,
 # calloc and realloc wrapped the same way; tests/test_checkpoint.c).
 CKPT_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
-$(BUILD)/tests/test_checkpoint: TEST_LIBS = $(CKPT_WRAP) $(STATIC) -lcmocka $(DEP_LIBS)
-$(BUILD)/tests/test_lmdb_checkpoint: TEST_LIBS = $(CKPT_WRAP) $(LMDB_STATIC) $(STATIC) -lcmocka \
+$(BUILD)/tests/test_checkpoint: TEST_LIBS = $(CKPT_WRAP) $(STATIC) $(CMOCKA_LIBS) $(DEP_LIBS)
+$(BUILD)/tests/test_lmdb_checkpoint: TEST_LIBS = $(CKPT_WRAP) $(LMDB_STATIC) $(STATIC) $(CMOCKA_LIBS) \
                                                  $(LMDB_LIBS) $(DEP_LIBS)
 
 # Every test program and corpus replay driver, built and not run.
@@ -359,7 +364,7 @@ asan:
 TSAN_VARS = BUILD=build/tsan LDFLAGS="-fsanitize=thread" \
             CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer $(CFLAGS_EXTRA)"
 tsan:
-	$(MAKE) $(TSAN_VARS) $(TEST_BIN)
+	$(MAKE) $(TSAN_VARS) test-bins
 	$(MAKE) -j1 $(TSAN_VARS) check-unit
 
 # Every test and corpus replay under valgrind's memcheck: any error or
@@ -384,17 +389,24 @@ check-st:
 
 # Each target in build/cross/ARCH: libsegidx.a and libsegidx.so (with
 # CRoaring built for it inside), their exports checked, every unit test
-# compiled (not linked: that would need the test libraries for ARCH), and
-# tests/static_check.c linked -static and run under qemu-user. The
-# adapters are left out: liblmdb and libpq for ARCH are not installed.
-CROSS_TARGETS  ?= armhf aarch64
+# compiled, tests/static_check.c linked -static and run under qemu-user,
+# and the unit tests that need neither LMDB nor PostgreSQL linked -static
+# (cmocka built for the target from Debian's source too) and run under
+# qemu-user. The adapters are left out: liblmdb and libpq are not
+# installed for the targets. The unit tests run for the targets in
+# CROSS_TEST_TARGETS (armhf, the 32-bit one: about 3 minutes under qemu).
+CROSS_TARGETS      ?= armhf aarch64
+CROSS_TEST_TARGETS ?= armhf
 CROSS_PACKAGES := gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu \
                   libc6-dev-arm64-cross qemu-user
 
 cross:
 	@sh scripts/deps.sh $(CROSS_PACKAGES)
 	@src="$(ROARING_SRC)"; \
-	if [ -z "$$src" ]; then src=$$(sh scripts/croaring_source.sh build/croaring-src) || exit 1; fi; \
+	if [ -z "$$src" ]; then src=$$(sh scripts/debian_source.sh croaring build/src) || exit 1; fi; \
+	cm="$(CMOCKA_SRC)"; \
+	if [ -z "$$cm" ] && [ -n "$(CROSS_TEST_TARGETS)" ]; then \
+	    cm=$$(sh scripts/debian_source.sh cmocka build/src) || exit 1; fi; \
 	for a in $(CROSS_TARGETS); do \
 	    case $$a in \
 	    armhf) t=arm-linux-gnueabihf q=qemu-arm ;; \
@@ -403,11 +415,15 @@ cross:
 	    esac; \
 	    echo "== cross $$a ($$t-gcc)"; \
 	    $(MAKE) --no-print-directory BUILD=build/cross/$$a CC=$$t-gcc AR=$$t-ar NM=$$t-nm \
-	        STATIC_ROARING=1 ROARING_SRC="$$src" 'ABI_LIBS=$$(SHARED)' RUN="$$q -L /usr/$$t" \
-	        cross-lib || exit 1; \
+	        STATIC_ROARING=1 ROARING_SRC="$$src" CMOCKA_SRC="$$cm" CROSS=1 CROSS_ARCH=$$a \
+	        'ABI_LIBS=$$(SHARED)' RUN="$$q -L /usr/$$t" cross-lib || exit 1; \
 	done
 
-cross-lib: lib check-abi cross-syntax check-static
+CROSS_LIB_GOALS := lib check-abi cross-syntax check-static
+ifneq ($(filter $(CROSS_ARCH),$(CROSS_TEST_TARGETS)),)
+CROSS_LIB_GOALS += cross-unit
+endif
+cross-lib: $(CROSS_LIB_GOALS)
 
 SYNTAX_OK := $(TEST_SRC:tests/%.c=$(BUILD)/syntax/%.ok)
 cross-syntax: $(SYNTAX_OK)
@@ -417,6 +433,35 @@ $(BUILD)/syntax/%.ok: tests/%.c $(TEST_HDR) bench/workload.h src/segment_format.
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(PG_CFLAGS) -Isrc -Ibench $(WARN) $(CFLAGS) -fsyntax-only $<
 	@touch $@
+
+# cmocka for the target: its one source file, with the configuration
+# its cmake would find on Linux with glibc. The tests keep the installed
+# cmocka.h (Debian's, the same version with its patches applied).
+CMOCKA_SRC ?=
+CMOCKA_A   := $(BUILD)/cmocka/libcmocka.a
+CMOCKA_DEFS := -D_GNU_SOURCE -DHAVE_SIGNAL_H=1 -DHAVE_STRINGS_H=1 -DHAVE_INTTYPES_H=1 \
+               -DHAVE_MALLOC_H=1 -DHAVE_SIGLONGJMP=1 -DHAVE_STRSIGNAL=1 -DHAVE_STRUCT_TIMESPEC=1 \
+               -DHAVE_CLOCK_REALTIME=1 -DHAVE_GCC_THREAD_LOCAL_STORAGE=1 -DHAVE_SNPRINTF=1 \
+               -DHAVE_VSNPRINTF=1
+$(CMOCKA_A): scripts/debian_source.sh
+	@src="$(CMOCKA_SRC)"; \
+	if [ -z "$$src" ]; then src=$$(sh scripts/debian_source.sh cmocka build/src) || exit 1; fi; \
+	mkdir -p $(@D) && \
+	$(CC) -std=gnu99 $(CFLAGS) $(CMOCKA_DEFS) -I"$$src/include" -c "$$src/src/cmocka.c" \
+	    -o $(@D)/cmocka.o && \
+	$(AR) rcs $@ $(@D)/cmocka.o && echo "cross: $@ ($(CC))"
+
+# The unit tests that run on a target: no LMDB, no PostgreSQL.
+CROSS_UNIT := $(filter-out $(LMDB_TESTS) $(PG_TESTS),$(TEST_BIN))
+ifeq ($(CROSS),1)
+CMOCKA_LIBS  := $(CMOCKA_A)
+TEST_LDFLAGS := -static
+$(TEST_BIN): $(CMOCKA_A)
+endif
+
+cross-unit: $(CROSS_UNIT)
+	@set -e; for t in $(CROSS_UNIT); do echo "== $(RUN) $$t"; \
+	    SEGIDX_TEST_QUICK=1 $(RUN) $$t 2>&1; done
 
 # ------------------------------------------------------------------ fuzz
 

@@ -14,7 +14,7 @@ build=${BUILD:-build}
 run=${RUN:-}
 
 if [ -z "${ROARING_SRC:-}" ]; then
-    if ! ROARING_SRC=$(sh scripts/croaring_source.sh build/croaring-src); then
+    if ! ROARING_SRC=$(sh scripts/debian_source.sh croaring build/src); then
         if [ -n "${CI:-}" ]; then
             echo "static-test: CRoaring's source cannot be had, and CI is set" >&2
             exit 1
