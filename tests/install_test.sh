@@ -1,8 +1,11 @@
 #!/bin/sh
 # Install into temporary DESTDIRs and build every example against them using
 # nothing but pkg-config (libsegidx_lmdb, which brings libsegidx): once
-# linked shared, once static; and a small program against libsegidx_pg the
-# same two ways. Then uninstall.
+# linked shared, once static (only the archives installed); and a small
+# program against libsegidx_pg the same two ways. Then one example with
+# libsegidx.a named by its path over the full install, as the README's
+# Embedding section shows. Then uninstall. (The fully static line:
+# tests/static_test.sh.)
 set -eu
 
 make=${MAKE:-make}
@@ -99,6 +102,20 @@ build_pg shared "$tmp/shared"
     PREFIX="$prefix" >/dev/null
 build_examples static "$tmp/static" --static
 build_pg static "$tmp/static" --static
+
+# Over the full install, pkg-config --static would still let the linker
+# pick libsegidx.so; the README's line names the archive by its path.
+root=$tmp/shared
+bin=$tmp/embed_offset_set-archive
+# shellcheck disable=SC2046
+"$cc" -std=c11 -Wall -Wextra -Werror examples/embed_offset_set.c -o "$bin" \
+    $(PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$root" \
+      pkg-config --cflags libsegidx) "$root$prefix/lib/libsegidx.a" -lroaring -pthread
+if readelf -d "$bin" | grep -q 'NEEDED.*libsegidx'; then
+    echo "install-test: embed_offset_set-archive still loads libsegidx.so" >&2; exit 1
+fi
+"$bin" >"$bin.out" || { cat "$bin.out"; echo "install-test: embed_offset_set-archive failed" >&2; exit 1; }
+echo "install-test: embed_offset_set (archive by path, full install): $(tail -n 1 "$bin.out")"
 
 "$make" -s uninstall DESTDIR="$tmp/shared" PREFIX="$prefix" >/dev/null
 left=$(find "$tmp/shared" -type f -o -type l)

@@ -1137,7 +1137,12 @@ static void test_new_refuses_bad_options(void **state)
     bad[3].segment.page_size = 256;
     bad[4].segment.page_size = 4096;
     bad[4].segment.max_bytes = 4096; /* not even one page */
-    bad[5].segment.max_bytes = (size_t)1 << 32;
+#if SIZE_MAX > 0xFFFFFFFFu
+    bad[5].segment.max_bytes = (size_t)1 << 32; /* above 4 GiB - 1 */
+#else
+    /* A 32-bit size_t cannot ask for more than 4 GiB - 1: a page too large. */
+    bad[5].segment.page_size = 131072;
+#endif
     bad[6].segment.alloc = &no_release;
     for (size_t i = 0; i < 7; i++) {
         assert_int_equal(segidx_packer_new(&bad[i], &p), SEGIDX_EINVAL);
