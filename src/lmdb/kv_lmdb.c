@@ -54,6 +54,10 @@ static void lk_cond_wait(lk_cond *c, lk_mutex *m) { (void)c; (void)m; }
 static void lk_cond_broadcast(lk_cond *c) { (void)c; }
 static void lk_atomic_store(lk_atomic_int *a, int v) { a->v = v; }
 static int lk_atomic_load(const lk_atomic_int *a) { return a->v; }
+typedef struct lk_seq { unsigned v; } lk_seq;
+static unsigned lk_seq_read(lk_seq *q) { return q->v; }
+static unsigned lk_seq_reread(lk_seq *q) { return q->v; }
+static void lk_seq_bump(lk_seq *q) { q->v++; }
 #else
 #include <pthread.h>
 #include <stdatomic.h>
@@ -77,6 +81,14 @@ static int lk_atomic_load(const lk_atomic_int *a)
 {
     return atomic_load_explicit(&((lk_atomic_int *)a)->v, memory_order_relaxed);
 }
+/* A sequence count read around a span of reads, seqlock fashion: the
+ * first read before the span, the reread after it. The reread and the
+ * bump are read-modify-writes, full barriers: the span's loads cannot
+ * pass the reread, nor a commit's writes the bump before it. */
+typedef struct lk_seq { atomic_uint v; } lk_seq;
+static unsigned lk_seq_read(lk_seq *q) { return atomic_load(&q->v); }
+static unsigned lk_seq_reread(lk_seq *q) { return atomic_fetch_add(&q->v, 0); }
+static void lk_seq_bump(lk_seq *q) { atomic_fetch_add(&q->v, 1); }
 #endif
 
 /* A read transaction and its cursor (NULL until a scan needs one). */
@@ -95,6 +107,10 @@ typedef struct lmdb_kv {
     MDB_env *env;
     MDB_dbi dbi;
     lk_mutex readers_lock;
+    /* Commits of this store (see read_snapshot): odd while one runs;
+     * commit_lock is held through each, for a reader that must wait. */
+    lk_seq commits;
+    lk_mutex commit_lock;
     reader idle[IDLE_READERS];
     unsigned n_idle;
     size_t max_key;             /* longest key LMDB takes */
@@ -170,6 +186,41 @@ static void reader_free(reader *r)
     *r = (reader){ NULL, NULL };
 }
 
+/* Take a snapshot into r->txn: renew it if it is set, else begin one.
+ *
+ * LMDB (0.9.24) starts a read by loading the last transaction id N and then
+ * copying the roots from meta page N & 1, without checking that the page
+ * still holds N. A reader delayed between the two while commit N+1 ends
+ * and commit N+2 writes that page gets N+2's roots, before N+2 is
+ * published: its next read, which loads N+1, then goes back in time (the
+ * conformance suite's concurrent rule saw it under load). Hence commits of
+ * this store are counted, odd while one runs, and a snapshot taken while a
+ * whole commit began and ended besides the one that may have been running
+ * is taken again; after a few tries, under commit_lock, where no commit of
+ * this process runs. Commits by other processes are not seen here. */
+static int read_snapshot(lmdb_kv *kv, reader *r)
+{
+    for (int tries = 0;; tries++) {
+        bool locked = tries == 8;
+        if (locked)
+            lk_lock(&kv->commit_lock);
+        unsigned before = lk_seq_read(&kv->commits);
+        int rc = r->txn ? mdb_txn_renew(r->txn) : MDB_SUCCESS;
+        if (rc)
+            reader_free(r);
+        if (!r->txn && (rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &r->txn)))
+            r->txn = NULL;
+        unsigned after = lk_seq_reread(&kv->commits);
+        if (locked)
+            lk_unlock(&kv->commit_lock);
+        /* Safe unless meta page N & 1 may have been rewritten: a commit
+         * ended and another began after the one running at `before`. */
+        if (rc || after - (before | 1u) <= 1u || locked)
+            return rc;
+        mdb_txn_reset(r->txn);
+    }
+}
+
 /* Start a read: an idle transaction renewed, or a new one; with a cursor
  * when `cursor`. Returns an LMDB code; on failure *r holds nothing. */
 static int read_begin(lmdb_kv *kv, reader *r, bool cursor)
@@ -179,11 +230,7 @@ static int read_begin(lmdb_kv *kv, reader *r, bool cursor)
     if (kv->n_idle)
         *r = kv->idle[--kv->n_idle];
     lk_unlock(&kv->readers_lock);
-    int rc = r->txn ? mdb_txn_renew(r->txn) : MDB_SUCCESS;
-    if (rc)
-        reader_free(r);
-    if (!r->txn && (rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &r->txn)))
-        r->txn = NULL;
+    int rc = read_snapshot(kv, r);
     if (!rc && cursor)
         rc = r->cursor ? mdb_cursor_renew(r->txn, r->cursor)
                        : mdb_cursor_open(r->txn, kv->dbi, &r->cursor);
@@ -383,7 +430,11 @@ static int lmdb_write(void *self, const segidx_kv_op *ops, size_t n)
         mdb_txn_abort(txn);
         return fail(kv, rc);
     }
-    rc = mdb_txn_commit(txn); /* frees txn, committed or not */
+    lk_lock(&kv->commit_lock);
+    lk_seq_bump(&kv->commits); /* odd: see read_snapshot */
+    rc = mdb_txn_commit(txn);  /* frees txn, committed or not */
+    lk_seq_bump(&kv->commits);
+    lk_unlock(&kv->commit_lock);
     return rc ? fail(kv, rc) : SEGIDX_OK;
 }
 
@@ -405,6 +456,7 @@ static void lmdb_close(void *self)
     while (kv->n_idle)
         reader_free(&kv->idle[--kv->n_idle]);
     lk_mutex_destroy(&kv->readers_lock);
+    lk_mutex_destroy(&kv->commit_lock);
     mdb_env_close(kv->env);
     free(kv);
 }
@@ -515,16 +567,23 @@ int segidx_kv_lmdb_open(const char *path, const segidx_kv_lmdb_options *opts, se
         free(kv);
         kv = NULL;
     }
+    if (kv && lk_mutex_init(&kv->commit_lock)) {
+        lk_mutex_destroy(&kv->readers_lock);
+        free(kv);
+        kv = NULL;
+    }
     if (!kv) {
         *lmdb_rc = ENOMEM;
         return SEGIDX_ENOMEM;
     }
     kv->n_idle = 0;
+    kv->commits = (lk_seq){ 0 };
     lk_lock(&open_stores_lock);
     int rc = env_open(kv, path, opts, lmdb_rc);
     if (rc) {
         lk_unlock(&open_stores_lock);
         lk_mutex_destroy(&kv->readers_lock);
+        lk_mutex_destroy(&kv->commit_lock);
         free(kv);
         return rc;
     }
