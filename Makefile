@@ -39,8 +39,9 @@
 # libsegidx.so too, instead of the system's -lroaring.
 #
 # `make`, `make lib` and `make install` need a C compiler and the CRoaring
-# and xxHash headers (and LMDB's and libpq's for the adapters); they
-# install nothing. The test targets (check, check-*, asan, tsan, valgrind,
+# and xxHash headers; they install no package. The LMDB and PostgreSQL
+# adapters (and the command, which needs both) are built where LMDB's and
+# libpq's headers are found, and left out with a message where not. The test targets (check, check-*, asan, tsan, valgrind,
 # fuzz, bench, demo, cross) first run scripts/deps.sh, which as root
 # installs what is missing with apt-get.
 
@@ -145,10 +146,9 @@ CLI      := $(BUILD)/segidx
 .PHONY: all lib lmdb pg deps check check-long check-unit check-replay check-abi check-install \
         check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc install-bin uninstall clean demo bench-readme bench-long FORCE \
-        check-cli check-crash check-s3 static-roaring check-static check-deps cross cross-lib \
+        check-cli check-crash check-s3 static-roaring check-static check-deps check-minimal cross cross-lib \
         cross-syntax cross-unit test-bins
 
-all: lib lmdb pg $(PC) $(LMDB_PC) $(PG_PC) $(CLI)
 lib: $(STATIC) $(SHARED)
 lmdb: $(LMDB_STATIC) $(LMDB_SHARED)
 pg: $(PG_STATIC) $(PG_SHARED)
@@ -162,6 +162,29 @@ DEPS_GOALS := check check-% test-bins demo bench bench-% asan tsan valgrind fuzz
 ifneq ($(filter $(DEPS_GOALS),$(MAKECMDGOALS)),)
 NEED_DEPS := deps
 endif
+
+# The adapters need LMDB's and libpq's headers, and the command both.
+# `make` and `make install` build and install them where those headers
+# are found and say what they left out where not, so that the library
+# itself needs only CRoaring and xxHash; the test goals install every
+# dependency first and always build them. WITH_LMDB=1/0, WITH_PG=1/0
+# decide instead of the probe.
+have_header = $(shell printf '\#include <$(1)>\n' | $(CC) $(2) -E -x c - >/dev/null 2>&1 && echo 1)
+ifeq ($(origin WITH_LMDB),undefined)
+WITH_LMDB := $(if $(NEED_DEPS),1,$(call have_header,lmdb.h,$(CPPFLAGS)))
+endif
+ifeq ($(origin WITH_PG),undefined)
+WITH_PG := $(if $(NEED_DEPS),1,$(call have_header,libpq-fe.h,$(PG_CFLAGS) $(CPPFLAGS)))
+endif
+override WITH_LMDB := $(filter 1,$(WITH_LMDB))
+override WITH_PG := $(filter 1,$(WITH_PG))
+WITH_CLI := $(and $(WITH_LMDB),$(WITH_PG))
+
+all: lib $(PC) $(if $(WITH_LMDB),lmdb $(LMDB_PC)) $(if $(WITH_PG),pg $(PG_PC)) \
+     $(if $(WITH_CLI),$(CLI))
+	@$(if $(WITH_LMDB),,echo "make: libsegidx_lmdb left out: no lmdb.h (Debian: liblmdb-dev)";) \
+	 $(if $(WITH_PG),,echo "make: libsegidx_pg left out: no libpq-fe.h (Debian: libpq-dev)";) \
+	 $(if $(WITH_CLI),,echo "make: the segidx command left out: it needs both";) true
 
 # ------------------------------------------------------------------ CRoaring
 
@@ -192,6 +215,10 @@ check-static: $(STATIC)
 # scripts/deps.sh's decisions, against a fake dpkg and apt.
 check-deps:
 	@sh tests/deps_test.sh
+
+# make and make install where LMDB, libpq, cmocka and apt are out of reach.
+check-minimal:
+	@CC="$(CC)" MAKE="$(MAKE)" sh tests/minimal_build_test.sh
 
 # ------------------------------------------------------------------ library
 
@@ -334,7 +361,7 @@ $(DEMO_CRASH): tests/demo_crash.c tools/demo_page.h tests/support/splitmix64.h e
 check-crash: $(DEMO_CRASH) $(CLI)
 	$(DEMO_CRASH) $(CLI) $(DEMO_TRIALS)
 
-check: all check-deps check-unit check-replay check-abi check-install check-cli check-crash check-s3 \
+check: all check-deps check-minimal check-unit check-replay check-abi check-install check-cli check-crash check-s3 \
        check-static
 
 # The slow trials: 50 SIGKILLs of a durable LMDB writer and 200 of the demo
@@ -519,30 +546,36 @@ $(CLI): $(TOOL_SRC) $(TOOL_HDR) tests/support/splitmix64.h examples/segment_file
 
 # ------------------------------------------------------------------ install
 
-install: install-static install-shared install-includes install-pc install-bin
+# What `make` built (see WITH_LMDB and WITH_PG) is what is installed.
+INSTALL_STATIC := $(STATIC) $(if $(WITH_LMDB),$(LMDB_STATIC)) $(if $(WITH_PG),$(PG_STATIC))
+INSTALL_SHARED := $(SHARED) $(if $(WITH_LMDB),$(LMDB_SHARED)) $(if $(WITH_PG),$(PG_SHARED))
+INSTALL_HDRS   := include/segidx.h include/segidx_kvcheck.h \
+                  $(if $(WITH_LMDB),include/segidx_lmdb.h) $(if $(WITH_PG),include/segidx_pg.h)
+INSTALL_PCS    := $(PC) $(if $(WITH_LMDB),$(LMDB_PC)) $(if $(WITH_PG),$(PG_PC))
 
-install-static: $(STATIC) $(LMDB_STATIC) $(PG_STATIC)
-	install -d $(DESTDIR)$(LIBDIR)
-	install -m 644 $(STATIC) $(LMDB_STATIC) $(PG_STATIC) $(DESTDIR)$(LIBDIR)/
+install: install-static install-shared install-includes install-pc $(if $(WITH_CLI),install-bin)
 
-install-shared: $(SHARED) $(LMDB_SHARED) $(PG_SHARED)
+install-static: $(INSTALL_STATIC)
 	install -d $(DESTDIR)$(LIBDIR)
-	install -m 755 $(SHARED) $(LMDB_SHARED) $(PG_SHARED) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(INSTALL_STATIC) $(DESTDIR)$(LIBDIR)/
+
+install-shared: $(INSTALL_SHARED)
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 755 $(INSTALL_SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf libsegidx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx.so
-	ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME)
-	ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so
-	ln -sf libsegidx_pg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(PG_SONAME)
-	ln -sf libsegidx_pg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx_pg.so
+	$(if $(WITH_LMDB),ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LMDB_SONAME))
+	$(if $(WITH_LMDB),ln -sf libsegidx_lmdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx_lmdb.so)
+	$(if $(WITH_PG),ln -sf libsegidx_pg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(PG_SONAME))
+	$(if $(WITH_PG),ln -sf libsegidx_pg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsegidx_pg.so)
 
 install-includes:
 	install -d $(DESTDIR)$(INCLUDEDIR)
-	install -m 644 include/segidx.h include/segidx_kvcheck.h include/segidx_lmdb.h \
-	    include/segidx_pg.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(INSTALL_HDRS) $(DESTDIR)$(INCLUDEDIR)/
 
-install-pc: $(PC) $(LMDB_PC) $(PG_PC)
+install-pc: $(INSTALL_PCS)
 	install -d $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 644 $(PC) $(LMDB_PC) $(PG_PC) $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 644 $(INSTALL_PCS) $(DESTDIR)$(PKGCONFIGDIR)/
 
 install-bin: $(CLI)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
