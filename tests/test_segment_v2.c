@@ -458,8 +458,8 @@ static void test_crafted_v2(void **state)
             break;
         case 12: m.records[8 * m.chunks] = 1; break;                 /* end record's first */
         case 13: segidx__store16(buf + HEAD_VERSION, 1); break;      /* header says 1 */
-        case 14: segidx__store16(f + FOOT_VERSION, 3); want = SEGIDX_EVERSION; break;
-        case 15: segidx__store16(buf + HEAD_VERSION, 3); want = SEGIDX_EVERSION; break;
+        case 14: segidx__store16(f + FOOT_VERSION, 4); want = SEGIDX_EVERSION; break;
+        case 15: segidx__store16(buf + HEAD_VERSION, 4); want = SEGIDX_EVERSION; break;
         }
         reseal(buf, len);
         s = NULL;
