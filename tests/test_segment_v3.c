@@ -44,9 +44,9 @@ static void assert_kinds(const segidx_segment *s, int kind)
 /* The workload in version 3 as the builder chooses, then with every volume
  * forced to kind 2, then to kind 3 (where a volume has no layout of that
  * kind it keeps kind 1): each against the model. */
-static void roundtrip_kinds(const workload *w, test_rng *r)
+static void roundtrip_kinds(const workload *w, test_rng *r, bool forced)
 {
-    for (int kind = -1; kind <= (int)KIND3_PACKED; kind++) {
+    for (int kind = -1; kind <= (forced ? (int)KIND3_PACKED : -1); kind++) {
         if (kind == 0)
             continue;
         size_t len;
@@ -63,14 +63,16 @@ static void test_random_against_model(void **state)
 {
     (void)state;
     test_rng r = { 31 };
+    /* Forced kinds on a few: a random workload's outliers can leave a
+     * forced kind only layouts of many empty keys, slow to build. */
     for (uint64_t seed = 1; seed <= (uint64_t)test_scaled(20); seed++) {
         workload w = wl_random(seed + 3000);
-        roundtrip_kinds(&w, &r);
+        roundtrip_kinds(&w, &r, seed <= (uint64_t)test_scaled(6));
         wl_free(&w);
     }
     workload ws[] = { wl_w1(3), wl_w2(4), wl_w3(5) };
     for (int i = 0; i < 3; i++) {
-        roundtrip_kinds(&ws[i], &r);
+        roundtrip_kinds(&ws[i], &r, true);
         wl_free(&ws[i]);
     }
 }
