@@ -732,6 +732,62 @@ static int find_v1(const segidx_segment *s, const struct volume *v, segidx_offse
 
 static const segidx_page_ref missing = { NULL, UINT32_MAX, 0 };
 
+/* offs[0..n), sorted, against the decoded elements x[0..count) of ranks
+ * rank0.. (a chunk or a key that holds every one of them that is there):
+ * one merge, no select. */
+static bool merge_decoded(const segidx_segment *s, const struct volume *v, segidx_lsn lsn,
+                          const uint32_t *x, uint64_t count, uint64_t rank0,
+                          const segidx_offset *offs, size_t n, segidx_page_ref *out)
+{
+    bool all = true;
+    for (uint64_t i = 0, j = 0; i < n; i++) {
+        uint64_t y = offs[i] - v->first_offset;
+        while (j < count && x[j] < y)
+            j++;
+        bool hit = j < count && x[j] == y && pick_version_v2(s, v, rank0 + j, lsn, &out[i]);
+        if (!hit)
+            out[i] = missing;
+        all &= hit;
+    }
+    return all;
+}
+
+/* Version 3, keyed kinds: offs[0..n) all at or above first_offset. A key
+ * that three or more offsets fall into is decoded once and merged; fewer
+ * are looked up one by one. */
+static bool find_many_keyed(const segidx_segment *s, const struct volume *v, segidx_lsn lsn,
+                            const segidx_offset *offs, size_t n, segidx_page_ref *out)
+{
+    bool all = true;
+    uint32_t x[KEYED_MAX_BUCKET];
+    size_t i = 0;
+    while (i < n && offs[i] - v->first_offset <= v->span) {
+        unsigned w;
+        uint64_t key = keyed_key(offs[i] - v->first_offset, v->sh, v->k, &w);
+        size_t e = i + 1;
+        while (e < n && offs[e] - v->first_offset <= v->span &&
+               keyed_key(offs[e] - v->first_offset, v->sh, v->k, &w) == key)
+            e++;
+        if (e - i >= 3) {
+            uint64_t count = keyed_decode_key(v, key, x);
+            uint64_t rank0 = segidx__load32(v->dir + KEYED_ENTRY_BYTES * key) & 0xFFFF;
+            all &= merge_decoded(s, v, lsn, x, count, rank0, offs + i, e - i, out + i);
+            i = e;
+        }
+        for (; i < e; i++) {
+            bool hit = find_v2(s, v, offs[i] - v->first_offset, lsn, &out[i]) == SEGIDX_OK;
+            if (!hit)
+                out[i] = missing;
+            all &= hit;
+        }
+    }
+    for (; i < n; i++) {
+        out[i] = missing;
+        all = false;
+    }
+    return all;
+}
+
 /* Version 2, partitioned: offs[0..n) all at or above first_offset. A
  * chunk that three or more offsets fall into is decoded once and merged;
  * fewer are searched in it. Chunks are found through the top directory
@@ -753,17 +809,9 @@ static bool find_many_partitioned(const segidx_segment *s, const struct volume *
         while (k < n && offs[k] - v->first_offset < limit)
             k++;
         if (k - i >= 3) {
-            uint64_t count = pef_decode_chunk(v, c, x), j = 0;
-            for (; i < k; i++) {
-                uint64_t y = offs[i] - v->first_offset;
-                while (j < count && x[j] < y)
-                    j++;
-                bool hit = j < count && x[j] == y &&
-                           pick_version_v2(s, v, c * PEF_CHUNK + j, lsn, &out[i]);
-                if (!hit)
-                    out[i] = missing;
-                all &= hit;
-            }
+            uint64_t count = pef_decode_chunk(v, c, x);
+            all &= merge_decoded(s, v, lsn, x, count, c * PEF_CHUNK, offs + i, k - i, out + i);
+            i = k;
         } else {
             for (; i < k; i++) {
                 int64_t r = pef_in_chunk(v, c, offs[i] - v->first_offset);
@@ -800,9 +848,11 @@ int segidx_segment_find_many(const segidx_segment *s, const segidx_vid *vid, seg
         if (s->version != SEG_VERSION_1 && v->kind == KIND2_PARTITIONED) {
             all &= find_many_partitioned(s, v, lsn, offs + i, n - i, out + i);
             i = n;
+        } else if (s->version != SEG_VERSION_1 && v->kind != KIND2_RANGE) {
+            all &= find_many_keyed(s, v, lsn, offs + i, n - i, out + i);
+            i = n;
         }
-        /* Version 1, ranges and keyed kinds: each offset on its own (a
-         * keyed lookup is a few loads, no faster in bulk). */
+        /* Version 1, and ranges: each offset on its own. */
         for (; i < n; i++) {
             uint64_t x = offs[i] - v->first_offset;
             int rc = x > v->span                     ? SEGIDX_ENOTFOUND
