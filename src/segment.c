@@ -732,6 +732,14 @@ static int find_v1(const segidx_segment *s, const struct volume *v, segidx_offse
 
 static const segidx_page_ref missing = { NULL, UINT32_MAX, 0 };
 
+/* out[0..n) all missing; whether there were none. */
+static bool all_missing(segidx_page_ref *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = missing;
+    return n == 0;
+}
+
 /* offs[0..n), sorted, against the decoded elements x[0..count) of ranks
  * rank0.. (a chunk or a key that holds every one of them that is there):
  * one merge, no select. */
@@ -781,11 +789,7 @@ static bool find_many_keyed(const segidx_segment *s, const struct volume *v, seg
             all &= hit;
         }
     }
-    for (; i < n; i++) {
-        out[i] = missing;
-        all = false;
-    }
-    return all;
+    return all_missing(out + i, n - i) && all;
 }
 
 /* Version 2, partitioned: offs[0..n) all at or above first_offset. A
@@ -822,11 +826,7 @@ static bool find_many_partitioned(const segidx_segment *s, const struct volume *
             }
         }
     }
-    for (; i < n; i++) {
-        out[i] = missing;
-        all = false;
-    }
-    return all;
+    return all_missing(out + i, n - i) && all;
 }
 
 int segidx_segment_find_many(const segidx_segment *s, const segidx_vid *vid, segidx_lsn lsn,
@@ -863,10 +863,7 @@ int segidx_segment_find_many(const segidx_segment *s, const segidx_vid *vid, seg
             all &= rc == SEGIDX_OK;
         }
     }
-    for (; i < n; i++) {
-        out[i] = missing;
-        all = false;
-    }
+    all = all_missing(out + i, n - i) && all;
     return all ? SEGIDX_OK : SEGIDX_ENOTFOUND;
 }
 

@@ -136,6 +136,17 @@ static inline void reseal(uint8_t *buf, size_t len)
     segidx__store64(f + FOOT_SUM, segidx__xxh3(f - index_len, index_len + FOOT_SUM));
 }
 
+/* Reseal changed bytes and open them: rejected as corrupt (NULL), or the
+ * segment; never any other answer. */
+static inline segidx_segment *open_resealed(uint8_t *buf, size_t len)
+{
+    reseal(buf, len);
+    segidx_segment *s = NULL;
+    int rc = segidx_segment_open(buf, len, &s);
+    assert_true(rc == SEGIDX_OK || rc == SEGIDX_ECORRUPT);
+    return rc ? NULL : s;
+}
+
 static inline void flip_bit(uint8_t *p, uint64_t bit)
 {
     p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
