@@ -52,8 +52,9 @@ static const uint8_t seg_footer_magic[4] = { 'S', 'X', 'S', 'F' };
 #define KIND_KNOWN_BITS 0x1Fu
 
 /* Most bytes a volume entry takes: vid, five varints, kind (and, in
- * version 2, rlsn_bits; in version 3, sh and k). */
-#define VOLUME_ENTRY_MAX_BYTES (16u + 10u + 3u * 5u + 5u + 4u)
+ * version 2, rlsn_bits). Version 3's sh and k are not counted: a builder
+ * writes them only where the index still fits the segment's limit. */
+#define VOLUME_ENTRY_MAX_BYTES (16u + 10u + 3u * 5u + 5u + 2u)
 
 static inline uint64_t div_ceil(uint64_t a, uint64_t b)
 {
@@ -254,7 +255,7 @@ int segidx__segment_builder_force_layout(segidx_segment_builder *b, int kind, in
  * with: for tests that check the builder's choice. */
 int segidx__segment_volume_kind(const segidx_segment *s, uint32_t i, unsigned *sh, unsigned *k);
 
-/* Lookups of version 2 run a copy compiled for POPCNT, LZCNT and BMI2 when
+/* Lookups of versions 2 and 3 run a copy compiled for POPCNT, LZCNT and BMI2 when
  * the CPU has them; `generic` true makes this segment use the copy for any
  * x86-64 instead (false: back to what the CPU allows), so that tests and
  * the fuzz target check both. */
