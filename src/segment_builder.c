@@ -596,6 +596,7 @@ static void plan_keyed(const segidx_segment_builder *b, const struct sorted_entr
                        struct volume_plan *v, uint32_t *x)
 {
     v->ef = v->packed = (struct keyed_layout){ 0 };
+    v->pef_bytes = 0;
     if (v->encoding != KIND2_PARTITIONED || v->offsets > KEYED_MAX_OFFSETS || b->force_kind == 1)
         return;
     v->pef_bytes = 2 * (v->top_entries + 1) + PEF_RECORD_BYTES * (v->chunks + 1) +
@@ -654,6 +655,7 @@ static uint64_t choose_kinds(segidx_segment_builder *b, struct volume_plan *p)
     bool pack = packed <= ef + b->n || b->force_kind == (int)KIND3_PACKED;
     bool keyed = seg_index_offset(b->n, b->page_size) + SEG_FOOTER_BYTES + (pack ? packed : ef) <=
                  b->max_bytes;
+    uint64_t total = 0;
     for (uint32_t v = 0; v < b->n_vols; v++) {
         unsigned kind = keyed_kind(b, &p[v], pack, keyed);
         p[v].data_bytes = volume_bytes(&p[v], kind) - p[v].entry_bytes;
@@ -667,8 +669,9 @@ static uint64_t choose_kinds(segidx_segment_builder *b, struct volume_plan *p)
             p[v].stream_len = l->stream_len;
         }
         p[v].encoding = (int)kind;
+        total += p[v].entry_bytes + p[v].data_bytes;
     }
-    return index_bytes_with(b, p, false, false);
+    return total;
 }
 
 static int plan(segidx_segment_builder *b)
@@ -702,8 +705,6 @@ static int plan(segidx_segment_builder *b)
             plan_volume(s + i, &p[v]);
         } else {
             plan_volume_v2(s + i, &p[v]);
-            p[v].ef = p[v].packed = (struct keyed_layout){ 0 };
-            p[v].pef_bytes = 0;
             if (b->version == SEG_VERSION_3)
                 plan_keyed(b, s + i, &p[v], x);
         }
@@ -866,11 +867,11 @@ static uint8_t *write_keyed(uint8_t *p, const uint32_t *x, const struct volume_p
     uint32_t i = 0;
     for (uint64_t j = 0; j + 1 < v->keys; j++) {
         segidx__store32(p + KEYED_ENTRY_BYTES * j, i | (uint32_t)pos << 16);
-        unsigned w, wi;
+        unsigned w;
         uint32_t e = i;
-        while (e < v->offsets && keyed_key(x[e], v->sh, v->k, &wi) == j)
+        while (e < v->offsets && keyed_key(x[e], v->sh, v->k, &w) == j)
             e++;
-        w = keyed_width(j, v->sh, v->k);
+        w = keyed_width(j, v->sh, v->k); /* also for an empty key */
         pos += write_bucket(stream + pos, x + i, e - i, w, (unsigned)v->encoding);
         i = e;
     }
