@@ -198,6 +198,18 @@ static void test_edges(void **state)
     workload w33 = one_volume(even, 33, false);
     check_forced(&w33, 2, 6, 0, false, &r);
     wl_free(&w33);
+    /* Sub-buckets too long for one load of low bits (sh 31: one key of
+     * width 31, 26 low bits a value), halved before the lanes compare:
+     * 32, 3 and 2 values in sub-bucket 0. */
+    for (uint32_t count = 32; count >= 2; count = count == 32 ? 3 : count - 1) {
+        uint32_t crowd[33];
+        for (uint32_t i = 0; i < count; i++)
+            crowd[i] = i * 1000003u;
+        crowd[count] = 3u << 30; /* a last one in another sub-bucket */
+        workload wc = one_volume(crowd, count + 1, true);
+        check_forced(&wc, 2, 31, -1, true, &r);
+        wl_free(&wc);
+    }
     /* Keys of width 0: sh 0 and a k above the span's bits. */
     uint32_t sparse[] = { 0, 2, 3, 7, 8, 100, 101, 5000, 5002, 70000 };
     workload w0 = one_volume(sparse, 10, true);
