@@ -502,6 +502,8 @@ static bool exp_bucket_values(const uint8_t *b, unsigned kind, uint64_t n, unsig
     unsigned l = 0;
     uint64_t used;
     exp_bucket_bytes(kind, n, w, &l);
+    if (n == 0) /* an empty key: no bytes */
+        return true;
     if (kind == 3) {
         if (n * w > 57 || (w == 0 && n > 1))
             return false;
