@@ -27,8 +27,20 @@
  *    structural validation is what refuses them), among them an
  *    Elias-Fano volume with one element missing from its high bits, so
  *    that the zeros outnumber its buckets.
+ *  - "v3-*" are format version 3, written by encode3() below (the
+ *    library's builder does not write offset kinds 2 and 3): valid ones
+ *    with kinds 2 and 3 at sh 0..3 and 5, k 0 and 1, keys of width 0, one
+ *    element, 32 elements in a key, offsets 0 and UINT32_MAX, versions, a
+ *    range beside them, and a builder's version 2 segment relabelled;
+ *    invalid ones each with one fact broken and both checksums
+ *    recomputed: a bucket one byte long, a rank above offset_count, an
+ *    Elias-Fano bucket missing a high bit, a packed bucket of more than
+ *    57 bits, unsorted values, sh 32, a directory for one key more than
+ *    offset_span's, and kind 2 in a version 2 segment.
  * The program opens every seed and checks that valid ones open and invalid
- * ones are refused with the expected code; it exits 1 otherwise.
+ * ones are refused with the expected code; it exits 1 otherwise. A library
+ * that does not read version 3 yet must refuse every version 3 seed with
+ * SEGIDX_EVERSION instead.
  */
 #include <segidx.h>
 
@@ -491,11 +503,11 @@ static uint8_t *write_exponent(uint8_t *p, const uint32_t *x, uint32_t n, const 
 {
     unsigned w;
     uint32_t K = key3(x[n - 1], h->sh, h->k, &w) + (flaw == FLAW_DIRECTORY_LONGER);
-    uint8_t *dir = p, *stream = p + 4 * ((size_t)K + 2);
+    uint8_t *directory = p, *stream = p + 4 * ((size_t)K + 2);
     uint32_t i = 0, pos = 0, v[32];
     bool broken = false;
     for (uint32_t j = 0; j <= K; j++) {
-        put(dir + 4 * j, i | pos << 16, 4);
+        put(directory + 4 * j, i | pos << 16, 4);
         uint32_t nj = 0;
         unsigned wi;
         for (; i < n && key3(x[i], h->sh, h->k, &wi) == j; i++) {
@@ -524,9 +536,9 @@ static uint8_t *write_exponent(uint8_t *p, const uint32_t *x, uint32_t n, const 
         }
         pos += (uint32_t)bytes;
     }
-    put(dir + 4 * ((size_t)K + 1), n | pos << 16, 4);
+    put(directory + 4 * ((size_t)K + 1), n | pos << 16, 4);
     if (flaw == FLAW_RANK_ABOVE)
-        put(dir + 4 * (K / 2 + 1), n + 1, 2);
+        put(directory + 4 * (K / 2 + 1), n + 1, 2);
     return stream + pos;
 }
 

@@ -17,11 +17,13 @@
  * A pass runs only when its bytes differ from the previous pass's.
  *
  * Every buffer is also read by an independent reading of docs/FORMAT.md
- * (spec_full() / spec_tail() below, bounds-checked everywhere, sharing no
- * code with src/). Open must succeed exactly when that reading accepts the
- * bytes; a failed open must return SEGIDX_ECORRUPT or
- * SEGIDX_EVERSION (the latter exactly when a known magic carries an
- * unknown version) and leave `*out` alone. The tail path (segidx_segment_tail_len on the last 64
+ * and of format version 3 (spec_full() / spec_tail() below, bounds-checked
+ * everywhere, sharing no code with src/). Open must succeed exactly when
+ * that reading accepts the bytes in a version the library reads; a failed
+ * open must return SEGIDX_ECORRUPT or SEGIDX_EVERSION (the latter exactly
+ * when a known magic carries a version the library does not read: version
+ * 3 counts as known once the library opens it, see detect_v3()) and leave
+ * `*out` alone. The tail path (segidx_segment_tail_len on the last 64
  * bytes, segidx_segment_open_tail on an exact-size copy of the tail) must
  * agree with the same reading of the tail, and must succeed whenever the
  * full open did.
