@@ -466,7 +466,7 @@ static uint64_t exp_key(uint64_t x, unsigned sh, unsigned k, unsigned *w)
 
 /* What every value of key j shares: x >> w == the result. Written from
  * the key's inverse, not from exp_key(), so that the two check each
- * other (see the CHECK in spec_exponent_bucket()). */
+ * other (see the CHECK in spec_exponent()). */
 static uint64_t exp_key_top(uint64_t j, unsigned sh, unsigned k, unsigned *w)
 {
     if (j < 2ull << k) {
@@ -483,17 +483,24 @@ static unsigned ceil_log2(uint64_t n)
     return n <= 1 ? 0 : nbits(n - 1);
 }
 
+/* An Elias-Fano bucket of n >= 1 values of w bits keeps l = w - hb low
+ * bits each, hb = min(w, ceil(log2 n)), behind n + 2^hb high bits. */
+static unsigned exp_ef_low_width(uint64_t n, unsigned w)
+{
+    unsigned cl = ceil_log2(n);
+    return w < cl ? 0 : w - cl;
+}
+
 /* Bytes of an Elias-Fano (kind 2) or packed (kind 3) bucket of n values
- * of w bits; its high-bit width hb and low width l for kind 2. */
-static uint64_t exp_bucket_bytes(unsigned kind, uint64_t n, unsigned w, unsigned *l)
+ * of w bits. */
+static uint64_t exp_bucket_bytes(unsigned kind, uint64_t n, unsigned w)
 {
     if (n == 0)
         return 0;
     if (kind == 3)
         return ceil_div(n * w, 8);
-    unsigned cl = ceil_log2(n), hb = w < cl ? w : cl;
-    *l = w - hb;
-    return ceil_div(n + (1ull << hb) + n * *l, 8);
+    unsigned l = exp_ef_low_width(n, w);
+    return ceil_div(n + (1ull << (w - l)) + n * l, 8);
 }
 
 /* The n values of one bucket, into v: false when the bytes are not
@@ -501,9 +508,7 @@ static uint64_t exp_bucket_bytes(unsigned kind, uint64_t n, unsigned w, unsigned
 static bool exp_bucket_values(const uint8_t *b, unsigned kind, uint64_t n, unsigned w,
                               uint64_t *v)
 {
-    unsigned l = 0;
     uint64_t used;
-    exp_bucket_bytes(kind, n, w, &l);
     if (n == 0) /* an empty key: no bytes */
         return true;
     if (kind == 3) {
@@ -513,6 +518,7 @@ static bool exp_bucket_values(const uint8_t *b, unsigned kind, uint64_t n, unsig
             v[i] = bits_get(b, i * w, w);
         used = n * w;
     } else {
+        unsigned l = exp_ef_low_width(n, w);
         uint64_t high = n + (1ull << (w - l)), ones = 0; /* n + B */
         for (uint64_t pos = 0; pos < high; pos++) {
             if (!bit_at(b, pos))
@@ -562,8 +568,7 @@ static bool spec_exponent(struct model *m, struct rd *r, const struct mvol *v, u
         if (n > 32)
             return refuse(m, "exponent: more than 32 offsets in a key");
         uint64_t top = exp_key_top(j, v->sh, v->k, &w);
-        unsigned l;
-        if (next_pos - pos != exp_bucket_bytes(v->kind, n, w, &l))
+        if (next_pos - pos != exp_bucket_bytes(v->kind, n, w))
             return refuse(m, "exponent: bucket length");
         if (!exp_bucket_values(stream + pos, v->kind, n, w, vals))
             return refuse(m, "exponent: bucket values");
