@@ -144,7 +144,7 @@ TOOL_SRC := $(wildcard tools/*.c)
 TOOL_HDR := $(wildcard tools/*.h)
 CLI      := $(BUILD)/segidx
 
-.PHONY: all lib lmdb pg deps check check-long check-unit check-unit-threads check-replay check-abi check-install \
+.PHONY: all lib lmdb pg deps check check-long check-unit check-replay check-abi check-install \
         check-st asan tsan valgrind fuzz fuzz-run bench install install-static install-shared \
         install-includes install-pc install-bin uninstall clean demo bench-readme bench-long FORCE \
         check-cli check-crash check-s3 static-roaring check-static check-deps check-minimal cross cross-lib \
@@ -388,25 +388,16 @@ asan:
 	$(MAKE) $(ASAN_VARS) test-bins
 	$(MAKE) -j1 $(ASAN_VARS) check-unit check-replay
 
-# Every unit test. A race needs two threads: the tests whose programs can
-# start a thread or a process (pthread_create or fork among their symbols)
-# run in full; the others run their quick repetitions (SEGIDX_TEST_QUICK),
-# where TSan still checks how they lock (a mutex unlocked twice, destroyed
-# while held) and would spend ten times as long finding nothing more. A
-# report fails the run (TSan's exit code, 66).
+# Every unit test, not only the threaded ones: a race may sit anywhere that
+# locks. SEGIDX_TEST_QUICK=models shrinks the repetitions that run on one
+# thread (random models, damage sweeps), where TSan checks only how they
+# lock; the rounds in which threads or processes meet run whole
+# (tests/testutil.h). A report fails the run (TSan's exit code, 66).
 TSAN_VARS = BUILD=build/tsan LDFLAGS="-fsanitize=thread" \
             CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer $(CFLAGS_EXTRA)"
 tsan:
 	$(MAKE) $(TSAN_VARS) test-bins
-	$(MAKE) -j1 $(TSAN_VARS) check-unit-threads
-
-check-unit-threads: $(TEST_BIN)
-	@set -e; for t in $(TEST_BIN); do \
-	    if $(NM) $$t | grep -qE ' U (pthread_create|fork)(@|$$)'; then \
-	        echo "== $$t"; $$t 2>&1; \
-	    else \
-	        echo "== $$t (starts no thread: quick repetitions)"; SEGIDX_TEST_QUICK=1 $$t 2>&1; \
-	    fi; done
+	SEGIDX_TEST_QUICK=models $(MAKE) -j1 $(TSAN_VARS) check-unit
 
 # Every test and corpus replay under valgrind's memcheck: any error or
 # definite/indirect leak fails the run. No suppressions. SEGIDX_TEST_QUICK
@@ -422,9 +413,12 @@ valgrind: $(TEST_BIN) $(REPLAY_BIN)
 	@set -e; for r in $(REPLAY_BIN); do name=$$(basename $$r _fuzz_replay); \
 	    echo "== valgrind $$r"; $(VALGRIND) $$r fuzz/corpus/$$name; done
 
+# The single-threaded build, every test at its quick repetitions: what it
+# checks is that the library builds and behaves without threads; make check
+# runs the full repetitions of the same code.
 check-st:
 	$(MAKE) BUILD=build/st SEGIDX_SINGLE_THREADED=1 test-bins
-	$(MAKE) -j1 BUILD=build/st SEGIDX_SINGLE_THREADED=1 check-unit check-replay
+	SEGIDX_TEST_QUICK=1 $(MAKE) -j1 BUILD=build/st SEGIDX_SINGLE_THREADED=1 check-unit check-replay
 
 # ------------------------------------------------------------------ cross
 

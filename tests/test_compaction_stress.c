@@ -647,7 +647,7 @@ static void run_stress(const stress_run *run)
     assert_true(s && w);
     s->run = run;
     s->w = w;
-    s->max_lsn = (segidx_lsn)test_scaled(run->share);
+    s->max_lsn = (segidx_lsn)test_scaled_threads(run->share);
     assert_true(s->max_lsn <= CW_MAX_LSN);
     cw_open(w, run->seed, &run->opts);
     kv_forward_init(&s->store, w->raw);

@@ -780,7 +780,7 @@ static void *stress_worker(void *p)
     struct worker *w = p;
     struct stress *s = w->s;
     test_rng r = { 0x57 + w->t };
-    for (unsigned a = 0; a < (unsigned)test_scaled(ATTEMPTS); a++) {
+    for (unsigned a = 0; a < (unsigned)test_scaled_threads(ATTEMPTS); a++) {
         struct attempt *at = &s->log[w->t][a];
         segidx_volume_index *vi = s->vi[rng_below(&r, 2)];
         bool single = rng_below(&r, 3) == 0;
@@ -883,7 +883,7 @@ static void test_threaded_stress(void **state)
         assert_int_equal(pthread_join(th[t], NULL), 0);
 
     long ok_items = 0, ok = 0, conflicts = 0, heads = 0;
-    unsigned attempts = (unsigned)test_scaled(ATTEMPTS);
+    unsigned attempts = (unsigned)test_scaled_threads(ATTEMPTS);
     for (unsigned t = 0; t < THREADS; t++)
         for (unsigned a = 0; a < attempts; a++) {
             const struct attempt *at = &s->log[t][a];

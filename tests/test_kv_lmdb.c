@@ -425,7 +425,7 @@ static void test_cas_across_processes(void **state)
 {
     (void)state;
     enum { CHILDREN = 3 };
-    long per_process = test_scaled(300), conflicts = 0;
+    long per_process = test_scaled_threads(300), conflicts = 0;
     char path[512];
     tmp_path(path, sizeof path, "cas-processes");
     segidx_kv kv = open_at(path, &nosync_opts); /* created before anyone races to */
@@ -503,7 +503,7 @@ static uint64_t check_numbered_store(const char *dir)
 enum { BACKUPS = 8 };
 /* A writer's bound, fewer under valgrind (SEGIDX_TEST_QUICK), where the
  * backups run slowly enough for a writer to reach it. */
-#define WRITER_MAX_BATCHES ((uint32_t)test_scaled(20000))
+#define WRITER_MAX_BATCHES ((uint32_t)test_scaled_threads(20000))
 
 /* Takes BACKUPS backups of `path` into backup-<label>-<k> while a writer
  * runs, then checks each is a consistent prefix of the writer's batches,

@@ -546,7 +546,7 @@ static void test_writer_gets_through_busy_readers(void **state)
         th[i].writer_done = &writer_done;
         assert_int_equal(pthread_create(&th[i].tid, NULL, stress_read, &th[i]), 0);
     }
-    long writes = test_scaled(3000);
+    long writes = test_scaled_threads(3000);
     for (uint64_t i = 1; i <= (uint64_t)writes; i++) {
         segidx_kv_op op = KVTEST_PUT("n", 1, &i, 8);
         assert_int_equal(kv.vt->write(kv.self, &op, 1), SEGIDX_OK);

@@ -164,7 +164,7 @@ static void test_random_against_model(void **state)
         assert_int_equal(segidx__limiter_new(cap, &l), SEGIDX_OK);
         bool held[POOL] = { false };
         unsigned n = 0, peak = 0;
-        long ops = test_scaled(20000);
+        long ops = test_scaled_threads(20000);
         for (long i = 0; i < ops; i++) {
             unsigned j = (unsigned)rng_below(&r, POOL);
             uint8_t k[16];
@@ -324,7 +324,7 @@ static void *crowd_run(void *arg)
 
 static void crowd(unsigned keys, unsigned cap)
 {
-    struct crowd c = { .keys = keys, .cap = cap, .rounds = test_scaled(20000) };
+    struct crowd c = { .keys = keys, .cap = cap, .rounds = test_scaled_threads(20000) };
     assert_int_equal(segidx__limiter_new(cap, &c.l), SEGIDX_OK);
     atomic_init(&c.inside, 0);
     atomic_init(&c.most, 0);

@@ -433,7 +433,7 @@ static void run(const char *name, uint64_t seed, const segidx_volume_index_optio
                                  cw_commit_ready };
     assert_int_equal(segidx_packer_new(&po, &p->w.packer), SEGIDX_OK);
 
-    segidx_lsn max = (segidx_lsn)test_scaled(CW_MAX_LSN / 2);
+    segidx_lsn max = (segidx_lsn)test_scaled_threads(CW_MAX_LSN / 2);
     for (;;) {
         unsigned open[CW_VOLUMES], n_open = 0;
         for (unsigned v = 0; v < CW_VOLUMES; v++)

@@ -2171,7 +2171,7 @@ static void test_model_stress(void **state)
     segidx_loader *l = loader_over(f, cache, 3);
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, MS_THREADS + 1);
-    long phases = test_scaled(60);
+    long phases = test_scaled_threads(60);
     struct ms_thread t[MS_THREADS];
     for (int i = 0; i < MS_THREADS; i++)
         t[i] = (struct ms_thread){ .l = l, .f = f, .bar = &bar,

@@ -197,14 +197,14 @@ static void test_restarts_under_load(void **state)
     assert_int_equal(pthread_create(&tc, NULL, committer, &s), 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&tr[i], NULL, reader, &s), 0);
-    segidx_lsn goal = (segidx_lsn)test_scaled(BEFORE);
+    segidx_lsn goal = (segidx_lsn)test_scaled_threads(BEFORE);
     for (int round = 0; round < 2; round++) {
         wait_acked(&s, goal);
         /* Immediate first (a crash: open transactions die), then fast. */
         assert_int_equal(pgserver_ctl_stop(&pgserver_the, round == 0), 0);
         pause_ms(200);
         assert_int_equal(pgserver_ctl_start(&pgserver_the), 0);
-        goal = atomic_load(&s.acked) + (segidx_lsn)test_scaled(round == 0 ? BETWEEN : AFTER);
+        goal = atomic_load(&s.acked) + (segidx_lsn)test_scaled_threads(round == 0 ? BETWEEN : AFTER);
     }
     wait_acked(&s, goal);
     atomic_store(&s.stop, 1);

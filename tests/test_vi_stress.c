@@ -211,7 +211,7 @@ struct stress {
 /* An iteration count of the whole budget, cut to this run's share. */
 static long stress_scaled(const struct stress *s, long n)
 {
-    return test_scaled(n * s->share / 1200);
+    return test_scaled_threads(n * s->share / 1200);
 }
 
 static size_t at(const struct stress *s, unsigned v, segidx_lsn lsn)
@@ -1342,7 +1342,7 @@ static void run_stress(const struct stress_run *run)
 {
     unsigned n_vi = run->n_vi;
     uint64_t seed = run->seed;
-    struct stress *s = stress_new((segidx_lsn)test_scaled(run->share), seed);
+    struct stress *s = stress_new((segidx_lsn)test_scaled_threads(run->share), seed);
     struct shared_store *st = shared_open();
     s->n_vi = n_vi;
     s->name = run->name;

@@ -462,7 +462,7 @@ static void test_concurrent_commits_one_wins(void **state)
     fixture_open(&f, 5);
     segidx_vid vid = random_vid(&f.rng);
     enum { THREADS = 8 };
-    const segidx_lsn last = (segidx_lsn)test_scaled(40);
+    const segidx_lsn last = (segidx_lsn)test_scaled_threads(40);
     for (segidx_lsn lsn = 1; lsn <= last; lsn++) {
         pthread_barrier_t start;
         pthread_barrier_init(&start, NULL, THREADS);

@@ -29,18 +29,34 @@
 #endif
 
 /* SEGIDX_TEST_QUICK=1 (set by `make valgrind`) divides the heaviest loops
- * (thread rounds, random rounds, byte-by-byte damage) by ten or so: under valgrind
- * every instruction costs fifty and threads run one at a time. The cases
- * themselves stay the same; only their repetitions shrink. */
+ * (thread rounds, random rounds, byte-by-byte damage) by ten or so: under
+ * valgrind every instruction costs fifty and threads run one at a time.
+ * SEGIDX_TEST_QUICK=models (set by `make tsan`) divides only the loops that
+ * run on one thread (random models, damage sweeps): ThreadSanitizer finds
+ * races only where threads meet, so the rounds where they meet
+ * (test_scaled_threads) stay whole. The cases themselves stay the same;
+ * only their repetitions shrink. */
 static inline bool test_quick(void)
 {
     const char *q = getenv("SEGIDX_TEST_QUICK");
     return q && *q && *q != '0';
 }
 
+static inline bool test_quick_threads(void)
+{
+    return test_quick() && strcmp(getenv("SEGIDX_TEST_QUICK"), "models") != 0;
+}
+
+/* Repetitions on one thread. */
 static inline long test_scaled(long n)
 {
     return test_quick() ? (n + 9) / 10 : n;
+}
+
+/* Rounds in which threads or processes meet. */
+static inline long test_scaled_threads(long n)
+{
+    return test_quick_threads() ? (n + 9) / 10 : n;
 }
 
 /* Each test seeds its own generator so that a failure replays from the
