@@ -21,8 +21,7 @@
  * everywhere, sharing no code with src/). Open must succeed exactly when
  * that reading accepts the bytes in a version the library reads; a failed
  * open must return SEGIDX_ECORRUPT or SEGIDX_EVERSION (the latter exactly
- * when a known magic carries a version the library does not read: version
- * 3 counts as known once the library opens it, see detect_v3()) and leave
+ * when a known magic carries a version the library does not read) and leave
  * `*out` alone. The tail path (segidx_segment_tail_len on the last 64
  * bytes, segidx_segment_open_tail on an exact-size copy of the tail) must
  * agree with the same reading of the tail, and must succeed whenever the
@@ -85,9 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define H_SID 24
 #define H_RESERVED 40
 
-/* Version 3's offset kinds 2 and 3, as this reading names them: the
- * library's enum has no name for them yet, so check_volumes() only asks
- * that it tell them apart from the older encodings. */
+/* Version 3's offset kinds 2 and 3, as the library reports them
+ * (SEGIDX_OFFSETS_KEYED and SEGIDX_OFFSETS_KEYED_PACKED). */
 #define MODEL_EXPONENT_EF 4u
 #define MODEL_EXPONENT_PACKED 5u
 
@@ -1003,21 +1001,6 @@ static segidx_vid unknown_vid(const struct model *m, uint64_t *rng)
  * and 3 (-1 where the segment has none), as its first volume of each kind
  * says: every other volume of the kind must say the same, and the two
  * kinds must differ. */
-static void exponent_encodings(const struct use *u, int out[2])
-{
-    out[0] = out[1] = -1;
-    for (uint32_t i = 0; i < u->m->volume_count; i++) {
-        unsigned e = u->m->vols[i].encoding;
-        if ((e != MODEL_EXPONENT_EF && e != MODEL_EXPONENT_PACKED) ||
-            out[e - MODEL_EXPONENT_EF] >= 0)
-            continue;
-        segidx_segment_volume got;
-        CHECK(segidx_segment_volume_get(u->s, i, &got) == SEGIDX_OK);
-        out[e - MODEL_EXPONENT_EF] = got.offset_encoding;
-    }
-    CHECK(out[0] < 0 || out[0] != out[1]);
-}
-
 static void check_volumes(const struct use *u)
 {
     const struct model *m = u->m;
@@ -1031,8 +1014,6 @@ static void check_volumes(const struct use *u)
     CHECK(st.index_bytes == m->index_len);
     CHECK(st.segment_bytes == m->segment_len);
 
-    int exponent[2];
-    exponent_encodings(u, exponent);
     uint64_t index_bytes = 0;
     for (uint32_t i = 0; i < m->volume_count; i++) {
         const struct mvol *v = &m->vols[i];
@@ -1046,12 +1027,7 @@ static void check_volumes(const struct use *u)
         CHECK(got.last_offset == v->first_offset + v->span);
         CHECK(got.min_lsn == v->base);
         CHECK(got.max_lsn == v->max_lsn);
-        if (v->encoding == MODEL_EXPONENT_EF || v->encoding == MODEL_EXPONENT_PACKED)
-            CHECK(got.offset_encoding != SEGIDX_OFFSETS_RANGE &&
-                  got.offset_encoding != SEGIDX_OFFSETS_PARTITIONED &&
-                  got.offset_encoding == exponent[v->encoding - MODEL_EXPONENT_EF]);
-        else
-            CHECK(got.offset_encoding == (int)v->encoding);
+        CHECK(got.offset_encoding == (int)v->encoding);
         CHECK(got.rlsn_width == v->width);
         CHECK(got.index_bytes == v->index_bytes);
         index_bytes += got.index_bytes;
@@ -1276,28 +1252,13 @@ static bool known_code(int rc)
     return rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION;
 }
 
-/* Whether the library reads format version 3: found once by
- * self_check(). This reading knows version 3 either way; a library that
- * does not yet must answer SEGIDX_EVERSION for it, as for any version it
- * does not know, and its lookups then have nothing to be compared with. */
-static bool library_reads_v3;
-
 /* SEGIDX_EVERSION exactly when a magic is right and its version is not
  * one the library reads (a known header version other than the footer's
  * is corrupt): the footer's always (it is read first), the header's once
  * the footer passed. */
 static bool known_version(unsigned v)
 {
-    return v == 1 || v == 2 || (v == 3 && library_reads_v3);
-}
-
-/* A reading that accepted bytes of a version the library does not read
- * stands for a refusal (SEGIDX_EVERSION, checked by check_version_rule()). */
-static bool library_reads(struct model *m, bool accepted)
-{
-    if (accepted && !known_version(m->version))
-        return refuse(m, "a format version the library does not read");
-    return accepted;
+    return v >= 1 && v <= 3;
 }
 
 static void check_version_rule(const uint8_t *p, size_t len, int rc, bool footer_ok)
@@ -1334,7 +1295,6 @@ static void run_one(const uint8_t *buf, size_t len, uint64_t seed)
     bool full_spec = spec_full(&full_model, buf, len);
     if (full_spec)
         model_self_check(&full_model);
-    full_spec = library_reads(&full_model, full_spec);
     segidx_segment *s = sentinel;
     int rc = segidx_segment_open(buf, len, &s);
     if (rc != SEGIDX_OK) {
@@ -1361,7 +1321,7 @@ static void run_one(const uint8_t *buf, size_t len, uint64_t seed)
         int trc = segidx_segment_tail_len(f, len, &got);
         struct model fm;
         memset(&fm, 0, sizeof fm);
-        footer_ok = library_reads(&fm, spec_footer(&fm, f, len));
+        footer_ok = spec_footer(&fm, f, len);
         if (trc != SEGIDX_OK) {
             CHECK(known_code(trc));
             CHECK(got == 0x5A5A5A);
@@ -1385,7 +1345,6 @@ static void run_one(const uint8_t *buf, size_t len, uint64_t seed)
         tail_spec = spec_tail(&tail_model, tail, tail_len, len);
         if (tail_spec)
             model_self_check(&tail_model);
-        tail_spec = library_reads(&tail_model, tail_spec);
         t = sentinel;
         int orc = segidx_segment_open_tail(tail, tail_len, len, &t);
         if (orc != SEGIDX_OK) {
@@ -1494,28 +1453,6 @@ static bool reframe(uint8_t *p, size_t len)
     return true;
 }
 
-/* Whether the library reads version 3, from a segment the builder wrote:
- * a version 2 segment is a version 3 one once both of its version fields
- * say 3 (kinds 0 and 1 keep their bytes). The library must open it, or
- * refuse it as a version it does not know; this reading must accept it. */
-static void detect_v3(const uint8_t *seg, size_t n)
-{
-    uint8_t *v3 = copy_exact(seg, n);
-    CHECK(get16(v3 + H_VERSION) >= 2);
-    put16(v3 + H_VERSION, 3);
-    put16(v3 + n - FOOTER_BYTES + F_VERSION, 3);
-    reseal(v3, n);
-    struct model m;
-    CHECK(spec_full(&m, v3, n) && m.version == 3);
-    model_free(&m);
-    segidx_segment *s = NULL;
-    int rc = segidx_segment_open(v3, n, &s);
-    CHECK(rc == SEGIDX_OK || rc == SEGIDX_EVERSION);
-    library_reads_v3 = rc == SEGIDX_OK;
-    segidx_segment_close(s);
-    free(v3);
-}
-
 /* Once per process: the checksums this target forges must be the
  * library's and its reading of the spec must accept what the builder
  * writes, or passes 2 and 3 would silently test nothing. Also the
@@ -1554,7 +1491,6 @@ static void self_check(void)
     CHECK(spec_full(&m, seg, n));
     CHECK(m.page_count == 7 && m.volume_count == 2);
     model_free(&m);
-    detect_v3(seg, n);
 
     segidx_segment *s = NULL;
     CHECK(segidx_segment_open(NULL, n, &s) == SEGIDX_EINVAL);

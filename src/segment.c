@@ -1128,7 +1128,9 @@ static int read_entry_v2(struct cursor *c, struct volume *v, uint64_t *pages_lef
     v->offsets = (uint32_t)offsets;
     v->first_offset = (uint32_t)first;
     v->span = (uint32_t)span;
-    v->encoding = kind == KIND2_RANGE ? SEGIDX_OFFSETS_RANGE : SEGIDX_OFFSETS_PARTITIONED;
+    static const uint8_t encodings[] = { SEGIDX_OFFSETS_RANGE, SEGIDX_OFFSETS_PARTITIONED,
+                                         SEGIDX_OFFSETS_KEYED, SEGIDX_OFFSETS_KEYED_PACKED };
+    v->encoding = encodings[kind];
     v->rlsn_bits = (uint8_t)rlsn_bits;
     v->width = (uint8_t)((rlsn_bits + 7) / 8);
     v->versions = offsets < pages;
