@@ -200,7 +200,7 @@ static void test_random_workloads(void **state)
 static void test_every_encoding_used(void **state)
 {
     (void)state;
-    bool seen[4] = { false };
+    bool seen[SEGIDX_OFFSETS_KEYED_PACKED + 1] = { false };
     unsigned widths = 0;
     for (uint64_t seed = 1; seed <= 40; seed++) {
         workload w = wl_random(seed);
@@ -213,6 +213,7 @@ static void test_every_encoding_used(void **state)
         for (uint32_t v = 0; v < st.volume_count; v++) {
             segidx_segment_volume vol;
             segidx_segment_volume_get(s, v, &vol);
+            assert_in_range(vol.offset_encoding, SEGIDX_OFFSETS_RANGE, SEGIDX_OFFSETS_KEYED_PACKED);
             seen[vol.offset_encoding] = true;
             widths |= 1u << vol.rlsn_width;
         }
@@ -221,8 +222,12 @@ static void test_every_encoding_used(void **state)
         wl_free(&w);
     }
     assert_true(seen[SEGIDX_OFFSETS_RANGE]);
-    if (test_version != SEG_VERSION_1) { /* keyed kinds report partitioned */
+    if (test_version == SEG_VERSION_2) {
         assert_true(seen[SEGIDX_OFFSETS_PARTITIONED]);
+        assert_false(seen[SEGIDX_OFFSETS_BITMAP] || seen[SEGIDX_OFFSETS_ELIAS_FANO] ||
+                     seen[SEGIDX_OFFSETS_KEYED] || seen[SEGIDX_OFFSETS_KEYED_PACKED]);
+    } else if (test_version != SEG_VERSION_1) {
+        assert_true(seen[SEGIDX_OFFSETS_KEYED] || seen[SEGIDX_OFFSETS_KEYED_PACKED]);
         assert_false(seen[SEGIDX_OFFSETS_BITMAP] || seen[SEGIDX_OFFSETS_ELIAS_FANO]);
     } else {
         assert_true(seen[SEGIDX_OFFSETS_BITMAP]);

@@ -83,6 +83,8 @@ static void test_builder_choice(void **state)
 {
     (void)state;
     static const int kinds[] = { KIND3_EF_BUCKETS, KIND3_PACKED, KIND2_RANGE };
+    static const int reported[] = { SEGIDX_OFFSETS_KEYED, SEGIDX_OFFSETS_KEYED_PACKED,
+                                    SEGIDX_OFFSETS_RANGE };
     static const double budget[] = { 2.0, 3.0, 0.5 };
     workload ws[] = { wl_w1(1), wl_w2(2), wl_w3(3) };
     for (int i = 0; i < 3; i++) {
@@ -95,8 +97,12 @@ static void test_builder_choice(void **state)
         segidx_segment_stats st;
         segidx_segment_stats_get(s, &st);
         assert_true((double)st.index_bytes <= budget[i] * st.page_count);
-        for (uint32_t v = 0; v < st.volume_count; v++)
+        for (uint32_t v = 0; v < st.volume_count; v++) {
+            segidx_segment_volume vol;
+            assert_int_equal(segidx_segment_volume_get(s, v, &vol), SEGIDX_OK);
+            assert_int_equal(vol.offset_encoding, reported[i]);
             assert_int_equal(segidx__segment_volume_kind(s, v, NULL, NULL), kinds[i]);
+        }
         segidx_segment_close(s);
         free(buf);
         free(twin);
