@@ -11,9 +11,9 @@
  *          first page and version count; the LSNs beside it.
  * Both answer the same question as segment_find (newest version <= lsn)
  * and are checked against it on every query before anything is timed.
- * Segments are built in the builder's default format (version 2); the
- * version 1 layout's figures come from the same program with
- * SEGIDX_BENCH_FORMAT=1 (an internal builder switch). */
+ * Segments are built in the builder's default format (version 3); the
+ * older layouts' figures come from the same program with
+ * SEGIDX_BENCH_FORMAT=1 or 2 (an internal builder switch). */
 #include "bench.h"
 
 #include <math.h>
@@ -37,7 +37,7 @@ void segidx__segment_use_generic(segidx_segment *s, bool generic);
 static unsigned format_version(void)
 {
     const char *e = getenv("SEGIDX_BENCH_FORMAT");
-    return e && e[0] == '1' ? 1 : 2;
+    return e && (e[0] == '1' || e[0] == '2') ? (unsigned)(e[0] - '0') : 3;
 }
 
 static uint8_t *build(const workload *w, size_t *len)

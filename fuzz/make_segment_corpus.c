@@ -27,6 +27,16 @@
  *    structural validation is what refuses them), among them an
  *    Elias-Fano volume with one element missing from its high bits, so
  *    that the zeros outnumber its buckets.
+ *  - "v3-*" are format version 3, written by encode3() below (the
+ *    library's builder does not write offset kinds 2 and 3): valid ones
+ *    with kinds 2 and 3 at sh 0..3 and 5, k 0 and 1, keys of width 0, one
+ *    element, 32 elements in a key, offsets 0 and UINT32_MAX, versions, a
+ *    range beside them, and a builder's version 2 segment relabelled;
+ *    invalid ones each with one fact broken and both checksums
+ *    recomputed: a bucket one byte long, a rank above offset_count, an
+ *    Elias-Fano bucket missing a high bit, a packed bucket of more than
+ *    57 bits, unsorted values, sh 32, a directory for one key more than
+ *    offset_span's, and kind 2 in a version 2 segment.
  * The program opens every seed and checks that valid ones open and invalid
  * ones are refused with the expected code; it exits 1 otherwise.
  */
@@ -270,33 +280,89 @@ static uint8_t *write_offsets(uint8_t *p, const uint32_t *x, uint32_t n, uint32_
     return p; /* range */
 }
 
+/* Both checksums recomputed for the bytes as they are. */
+static void reseal(uint8_t *buf, size_t len)
+{
+    uint8_t *f = buf + len - 64;
+    uint64_t index_len = get(f + 8, 4);
+    put(f + 40, XXH3_64bits(buf, 64), 8);
+    put(f + 48, XXH3_64bits(f - index_len, index_len + 48), 8);
+}
+
+/* The pages of `ps` (sorted) and their checksums, in a buffer with room
+ * for an index and the footer; returns the buffer, `*index` where the
+ * index starts. */
+static uint8_t *write_pages(const struct pages *ps, size_t *index)
+{
+    uint32_t n = ps->n;
+    uint8_t *buf = calloc(1, 64 + (size_t)n * (PAGE + 8) + 64 + 200000);
+    if (!buf)
+        die("out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        fill_page(buf + 64 + (size_t)i * PAGE, &ps->p[i]);
+        put(buf + 64 + (size_t)n * PAGE + 8 * i, XXH3_64bits(buf + 64 + (size_t)i * PAGE, PAGE), 8);
+    }
+    *index = 64 + (size_t)n * (PAGE + 8);
+    return buf;
+}
+
+/* The first page of each volume of `ps` (sorted), then ps->n; returns how
+ * many volumes. */
+static uint32_t split_volumes(const struct pages *ps, uint32_t starts[17])
+{
+    uint32_t vols = 0;
+    for (uint32_t i = 0; i < ps->n; i++)
+        if (i == 0 || memcmp(ps->p[i].vid.bytes, ps->p[i - 1].vid.bytes, 16) != 0) {
+            if (vols == 16)
+                die("too many volumes for the encoder");
+            starts[vols++] = i;
+        }
+    starts[vols] = ps->n;
+    return vols;
+}
+
+/* Header and footer of format `version` around the index that ends at
+ * `end`, sealed; returns the segment's length. */
+static size_t frame(uint8_t *buf, size_t index, uint8_t *end, uint32_t pages, uint32_t vols,
+                    unsigned version)
+{
+    uint64_t index_len = (uint64_t)(end - (buf + index));
+    uint8_t *h = buf, *f = end;
+    memcpy(h, "SXSG", 4);
+    put(h + 4, version, 2);
+    put(h + 8, PAGE, 4);
+    put(h + 12, pages, 4);
+    put(h + 16, vols, 4);
+    put(h + 20, index_len, 4);
+    memcpy(h + 24, seed_sid.bytes, 16);
+    put(f + 0, index, 8);
+    put(f + 8, index_len, 4);
+    put(f + 12, pages, 4);
+    put(f + 16, vols, 4);
+    put(f + 20, PAGE, 4);
+    memcpy(f + 24, seed_sid.bytes, 16);
+    put(f + 56, version, 2);
+    memcpy(f + 60, "SXSF", 4);
+    size_t len = (size_t)(f + 64 - buf);
+    reseal(buf, len);
+    return len;
+}
+
 /* Write a whole segment of `ps` (any order) with per-volume choices `how`
  * (indexed by volume in vid order; NULL = the builder's choices). */
 static uint8_t *encode(struct pages *ps, const struct how *how, size_t *len, struct where *at)
 {
     qsort(ps->p, ps->n, sizeof *ps->p, by_key);
     uint32_t n = ps->n;
-    size_t cap = 64 + (size_t)n * (PAGE + 8) + 64 + 200000;
-    uint8_t *buf = calloc(1, cap);
+    size_t index;
+    uint8_t *buf = write_pages(ps, &index);
     uint32_t *x = malloc(n * sizeof *x);
     uint16_t *ranks = malloc(n * sizeof *ranks);
-    if (!buf || !x || !ranks)
+    if (!x || !ranks)
         die("out of memory");
-    for (uint32_t i = 0; i < n; i++) {
-        fill_page(buf + 64 + (size_t)i * PAGE, &ps->p[i]);
-        put(buf + 64 + (size_t)n * PAGE + 8 * i, XXH3_64bits(buf + 64 + (size_t)i * PAGE, PAGE), 8);
-    }
-    size_t index = 64 + (size_t)n * (PAGE + 8);
     uint8_t *p = buf + index;
     /* Volume entries, then data. */
-    uint32_t starts[17], vols = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (i == 0 || memcmp(ps->p[i].vid.bytes, ps->p[i - 1].vid.bytes, 16) != 0) {
-            if (vols == 16)
-                die("too many volumes for the encoder");
-            starts[vols++] = i;
-        }
-    starts[vols] = n;
+    uint32_t starts[17], vols = split_volumes(ps, starts);
     int enc[16], width[16], versions[16];
     for (uint32_t v = 0; v < vols; v++) {
         const struct pg *s = ps->p + starts[v];
@@ -351,26 +417,7 @@ static uint8_t *encode(struct pages *ps, const struct how *how, size_t *len, str
             put(p, fresh ? s[i].lsn - base : s[i].lsn - s[i - 1].lsn, width[v]);
         }
     }
-    uint64_t index_len = (uint64_t)(p - (buf + index));
-    uint8_t *h = buf, *f = p;
-    memcpy(h, "SXSG", 4);
-    put(h + 4, 1, 2);
-    put(h + 8, PAGE, 4);
-    put(h + 12, n, 4);
-    put(h + 16, vols, 4);
-    put(h + 20, index_len, 4);
-    memcpy(h + 24, seed_sid.bytes, 16);
-    put(f + 0, index, 8);
-    put(f + 8, index_len, 4);
-    put(f + 12, n, 4);
-    put(f + 16, vols, 4);
-    put(f + 20, PAGE, 4);
-    memcpy(f + 24, seed_sid.bytes, 16);
-    put(f + 40, XXH3_64bits(h, 64), 8);
-    put(f + 48, XXH3_64bits(buf + index, index_len + 48), 8);
-    put(f + 56, 1, 2);
-    memcpy(f + 60, "SXSF", 4);
-    *len = (size_t)(f + 64 - buf);
+    *len = frame(buf, index, p, n, vols, 1);
     at->index = index;
     at->footer = *len - 64;
     free(x);
@@ -378,13 +425,187 @@ static uint8_t *encode(struct pages *ps, const struct how *how, size_t *len, str
     return buf;
 }
 
-/* Both checksums recomputed for the bytes as they are. */
-static void reseal(uint8_t *buf, size_t len)
+/* ------------------------------------------------------------ version 3 */
+
+/* Format version 3 is version 2 with two more offset kinds, 2 (Elias-Fano
+ * buckets) and 3 (packed buckets), keyed by exponent; the library's
+ * builder does not write them, so this encoder does, with sh and k given
+ * per volume. */
+
+/* How to write one volume in version 3: kind 0 (range; needs a
+ * contiguous volume) or kind 2 or 3 with its sh and k. */
+struct how3 {
+    unsigned kind, sh, k;
+};
+
+/* One fact a malformed seed breaks, in the first volume of kind 2 or 3. */
+enum flaw3 {
+    FLAW_NONE,
+    FLAW_BUCKET_LONGER,   /* the first bucket one byte longer than its formula */
+    FLAW_RANK_ABOVE,      /* a directory rank above offset_count */
+    FLAW_HIGH_MISSING,    /* an Elias-Fano bucket's first high bit cleared */
+    FLAW_UNSORTED,        /* the first bucket's first two values swapped */
+    FLAW_SH_32,           /* sh = 32 */
+    FLAW_DIRECTORY_LONGER /* a directory for K + 1, one key more than offset_span's */
+};
+
+static unsigned bit_len(uint64_t v)
 {
-    uint8_t *f = buf + len - 64;
-    uint64_t index_len = get(f + 8, 4);
-    put(f + 40, XXH3_64bits(buf, 64), 8);
-    put(f + 48, XXH3_64bits(f - index_len, index_len + 48), 8);
+    unsigned b = 0;
+    for (; v; v >>= 1)
+        b++;
+    return b;
+}
+
+/* key(x) and its width w = s + sh. */
+static uint32_t key3(uint32_t x, unsigned sh, unsigned k, unsigned *w)
+{
+    uint32_t y = x >> sh;
+    unsigned e = bit_len(y), s = e > k + 1 ? e - 1 - k : 0;
+    *w = s + sh;
+    return (s << k) + (y >> s);
+}
+
+/* A little-endian bit stream: value v of w bits at bit `at`. */
+static void put_bits(uint8_t *p, uint64_t at, uint64_t v, unsigned w)
+{
+    for (unsigned i = 0; i < w; i++)
+        if (v >> i & 1)
+            set_bit(p, at + i);
+}
+
+/* One bucket of n values v (relative to the key, below 2^w) at p; returns
+ * its bytes. */
+static size_t write_bucket3(uint8_t *p, unsigned kind, const uint32_t *v, uint32_t n, unsigned w)
+{
+    if (n == 0)
+        return 0;
+    if (kind == 3) {
+        for (uint32_t i = 0; i < n; i++)
+            put_bits(p, (uint64_t)i * w, v[i], w);
+        return ((uint64_t)n * w + 7) / 8;
+    }
+    unsigned cl = bit_len(n - 1), hb = w < cl ? w : cl, l = w - hb;
+    uint64_t high = n + (1u << hb);
+    for (uint32_t i = 0; i < n; i++) {
+        set_bit(p, (v[i] >> l) + i);
+        put_bits(p, high + (uint64_t)i * l, v[i] & ((1ull << l) - 1), l);
+    }
+    return (high + (uint64_t)n * l + 7) / 8;
+}
+
+/* The offsets x[0..n) (relative) in kind 2 or 3: the directory, then the
+ * bucket stream. Returns the end. */
+static uint8_t *write_exponent(uint8_t *p, const uint32_t *x, uint32_t n, const struct how3 *h,
+                               enum flaw3 flaw)
+{
+    unsigned w;
+    uint32_t K = key3(x[n - 1], h->sh, h->k, &w) + (flaw == FLAW_DIRECTORY_LONGER);
+    uint8_t *directory = p, *stream = p + 4 * ((size_t)K + 2);
+    uint32_t i = 0, pos = 0, v[32];
+    bool broken = false;
+    for (uint32_t j = 0; j <= K; j++) {
+        put(directory + 4 * j, i | pos << 16, 4);
+        uint32_t nj = 0;
+        unsigned wi;
+        for (; i < n && key3(x[i], h->sh, h->k, &wi) == j; i++) {
+            if (nj == 32)
+                die("more than 32 offsets in a key");
+            w = wi; /* the next key's would be left in wi after the loop */
+            v[nj++] = x[i] & (uint32_t)((1ull << w) - 1);
+        }
+        if (nj >= 2 && !broken && flaw == FLAW_UNSORTED) {
+            uint32_t t = v[0];
+            v[0] = v[1];
+            v[1] = t;
+            broken = true;
+        }
+        size_t bytes = write_bucket3(stream + pos, h->kind, v, nj, w);
+        if (nj >= 2 && !broken && flaw == FLAW_HIGH_MISSING) {
+            uint64_t b = 0; /* the first element's high bit: the lowest one */
+            while (!(stream[pos + b / 8] >> b % 8 & 1))
+                b++;
+            stream[pos + b / 8] &= (uint8_t)~(1u << b % 8);
+            broken = true;
+        }
+        if (nj && !broken && flaw == FLAW_BUCKET_LONGER) {
+            bytes++;
+            broken = true;
+        }
+        pos += (uint32_t)bytes;
+    }
+    put(directory + 4 * ((size_t)K + 1), n | pos << 16, 4);
+    if (flaw == FLAW_RANK_ABOVE)
+        put(directory + 4 * (K / 2 + 1), n + 1, 2);
+    return stream + pos;
+}
+
+/* A version 3 segment of `ps`: volume v (in vid order) written as how[v];
+ * `flaw` breaks the first volume of kind 2 or 3. Pages are sorted in
+ * place; the caller frees the bytes. */
+static uint8_t *encode3(struct pages *ps, const struct how3 *how, enum flaw3 flaw, size_t *len)
+{
+    qsort(ps->p, ps->n, sizeof *ps->p, by_key);
+    size_t index;
+    uint8_t *buf = write_pages(ps, &index);
+    uint32_t *x = malloc(ps->n * sizeof *x), *ranks = malloc(ps->n * sizeof *ranks);
+    if (!x || !ranks)
+        die("out of memory");
+    uint8_t *p = buf + index;
+    uint32_t starts[17], vols = split_volumes(ps, starts);
+    /* The table, then each volume's data. */
+    for (int pass = 0; pass < 2; pass++) {
+        bool flawed = false;
+        for (uint32_t vi = 0; vi < vols; vi++) {
+            const struct pg *s = ps->p + starts[vi];
+            uint32_t pages = starts[vi + 1] - starts[vi], offsets = 0;
+            uint64_t base = UINT64_MAX, max = 0;
+            for (uint32_t i = 0; i < pages; i++)
+                base = s[i].lsn < base ? s[i].lsn : base;
+            for (uint32_t i = 0; i < pages; i++) {
+                max = s[i].lsn - base > max ? s[i].lsn - base : max;
+                if (i == 0 || s[i].off != s[i - 1].off) {
+                    ranks[offsets] = i;
+                    x[offsets++] = s[i].off - s[0].off;
+                }
+            }
+            const struct how3 *h = &how[vi];
+            enum flaw3 f = h->kind >= 2 && !flawed ? flaw : FLAW_NONE;
+            flawed |= h->kind >= 2;
+            unsigned rlsn_bits = bit_len(max);
+            if (pass == 0) {
+                memcpy(p, s->vid.bytes, 16);
+                p += 16;
+                p += varint(p, base);
+                p += varint(p, pages);
+                p += varint(p, offsets);
+                p += varint(p, s[0].off);
+                p += varint(p, x[offsets - 1]);
+                *p++ = (uint8_t)h->kind;
+                *p++ = (uint8_t)rlsn_bits;
+                if (h->kind >= 2) {
+                    *p++ = (uint8_t)(f == FLAW_SH_32 ? 32 : h->sh);
+                    *p++ = (uint8_t)h->k;
+                }
+                continue;
+            }
+            if (h->kind >= 2)
+                p = write_exponent(p, x, offsets, h, f);
+            if (offsets < pages) { /* version ranks, as version 2 */
+                unsigned rb = bit_len(pages - 1);
+                for (uint32_t i = 0; i < offsets; i++)
+                    put_bits(p, (uint64_t)i * rb, ranks[i], rb);
+                p += ((uint64_t)offsets * rb + 7) / 8;
+            }
+            for (uint32_t i = 0; i < pages; i++)
+                put_bits(p, (uint64_t)i * rlsn_bits, s[i].lsn - base, rlsn_bits);
+            p += ((uint64_t)pages * rlsn_bits + 7) / 8;
+        }
+    }
+    *len = frame(buf, index, p, ps->n, vols, 3);
+    free(x);
+    free(ranks);
+    return buf;
 }
 
 /* ------------------------------------------------------------ seeds */
@@ -602,15 +823,15 @@ static void invalid(void)
 
     write_seed("invalid-truncated", buf, len - 10, SEGIDX_ECORRUPT);
 
-    put(buf + len - 64 + 56, 3, 2); /* footer version 3 */
-    write_seed("invalid-footer-version-3", buf, len, SEGIDX_EVERSION);
+    put(buf + len - 64 + 56, 4, 2); /* footer version 4 */
+    write_seed("invalid-footer-version-4", buf, len, SEGIDX_EVERSION);
     put(buf + len - 64 + 56, 2, 2); /* version 2 with a version 1 index and header */
     write_seed("invalid-footer-version-2-of-1", buf, len, SEGIDX_ECORRUPT);
     put(buf + len - 64 + 56, 1, 2);
 
-    put(buf + 4, 3, 2); /* header version 3, its checksum recomputed */
+    put(buf + 4, 4, 2); /* header version 4, its checksum recomputed */
     reseal(buf, len);
-    write_seed("invalid-header-version-3", buf, len, SEGIDX_EVERSION);
+    write_seed("invalid-header-version-4", buf, len, SEGIDX_EVERSION);
     put(buf + 4, 2, 2); /* header version 2, footer version 1 */
     reseal(buf, len);
     write_seed("invalid-header-version-2-of-1", buf, len, SEGIDX_ECORRUPT);
@@ -690,6 +911,137 @@ static void invalid(void)
     free(ps.p);
 }
 
+/* Write `ps` in version 3 as `how` says, with `flaw`, and free the pages. */
+static void seed3(const char *name, struct pages *ps, const struct how3 *how, enum flaw3 flaw,
+                  int want)
+{
+    size_t len;
+    uint8_t *buf = encode3(ps, how, flaw, &len);
+    write_seed(name, buf, len, want);
+    free(buf);
+    free(ps->p);
+    *ps = (struct pages){ NULL, 0 };
+}
+
+/* A version 2 segment from the builder (a range, partitioned Elias-Fano
+ * volumes, versions) is a valid version 3 one once both version fields
+ * say 3: kinds 0 and 1 keep their bytes. The same bytes with kind 2 in a version 2 segment are
+ * corrupt. */
+static void v3_relabelled(void)
+{
+    struct pages ps = { NULL, 0 };
+    add(&ps, 65, 3, 10);
+    add(&ps, 65, 4, 10);
+    add(&ps, 65, 5, 10);
+    for (uint32_t i = 0; i < 6; i++)
+        add(&ps, 66, 7 * i * i, 20 + i % 2);
+    add(&ps, 66, 7, 25);
+    build_version = 2;
+    size_t len;
+    uint8_t *buf = build(&ps, &len);
+    build_version = 1;
+    free(ps.p);
+    put(buf + 4, 3, 2);
+    put(buf + len - 64 + 56, 3, 2);
+    reseal(buf, len);
+    write_seed("v3-valid-relabelled-v2", buf, len, SEGIDX_OK);
+    free(buf);
+}
+
+/* Offsets of the version 3 seeds, each volume a case: sh = 0..3 and 5,
+ * k = 0 and 1, buckets of width 0, one element, 32 elements in a key
+ * (kind 2 only: packed lanes hold at most 57 bits), offsets 0 and
+ * UINT32_MAX, an Elias-Fano sub-bucket of two 29-bit lows (58 bits, more
+ * than one compare takes), a packed bucket of exactly 57 bits, versions. */
+static void v3_volumes(struct pages *ps, unsigned kind)
+{
+    static const uint32_t fib[] = { 0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233 };
+    for (uint32_t i = 0; i < 13; i++) /* sh 0, k 0; offsets 5 and 13 have 2 versions */
+        for (uint32_t v = 0; v <= (fib[i] == 5 || fib[i] == 13); v++)
+            add(ps, 70, fib[i], 40 + 3 * v + i % 2);
+    static const uint32_t loose[] = { 0, 1, 6, 7, 20, 40, 41, 300, 1000 };
+    for (uint32_t i = 0; i < 9; i++) /* sh 1, k 1 */
+        add(ps, 71, 1000 + loose[i], 7);
+    add(ps, 72, 0, 3); /* sh 2, k 0: the ends of u32 */
+    add(ps, 72, UINT32_MAX, 3);
+    if (kind == 2) {
+        add(ps, 72, (1u << 31) + 5, 4);
+        add(ps, 72, (1u << 31) + 9, 4);
+    } else {
+        add(ps, 72, 1u << 20, 4);
+    }
+    add(ps, 73, UINT32_MAX, 1000); /* sh 3, k 1: one element */
+    for (uint32_t i = 0; i < 3; i++) /* a range among them */
+        add(ps, 75, 60 + i, 9);
+    if (kind == 2) {
+        for (uint32_t i = 0; i < 32; i++) /* sh 5, k 0: key 0 holds 32 */
+            add(ps, 74, 500 + i, 2);
+        add(ps, 74, 540, 2);
+        add(ps, 74, 600, 2);
+    } else {
+        static const uint32_t wide[] = { 0, 1u << 19, (1u << 19) + 7, (1u << 20) - 1 };
+        for (uint32_t i = 0; i < 4; i++) /* sh 0, k 0: 3 values of 19 bits */
+            add(ps, 76, 77 + wide[i], 5);
+    }
+}
+
+/* Nine offsets in sh 1, k 0 (keys 0..4, key 4 holding two), and a range. */
+static void v3_small(struct pages *ps)
+{
+    static const uint32_t offs[] = { 0, 1, 2, 3, 4, 6, 9, 17, 30 };
+    for (uint32_t i = 0; i < 9; i++)
+        add(ps, 80, 100 + offs[i], 6);
+    add(ps, 81, 5, 6);
+    add(ps, 81, 6, 6);
+}
+
+static void v3_seeds(void)
+{
+    v3_relabelled();
+    struct pages ps = { NULL, 0 };
+    struct how3 ef[] = { { 2, 0, 0 }, { 2, 1, 1 }, { 2, 2, 0 }, { 2, 3, 1 }, { 2, 5, 0 },
+                         { 0, 0, 0 } };
+    v3_volumes(&ps, 2);
+    seed3("v3-valid-ef", &ps, ef, FLAW_NONE, SEGIDX_OK);
+    struct how3 packed[] = { { 3, 0, 0 }, { 3, 1, 1 }, { 3, 2, 0 }, { 3, 3, 1 }, { 0, 0, 0 },
+                             { 3, 0, 0 } };
+    v3_volumes(&ps, 3);
+    seed3("v3-valid-packed", &ps, packed, FLAW_NONE, SEGIDX_OK);
+
+    struct how3 small_ef[] = { { 2, 1, 0 }, { 0, 0, 0 } };
+    static const struct {
+        const char *name;
+        enum flaw3 flaw;
+    } ef_flaws[] = { { "v3-invalid-bucket-longer", FLAW_BUCKET_LONGER },
+                     { "v3-invalid-rank-above-count", FLAW_RANK_ABOVE },
+                     { "v3-invalid-ef-high-missing-one", FLAW_HIGH_MISSING },
+                     { "v3-invalid-sh-32", FLAW_SH_32 },
+                     { "v3-invalid-directory-past-span-key", FLAW_DIRECTORY_LONGER } };
+    for (size_t i = 0; i < sizeof ef_flaws / sizeof *ef_flaws; i++) {
+        v3_small(&ps);
+        seed3(ef_flaws[i].name, &ps, small_ef, ef_flaws[i].flaw, SEGIDX_ECORRUPT);
+    }
+    struct how3 small_packed[] = { { 3, 1, 0 }, { 0, 0, 0 } };
+    v3_small(&ps);
+    seed3("v3-invalid-packed-unsorted", &ps, small_packed, FLAW_UNSORTED, SEGIDX_ECORRUPT);
+    static const uint32_t wide[] = { 0, 1u << 19, (1u << 19) + 1, (1u << 19) + 2, (1u << 20) - 1 };
+    for (uint32_t i = 0; i < 5; i++) /* one key holds 4 values of 19 bits: 76 > 57 */
+        add(&ps, 82, wide[i], 3);
+    seed3("v3-invalid-packed-wide", &ps, small_packed, FLAW_NONE, SEGIDX_ECORRUPT);
+
+    /* Kind 2 is not defined in version 2. */
+    v3_small(&ps);
+    size_t len;
+    uint8_t *buf = encode3(&ps, small_ef, FLAW_NONE, &len);
+    free(ps.p);
+    write_seed("v3-valid-small", buf, len, SEGIDX_OK);
+    put(buf + 4, 2, 2);
+    put(buf + len - 64 + 56, 2, 2);
+    reseal(buf, len);
+    write_seed("v3-invalid-kind-2-in-v2", buf, len, SEGIDX_ECORRUPT);
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -700,6 +1052,7 @@ int main(int argc, char **argv)
     valid_built();
     valid_reencoded();
     invalid();
+    v3_seeds();
     printf("make_segment_corpus: %u seeds, %zu bytes, in %s\n", files, total_bytes, dir);
     return 0;
 }

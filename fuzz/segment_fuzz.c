@@ -17,11 +17,12 @@
  * A pass runs only when its bytes differ from the previous pass's.
  *
  * Every buffer is also read by an independent reading of docs/FORMAT.md
- * (spec_full() / spec_tail() below, bounds-checked everywhere, sharing no
- * code with src/). Open must succeed exactly when that reading accepts the
- * bytes; a failed open must return SEGIDX_ECORRUPT or
- * SEGIDX_EVERSION (the latter exactly when a known magic carries an
- * unknown version) and leave `*out` alone. The tail path (segidx_segment_tail_len on the last 64
+ * and of format version 3 (spec_full() / spec_tail() below, bounds-checked
+ * everywhere, sharing no code with src/). Open must succeed exactly when
+ * that reading accepts the bytes in a version the library reads; a failed
+ * open must return SEGIDX_ECORRUPT or SEGIDX_EVERSION (the latter exactly
+ * when a known magic carries a version the library does not read) and leave
+ * `*out` alone. The tail path (segidx_segment_tail_len on the last 64
  * bytes, segidx_segment_open_tail on an exact-size copy of the tail) must
  * agree with the same reading of the tail, and must succeed whenever the
  * full open did.
@@ -83,6 +84,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define H_SID 24
 #define H_RESERVED 40
 
+/* Version 3's offset kinds 2 and 3, as the library reports them
+ * (SEGIDX_OFFSETS_KEYED and SEGIDX_OFFSETS_KEYED_PACKED). */
+#define MODEL_EXPONENT_EF 4u
+#define MODEL_EXPONENT_PACKED 5u
+
 /* Elias-Fano: one select sample per this many zeros of the high bits. */
 #define EF_SAMPLE_ZEROS 32u
 
@@ -107,6 +113,7 @@ struct mvol {
     uint64_t base, max_lsn;
     uint32_t first_page, pages, offsets, first_offset, span;
     unsigned encoding, width, rlsn_bits; /* width: bytes (version 2: rlsn_bits rounded up) */
+    unsigned kind, sh, k;                /* version 2 and 3: the kind byte; sh, k of kinds 2, 3 */
     bool versions;
     uint64_t index_bytes;
 };
@@ -443,6 +450,141 @@ static bool spec_partitioned(struct model *m, struct rd *r, const struct mvol *v
     return true;
 }
 
+/* ------------------------------------------------ format version 3 */
+
+/* The key of x: y = x >> sh, s = bits(y) - 1 - k when that is positive,
+ * key = (s << k) + (y >> s); its values keep w = s + sh low bits. */
+static uint64_t exp_key(uint64_t x, unsigned sh, unsigned k, unsigned *w)
+{
+    uint64_t y = x >> sh;
+    unsigned e = nbits(y), s = e > k + 1 ? e - 1 - k : 0;
+    *w = s + sh;
+    return ((uint64_t)s << k) + (y >> s);
+}
+
+/* What every value of key j shares: x >> w == the result. Written from
+ * the key's inverse, not from exp_key(), so that the two check each
+ * other (see the CHECK in spec_exponent()). */
+static uint64_t exp_key_top(uint64_t j, unsigned sh, unsigned k, unsigned *w)
+{
+    if (j < 2ull << k) {
+        *w = sh;
+        return j;
+    }
+    *w = (unsigned)((j >> k) - 1) + sh;
+    return (1ull << k) + (j & ((1ull << k) - 1));
+}
+
+/* ceil(log2 n), 0 for n = 1. */
+static unsigned ceil_log2(uint64_t n)
+{
+    return n <= 1 ? 0 : nbits(n - 1);
+}
+
+/* An Elias-Fano bucket of n >= 1 values of w bits keeps l = w - hb low
+ * bits each, hb = min(w, ceil(log2 n)), behind n + 2^hb high bits. */
+static unsigned exp_ef_low_width(uint64_t n, unsigned w)
+{
+    unsigned cl = ceil_log2(n);
+    return w < cl ? 0 : w - cl;
+}
+
+/* Bytes of an Elias-Fano (kind 2) or packed (kind 3) bucket of n values
+ * of w bits. */
+static uint64_t exp_bucket_bytes(unsigned kind, uint64_t n, unsigned w)
+{
+    if (n == 0)
+        return 0;
+    if (kind == 3)
+        return ceil_div(n * w, 8);
+    unsigned l = exp_ef_low_width(n, w);
+    return ceil_div(n + (1ull << (w - l)) + n * l, 8);
+}
+
+/* The n values of one bucket, into v: false when the bytes are not
+ * exactly what the kind writes for them. */
+static bool exp_bucket_values(const uint8_t *b, unsigned kind, uint64_t n, unsigned w,
+                              uint64_t *v)
+{
+    uint64_t used;
+    if (n == 0) /* an empty key: no bytes */
+        return true;
+    if (kind == 3) {
+        if (n * w > 57 || (w == 0 && n > 1))
+            return false;
+        for (uint64_t i = 0; i < n; i++)
+            v[i] = bits_get(b, i * w, w);
+        used = n * w;
+    } else {
+        unsigned l = exp_ef_low_width(n, w);
+        uint64_t high = n + (1ull << (w - l)), ones = 0; /* n + B */
+        for (uint64_t pos = 0; pos < high; pos++) {
+            if (!bit_at(b, pos))
+                continue;
+            if (ones == n)
+                return false;
+            v[ones] = (pos - ones) << l | bits_get(b, high + ones * l, l);
+            ones++;
+        }
+        if (ones != n)
+            return false;
+        used = high + n * l;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        if (v[i] >> w != 0 || (i > 0 && v[i] <= v[i - 1]))
+            return false;
+    return padding_zero(b, used);
+}
+
+/* Kinds 2 and 3: a directory of K + 2 (rank, position) entries, then
+ * the buckets key by key. */
+static bool spec_exponent(struct model *m, struct rd *r, const struct mvol *v, uint32_t *x)
+{
+    if (v->sh > 31 || v->k > 24)
+        return refuse(m, "exponent: sh or k");
+    if (v->offsets > 65535)
+        return refuse(m, "exponent: more offsets than a directory rank holds");
+    unsigned w;
+    uint64_t K = exp_key(v->span, v->sh, v->k, &w);
+    const uint8_t *dir = rd_take(r, 4 * (K + 2));
+    if (!dir)
+        return refuse(m, "exponent: directory runs past the index");
+    if (get32(dir) != 0 || get16(dir + 4 * (K + 1)) != v->offsets)
+        return refuse(m, "exponent: first or last directory entry");
+    uint32_t stream_len = get16(dir + 4 * (K + 1) + 2);
+    const uint8_t *stream = rd_take(r, stream_len);
+    if (!stream)
+        return refuse(m, "exponent: bucket stream runs past the index");
+    for (uint64_t j = 0; j <= K; j++) {
+        uint32_t rank = get16(dir + 4 * j), pos = get16(dir + 4 * j + 2);
+        uint32_t next_rank = get16(dir + 4 * j + 4), next_pos = get16(dir + 4 * j + 6);
+        /* Checked here, not only at the end, so that no bucket is read
+         * past the stream nor written past the offsets. */
+        if (next_rank < rank || next_pos < pos || next_rank > v->offsets || next_pos > stream_len)
+            return refuse(m, "exponent: directory falls");
+        uint64_t n = next_rank - rank, vals[32];
+        if (n > 32)
+            return refuse(m, "exponent: more than 32 offsets in a key");
+        uint64_t top = exp_key_top(j, v->sh, v->k, &w);
+        if (next_pos - pos != exp_bucket_bytes(v->kind, n, w))
+            return refuse(m, "exponent: bucket length");
+        if (!exp_bucket_values(stream + pos, v->kind, n, w, vals))
+            return refuse(m, "exponent: bucket values");
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t value = top << w | vals[i];
+            unsigned vw;
+            CHECK(exp_key(value, v->sh, v->k, &vw) == j && vw == w);
+            if (value > v->span)
+                return refuse(m, "exponent: value past the span");
+            CHECK(rank + i == 0 || value > x[rank + i - 1]);
+            x[rank + i] = (uint32_t)value;
+        }
+    }
+    if (x[0] != 0 || x[v->offsets - 1] != v->span)
+        return refuse(m, "exponent: first value is not 0 or last is not the span");
+    return true;
+}
+
 static bool spec_volume_data_v2(struct model *m, struct rd *r, uint32_t vi, uint32_t *x)
 {
     struct mvol *v = &m->vols[vi];
@@ -454,6 +596,9 @@ static bool spec_volume_data_v2(struct model *m, struct rd *r, uint32_t vi, uint
             x[i] = i;
     } else if ((uint64_t)v->offsets > (uint64_t)v->span + 1) {
         return refuse(m, "more offsets than the span holds");
+    } else if (v->kind >= 2) {
+        if (!spec_exponent(m, r, v, x))
+            return false;
     } else if (!spec_partitioned(m, r, v, x)) {
         return false;
     }
@@ -522,13 +667,17 @@ static bool spec_index(struct model *m, const uint8_t *index)
             !rd_varint(&r, n_pages, &n_offsets) || !rd_varint(&r, UINT32_MAX, &first) ||
             !rd_varint(&r, UINT32_MAX - first, &span))
             return refuse(m, "volume entry: varint");
-        const uint8_t *kind = rd_take(&r, m->version == 2 ? 2 : 1);
+        const uint8_t *kind = rd_take(&r, m->version >= 2 ? 2 : 1);
         if (!kind)
             return refuse(m, "volume entry runs past the index");
         if (base == 0 || n_pages == 0 || n_offsets == 0)
             return refuse(m, "volume entry: zero base, pages or offsets");
-        if (m->version == 2 && (kind[0] > 1 || kind[1] > 16))
+        if (m->version >= 2 && (kind[0] > (m->version == 3 ? 3 : 1) || kind[1] > 16))
             return refuse(m, "volume entry: kind or rlsn_bits");
+        /* Kinds 2 and 3 carry sh and k after rlsn_bits. */
+        const uint8_t *shk = NULL;
+        if (m->version == 3 && kind[0] >= 2 && !(shk = rd_take(&r, 2)))
+            return refuse(m, "volume entry runs past the index");
         if (m->version == 1 && (*kind & 0xE0 || (*kind & 3) == 3 || (*kind >> 2 & 3) == 3))
             return refuse(m, "volume entry: kind");
         memcpy(v->vid.bytes, vid, 16);
@@ -543,8 +692,13 @@ static bool spec_index(struct model *m, const uint8_t *index)
         v->offsets = (uint32_t)n_offsets;
         v->first_offset = (uint32_t)first;
         v->span = (uint32_t)span;
-        if (m->version == 2) {
-            v->encoding = kind[0] == 0 ? SEGIDX_OFFSETS_RANGE : 3u; /* partitioned */
+        if (m->version >= 2) {
+            static const unsigned encodings[4] = { SEGIDX_OFFSETS_RANGE, SEGIDX_OFFSETS_PARTITIONED,
+                                                   MODEL_EXPONENT_EF, MODEL_EXPONENT_PACKED };
+            v->kind = kind[0];
+            v->encoding = encodings[kind[0]];
+            v->sh = shk ? shk[0] : 0;
+            v->k = shk ? shk[1] : 0;
             v->rlsn_bits = kind[1];
             v->width = (kind[1] + 7u) / 8u;
             v->versions = n_offsets < n_pages;
@@ -561,7 +715,7 @@ static bool spec_index(struct model *m, const uint8_t *index)
     CHECK(x != NULL);
     bool ok = true;
     for (uint32_t i = 0; i < m->volume_count && ok; i++)
-        ok = m->version == 2 ? spec_volume_data_v2(m, &r, i, x) : spec_volume_data(m, &r, i, x);
+        ok = m->version >= 2 ? spec_volume_data_v2(m, &r, i, x) : spec_volume_data(m, &r, i, x);
     free(x);
     if (ok && r.pos != r.len)
         return refuse(m, "index has bytes left over");
@@ -573,7 +727,7 @@ static bool spec_footer(struct model *m, const uint8_t *f, uint64_t segment_len)
 {
     if (memcmp(f + F_MAGIC, "SXSF", 4) != 0)
         return refuse(m, "footer magic");
-    if (get16(f + F_VERSION) != 1 && get16(f + F_VERSION) != 2)
+    if (get16(f + F_VERSION) < 1 || get16(f + F_VERSION) > 3)
         return refuse(m, "footer version");
     m->version = get16(f + F_VERSION);
     if (get16(f + F_FLAGS) != 0)
@@ -843,6 +997,10 @@ static segidx_vid unknown_vid(const struct model *m, uint64_t *rng)
     }
 }
 
+/* What the library reports as the offset encoding of version 3's kinds 2
+ * and 3 (-1 where the segment has none), as its first volume of each kind
+ * says: every other volume of the kind must say the same, and the two
+ * kinds must differ. */
 static void check_volumes(const struct use *u)
 {
     const struct model *m = u->m;
@@ -1094,13 +1252,13 @@ static bool known_code(int rc)
     return rc == SEGIDX_ECORRUPT || rc == SEGIDX_EVERSION;
 }
 
-/* SEGIDX_EVERSION exactly when a magic is right and its version is neither
- * 1 nor 2 (a known header version other than the footer's is corrupt):
- * the footer's always (it is read first), the header's once the footer
- * passed. */
+/* SEGIDX_EVERSION exactly when a magic is right and its version is not
+ * one the library reads (a known header version other than the footer's
+ * is corrupt): the footer's always (it is read first), the header's once
+ * the footer passed. */
 static bool known_version(unsigned v)
 {
-    return v == 1 || v == 2;
+    return v >= 1 && v <= 3;
 }
 
 static void check_version_rule(const uint8_t *p, size_t len, int rc, bool footer_ok)
@@ -1277,7 +1435,8 @@ static bool reframe(uint8_t *p, size_t len)
     uint32_t il = (uint32_t)(len - index_offset - FOOTER_BYTES);
     put64(f + F_INDEX_OFFSET, index_offset);
     put32(f + F_INDEX_LEN, il);
-    unsigned version = get16(f + F_VERSION) == 2 ? 2 : 1;
+    unsigned version = get16(f + F_VERSION);
+    version = version == 2 || version == 3 ? version : 1;
     put16(f + F_VERSION, (uint16_t)version);
     put16(f + F_FLAGS, 0);
     memcpy(f + F_MAGIC, "SXSF", 4);

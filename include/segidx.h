@@ -536,7 +536,14 @@ enum segidx_offset_encoding {
     SEGIDX_OFFSETS_ELIAS_FANO = 2,  /**< sparse: Elias-Fano + select samples */
     /** format version 2: chunks of 64 offsets, each Elias-Fano with its own
      *  low-bit width, behind a directory over the offsets' top bits */
-    SEGIDX_OFFSETS_PARTITIONED = 3
+    SEGIDX_OFFSETS_PARTITIONED = 3,
+    /** format version 3: offsets keyed by their bit length (a linear floor,
+     *  then parts of each octave), at most 32 a key, each key's bucket
+     *  Elias-Fano */
+    SEGIDX_OFFSETS_KEYED = 4,
+    /** format version 3: the same keys, each bucket's values packed at
+     *  one width so that one load holds them all */
+    SEGIDX_OFFSETS_KEYED_PACKED = 5
 };
 
 /** @brief A segment as a whole. */

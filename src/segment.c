@@ -32,6 +32,10 @@ struct volume {
     const uint8_t *stream;   /* chunk bits */
     uint32_t chunks;
     uint8_t top_shift, rlsn_bits, rank_bits;
+    /* Version 3: kind as stored (0..3); kinds 2 and 3 keep their
+     * directory and share `stream` */
+    uint8_t kind, sh, k;
+    const uint8_t *dir;
 };
 
 /* A slot of the vid hash table: the vid's first 8 bytes beside its volume,
@@ -418,6 +422,100 @@ static SEG_INLINE int64_t pef_in_chunk_any(const struct volume *v, uint64_t c, u
     return (int64_t)(c * PEF_CHUNK + at + popcount_any(ones & (((hit & -hit) >> top) - 1), hw));
 }
 
+/* ------------------------------------------------------------ version 3 */
+
+/* The key of x and its width (keyed_key, with the CPU's LZCNT where the
+ * copy may use it); the compiler turns the max into a conditional move. */
+static SEG_INLINE uint64_t key_any(uint64_t x, unsigned sh, unsigned k, unsigned *w, bool hw)
+{
+    uint64_t y = x >> sh;
+    int t = (int)(64 - lzcnt_any(y, hw)) - 1 - (int)k;
+    unsigned s = t > 0 ? (unsigned)t : 0;
+    *w = s + sh;
+    return ((uint64_t)s << k) + (y >> s);
+}
+
+/* Lane-wise equality of `len` lanes of l bits at bit `bit` of p with
+ * `want`: the number of the lane that holds it (any number when none
+ * does), and in *hit whether one does. len * l <= 57. */
+static SEG_INLINE uint64_t lane_find(const uint8_t *p, uint64_t bit, uint64_t want, unsigned l,
+                                     uint64_t len, bool *hit, bool hw)
+{
+    uint64_t ones = lane_ones[l];
+    unsigned top = l - (l != 0); /* a lane's top bit */
+    uint64_t t = (segidx__load64(p + bit / 8) >> (bit % 8)) ^ want * ones;
+    uint64_t m = (t - ones) & ~t & ones << top & low_mask((unsigned)(len * l));
+    *hit = m != 0;
+    return popcount_any(ones & (((m & -m) >> top) - 1), hw);
+}
+
+/* x's rank in an Elias-Fano bucket at `st` of n (1..32) values of width
+ * w, or -1. The n + 2^hb high bits are one word: zero number h ends
+ * sub-bucket h, whose low bits are compared lane-wise. */
+static SEG_INLINE int64_t ef_bucket_rank(const uint8_t *st, uint64_t n, unsigned w, uint64_t vin,
+                                         bool hw)
+{
+    unsigned cl = n > 1 ? 64 - lzcnt_any(n - 1, hw) : 0;
+    unsigned hb = w < cl ? w : cl, l = w - hb;
+    uint64_t h = vin >> l, word = segidx__load64(st);
+    /* Bit 63 counted a zero: zero h is below it or it, and a select of an
+     * empty key (n = 0, whatever follows) still finds one. */
+    unsigned z = select_any(~word | 1ull << 63, (unsigned)h, hw);
+    uint64_t len = lzcnt_any(~((word << 1) << (63 - z)), hw) & -(uint64_t)(n != 0);
+    uint64_t at = z - h - len, want = vin & low_mask(l), low_pos = n + (1ull << hb);
+    while (len * l > LANE_BITS) { /* the builder keeps it rare */
+        uint64_t half = len / 2;
+        at = bits_at(st, low_pos + (at + half) * l, l) <= want ? at + half : at;
+        len -= half;
+    }
+    bool hit;
+    uint64_t lane = lane_find(st, low_pos + at * l, want, l, len, &hit, hw);
+    bool ok = len != 0 && (hit || l == 0);
+    return ok ? (int64_t)(at + lane) : -1;
+}
+
+/* The rank of x (<= span) in a volume of kind 2 or 3, or -1. One load
+ * reads key j's rank and position and key j + 1's rank. */
+static SEG_INLINE int64_t keyed_rank_any(const struct volume *v, uint64_t x, bool hw)
+{
+    unsigned w;
+    uint64_t key = key_any(x, v->sh, v->k, &w, hw);
+    uint64_t vin = x & low_mask(w), d = segidx__load64(v->dir + KEYED_ENTRY_BYTES * key);
+    uint64_t r0 = d & 0xFFFF, n = (d >> 32 & 0xFFFF) - r0;
+    const uint8_t *st = v->stream + (d >> 16 & 0xFFFF);
+    int64_t in;
+    if (v->kind == KIND3_PACKED) {
+        bool hit;
+        uint64_t lane = lane_find(st, 0, vin, w, n, &hit, hw);
+        in = n != 0 && (hit || w == 0) ? (int64_t)lane : -1;
+    } else {
+        in = ef_bucket_rank(st, n, w, vin, hw);
+    }
+    return in < 0 ? -1 : (int64_t)r0 + in;
+}
+
+/* The elements of key j, in order, into out (at most 32); their count. */
+static uint64_t keyed_decode_key(const struct volume *v, uint64_t j, uint32_t *out)
+{
+    uint64_t d = segidx__load64(v->dir + KEYED_ENTRY_BYTES * j);
+    uint64_t n = (d >> 32 & 0xFFFF) - (d & 0xFFFF);
+    const uint8_t *st = v->stream + (d >> 16 & 0xFFFF);
+    unsigned w = keyed_width(j, v->sh, v->k);
+    uint64_t top = keyed_mantissa(j, v->k) << w;
+    if (v->kind == KIND3_PACKED) {
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = (uint32_t)(top | bits_at(st, i * w, w));
+        return n;
+    }
+    unsigned hb = keyed_high_bits(n, w), l = w - hb;
+    uint64_t word = segidx__load64(st), low_pos = n + (1ull << hb), i = 0;
+    for (uint64_t m = word & low_mask((unsigned)low_pos); m && i < n; m &= m - 1, i++) {
+        uint64_t high = (uint64_t)__builtin_ctzll(m) - i;
+        out[i] = (uint32_t)(top | high << l | bits_at(st, low_pos + i * l, l));
+    }
+    return n;
+}
+
 static inline int64_t pef_in_chunk(const struct volume *v, uint64_t c, uint64_t x)
 {
     return pef_in_chunk_any(v, c, x, false);
@@ -491,8 +589,10 @@ static SEG_INLINE int find_v2_any(const segidx_segment *s, const struct volume *
                                   segidx_lsn lsn, segidx_page_ref *out, bool hw)
 {
     int64_t i = (int64_t)x;
-    if (v->encoding != SEGIDX_OFFSETS_RANGE)
+    if (v->kind == KIND2_PARTITIONED)
         i = pef_in_chunk_any(v, pef_chunk_of(v, x), x, hw);
+    else if (v->kind != KIND2_RANGE)
+        i = keyed_rank_any(v, x, hw);
     if (i < 0 || !pick_version_v2(s, v, (uint64_t)i, lsn, out))
         return SEGIDX_ENOTFOUND;
     return SEGIDX_OK;
@@ -569,7 +669,7 @@ static SEG_INLINE int find_any(const segidx_segment *s, const segidx_vid *vid, s
     const struct volume *v = volume_lookup(s, vid);
     if (!v || lsn < v->base_lsn || (uint32_t)(off - v->first_offset) > v->span)
         return SEGIDX_ENOTFOUND;
-    if (s->version != SEG_VERSION_2)
+    if (s->version == SEG_VERSION_1)
         return find_v1(s, v, off, lsn, out);
     return find_v2_any(s, v, (uint32_t)(off - v->first_offset), lsn, out, hw);
 }
@@ -632,6 +732,66 @@ static int find_v1(const segidx_segment *s, const struct volume *v, segidx_offse
 
 static const segidx_page_ref missing = { NULL, UINT32_MAX, 0 };
 
+/* out[0..n) all missing; whether there were none. */
+static bool all_missing(segidx_page_ref *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = missing;
+    return n == 0;
+}
+
+/* offs[0..n), sorted, against the decoded elements x[0..count) of ranks
+ * rank0.. (a chunk or a key that holds every one of them that is there):
+ * one merge, no select. */
+static bool merge_decoded(const segidx_segment *s, const struct volume *v, segidx_lsn lsn,
+                          const uint32_t *x, uint64_t count, uint64_t rank0,
+                          const segidx_offset *offs, size_t n, segidx_page_ref *out)
+{
+    bool all = true;
+    for (uint64_t i = 0, j = 0; i < n; i++) {
+        uint64_t y = offs[i] - v->first_offset;
+        while (j < count && x[j] < y)
+            j++;
+        bool hit = j < count && x[j] == y && pick_version_v2(s, v, rank0 + j, lsn, &out[i]);
+        if (!hit)
+            out[i] = missing;
+        all &= hit;
+    }
+    return all;
+}
+
+/* Version 3, keyed kinds: offs[0..n) all at or above first_offset. A key
+ * that three or more offsets fall into is decoded once and merged; fewer
+ * are looked up one by one. */
+static bool find_many_keyed(const segidx_segment *s, const struct volume *v, segidx_lsn lsn,
+                            const segidx_offset *offs, size_t n, segidx_page_ref *out)
+{
+    bool all = true;
+    uint32_t x[KEYED_MAX_BUCKET];
+    size_t i = 0;
+    while (i < n && offs[i] - v->first_offset <= v->span) {
+        unsigned w;
+        uint64_t key = keyed_key(offs[i] - v->first_offset, v->sh, v->k, &w);
+        size_t e = i + 1;
+        while (e < n && offs[e] - v->first_offset <= v->span &&
+               keyed_key(offs[e] - v->first_offset, v->sh, v->k, &w) == key)
+            e++;
+        if (e - i >= 3) {
+            uint64_t count = keyed_decode_key(v, key, x);
+            uint64_t rank0 = segidx__load32(v->dir + KEYED_ENTRY_BYTES * key) & 0xFFFF;
+            all &= merge_decoded(s, v, lsn, x, count, rank0, offs + i, e - i, out + i);
+            i = e;
+        }
+        for (; i < e; i++) {
+            bool hit = find_v2(s, v, offs[i] - v->first_offset, lsn, &out[i]) == SEGIDX_OK;
+            if (!hit)
+                out[i] = missing;
+            all &= hit;
+        }
+    }
+    return all_missing(out + i, n - i) && all;
+}
+
 /* Version 2, partitioned: offs[0..n) all at or above first_offset. A
  * chunk that three or more offsets fall into is decoded once and merged;
  * fewer are searched in it. Chunks are found through the top directory
@@ -653,17 +813,9 @@ static bool find_many_partitioned(const segidx_segment *s, const struct volume *
         while (k < n && offs[k] - v->first_offset < limit)
             k++;
         if (k - i >= 3) {
-            uint64_t count = pef_decode_chunk(v, c, x), j = 0;
-            for (; i < k; i++) {
-                uint64_t y = offs[i] - v->first_offset;
-                while (j < count && x[j] < y)
-                    j++;
-                bool hit = j < count && x[j] == y &&
-                           pick_version_v2(s, v, c * PEF_CHUNK + j, lsn, &out[i]);
-                if (!hit)
-                    out[i] = missing;
-                all &= hit;
-            }
+            uint64_t count = pef_decode_chunk(v, c, x);
+            all &= merge_decoded(s, v, lsn, x, count, c * PEF_CHUNK, offs + i, k - i, out + i);
+            i = k;
         } else {
             for (; i < k; i++) {
                 int64_t r = pef_in_chunk(v, c, offs[i] - v->first_offset);
@@ -674,11 +826,7 @@ static bool find_many_partitioned(const segidx_segment *s, const struct volume *
             }
         }
     }
-    for (; i < n; i++) {
-        out[i] = missing;
-        all = false;
-    }
-    return all;
+    return all_missing(out + i, n - i) && all;
 }
 
 int segidx_segment_find_many(const segidx_segment *s, const segidx_vid *vid, segidx_lsn lsn,
@@ -697,24 +845,25 @@ int segidx_segment_find_many(const segidx_segment *s, const segidx_vid *vid, seg
             out[i] = missing;
             all = false;
         }
-        if (s->version == SEG_VERSION_2 && v->encoding == SEGIDX_OFFSETS_PARTITIONED) {
+        if (s->version != SEG_VERSION_1 && v->kind == KIND2_PARTITIONED) {
             all &= find_many_partitioned(s, v, lsn, offs + i, n - i, out + i);
             i = n;
+        } else if (s->version != SEG_VERSION_1 && v->kind != KIND2_RANGE) {
+            all &= find_many_keyed(s, v, lsn, offs + i, n - i, out + i);
+            i = n;
         }
-        for (; i < n; i++) { /* version 1, and ranges: each offset on its own */
+        /* Version 1, and ranges: each offset on its own. */
+        for (; i < n; i++) {
             uint64_t x = offs[i] - v->first_offset;
             int rc = x > v->span                     ? SEGIDX_ENOTFOUND
-                     : s->version == SEG_VERSION_2 ? find_v2(s, v, x, lsn, &out[i])
+                     : s->version != SEG_VERSION_1 ? find_v2(s, v, x, lsn, &out[i])
                                                      : find_v1(s, v, offs[i], lsn, &out[i]);
             if (rc)
                 out[i] = missing;
             all &= rc == SEGIDX_OK;
         }
     }
-    for (; i < n; i++) {
-        out[i] = missing;
-        all = false;
-    }
+    all = all_missing(out + i, n - i) && all;
     return all ? SEGIDX_OK : SEGIDX_ENOTFOUND;
 }
 
@@ -946,7 +1095,8 @@ static int read_volume_data(struct cursor *c, struct volume *v)
 
 /* ---------------------------------------------- validation, version 2 */
 
-static int read_entry_v2(struct cursor *c, struct volume *v, uint64_t *pages_left)
+static int read_entry_v2(struct cursor *c, struct volume *v, uint64_t *pages_left,
+                         unsigned version)
 {
     const uint8_t *vid;
     uint64_t base, pages, offsets, first, span;
@@ -958,16 +1108,29 @@ static int read_entry_v2(struct cursor *c, struct volume *v, uint64_t *pages_lef
         return SEGIDX_ECORRUPT;
     unsigned kind = c->p[0], rlsn_bits = c->p[1];
     c->p += 2;
-    if (kind > KIND2_PARTITIONED || rlsn_bits > RLSN2_MAX_BITS || offsets > span + 1 ||
+    unsigned top_kind = version == SEG_VERSION_3 ? KIND3_PACKED : KIND2_PARTITIONED;
+    if (kind > top_kind || rlsn_bits > RLSN2_MAX_BITS || offsets > span + 1 ||
         (kind == KIND2_RANGE && offsets != span + 1))
         return SEGIDX_ECORRUPT;
+    v->sh = v->k = 0;
+    if (kind >= KIND3_EF_BUCKETS) {
+        if (c->end - c->p < 2 || c->p[0] > KEYED_MAX_SH || c->p[1] > KEYED_MAX_K ||
+            offsets > KEYED_MAX_OFFSETS)
+            return SEGIDX_ECORRUPT;
+        v->sh = c->p[0];
+        v->k = c->p[1];
+        c->p += 2;
+    }
+    v->kind = (uint8_t)kind;
     memcpy(v->vid.bytes, vid, 16);
     v->base_lsn = base;
     v->pages = (uint32_t)pages;
     v->offsets = (uint32_t)offsets;
     v->first_offset = (uint32_t)first;
     v->span = (uint32_t)span;
-    v->encoding = kind == KIND2_RANGE ? SEGIDX_OFFSETS_RANGE : SEGIDX_OFFSETS_PARTITIONED;
+    static const uint8_t encodings[] = { SEGIDX_OFFSETS_RANGE, SEGIDX_OFFSETS_PARTITIONED,
+                                         SEGIDX_OFFSETS_KEYED, SEGIDX_OFFSETS_KEYED_PACKED };
+    v->encoding = encodings[kind];
     v->rlsn_bits = (uint8_t)rlsn_bits;
     v->width = (uint8_t)((rlsn_bits + 7) / 8);
     v->versions = offsets < pages;
@@ -1055,6 +1218,68 @@ static int check_partitioned(struct volume *v, struct cursor *cur)
     return segidx__load16(v->top + 2 * entries) == chunks - 1 ? SEGIDX_OK : SEGIDX_ECORRUPT;
 }
 
+/* Key j's bucket of n values of width w at st (its bytes, `bytes`, the
+ * formula's): every value below 2^w, above *prev (none before the first
+ * element: it must be 0), high bits holding exactly n elements in their
+ * 2^hb sub-buckets, padding 0. */
+static bool check_bucket(const struct volume *v, uint64_t j, const uint8_t *st, uint64_t n,
+                         uint64_t *count, uint64_t *prev)
+{
+    unsigned w = keyed_width(j, v->sh, v->k);
+    uint64_t bits = v->kind == KIND3_PACKED ? n * w : 0;
+    if (v->kind == KIND3_PACKED && (bits > PACKED_MAX_BITS || (w == 0 && n > 1)))
+        return false;
+    uint32_t x[KEYED_MAX_BUCKET];
+    if (v->kind == KIND3_EF_BUCKETS) {
+        unsigned hb = keyed_high_bits(n, w), l = w - hb;
+        uint64_t high = n + (1ull << hb); /* <= 64 */
+        uint64_t word = segidx__load64(st) & low_mask((unsigned)high), ones = 0;
+        for (uint64_t m = word; m; m &= m - 1, ones++)
+            if ((uint64_t)__builtin_ctzll(m) - ones >= 1ull << hb)
+                return false; /* past the last zero: a value of w + 1 bits */
+        if (ones != n)
+            return false;
+        bits = high + n * l;
+    }
+    if (!padding_clear(st, bits))
+        return false;
+    keyed_decode_key(v, j, x);
+    for (uint64_t i = 0; i < n; i++, ++*count) {
+        if (*count ? x[i] <= *prev : x[i] != 0)
+            return false;
+        *prev = x[i];
+    }
+    return true;
+}
+
+/* Kinds 2 and 3: the directory's K + 2 entries (ranks and positions never
+ * falling, key j's bucket exactly its formula's bytes and at most 32
+ * values), every bucket, values rising from 0 to the span. */
+static int check_keyed(struct volume *v, struct cursor *cur)
+{
+    unsigned w;
+    uint64_t keys = keyed_key(v->span, v->sh, v->k, &w) + 2;
+    const uint8_t *end;
+    if (!take(cur, KEYED_ENTRY_BYTES * keys, &v->dir))
+        return SEGIDX_ECORRUPT;
+    end = v->dir + KEYED_ENTRY_BYTES * (keys - 1);
+    uint32_t first = segidx__load32(v->dir), last = segidx__load32(end);
+    if (first != 0 || (last & 0xFFFF) != v->offsets || !take(cur, last >> 16, &v->stream))
+        return SEGIDX_ECORRUPT;
+    uint64_t count = 0, prev = 0;
+    for (uint64_t j = 0; j + 1 < keys; j++) {
+        uint32_t a = segidx__load32(v->dir + KEYED_ENTRY_BYTES * j);
+        uint32_t b = segidx__load32(v->dir + KEYED_ENTRY_BYTES * (j + 1));
+        uint64_t r0 = a & 0xFFFF, r1 = b & 0xFFFF, p0 = a >> 16, p1 = b >> 16;
+        if (r1 < r0 || p1 < p0 || r1 - r0 > KEYED_MAX_BUCKET ||
+            p1 - p0 != keyed_bucket_bytes(v->kind, r1 - r0, keyed_width(j, v->sh, v->k)))
+            return SEGIDX_ECORRUPT;
+        if (r1 > r0 && !check_bucket(v, j, v->stream + p0, r1 - r0, &count, &prev))
+            return SEGIDX_ECORRUPT;
+    }
+    return count == v->offsets && prev == v->span ? SEGIDX_OK : SEGIDX_ECORRUPT;
+}
+
 /* Ranks and rLSNs: every list rising strictly, the smallest value 0, the
  * width minimal, no LSN past u64. */
 static int check_versions_v2(struct volume *v, struct cursor *c)
@@ -1101,7 +1326,9 @@ static int check_versions_v2(struct volume *v, struct cursor *c)
 static int read_data_v2(struct cursor *c, struct volume *v)
 {
     const uint8_t *start = c->p;
-    int rc = v->encoding == SEGIDX_OFFSETS_PARTITIONED ? check_partitioned(v, c) : SEGIDX_OK;
+    int rc = v->kind == KIND2_PARTITIONED ? check_partitioned(v, c)
+             : v->kind != KIND2_RANGE    ? check_keyed(v, c)
+                                         : SEGIDX_OK;
     if (!rc)
         rc = check_versions_v2(v, c);
     v->index_bytes = (size_t)(c->p - start);
@@ -1135,7 +1362,7 @@ static int read_index(segidx_segment *s)
     for (uint32_t v = 0; v < s->volume_count; v++) {
         struct volume *vol = &s->volumes[v];
         const uint8_t *entry = c.p;
-        int rc = s->version == SEG_VERSION_2 ? read_entry_v2(&c, vol, &pages_left)
+        int rc = s->version != SEG_VERSION_1 ? read_entry_v2(&c, vol, &pages_left, s->version)
                                              : read_volume_entry(&c, vol, &pages_left);
         if (rc)
             return SEGIDX_ECORRUPT;
@@ -1148,7 +1375,7 @@ static int read_index(segidx_segment *s)
         return SEGIDX_ECORRUPT;
     for (uint32_t v = 0; v < s->volume_count; v++) {
         size_t entry_bytes = s->volumes[v].index_bytes;
-        int rc = s->version == SEG_VERSION_2 ? read_data_v2(&c, &s->volumes[v])
+        int rc = s->version != SEG_VERSION_1 ? read_data_v2(&c, &s->volumes[v])
                                              : read_volume_data(&c, &s->volumes[v]);
         if (rc)
             return rc;
@@ -1164,7 +1391,7 @@ static int check_footer(const uint8_t *f, uint64_t segment_len)
     if (memcmp(f + FOOT_MAGIC, seg_footer_magic, 4) != 0)
         return SEGIDX_ECORRUPT;
     unsigned version = segidx__load16(f + FOOT_VERSION);
-    if (version != SEG_VERSION_1 && version != SEG_VERSION_2)
+    if (version < SEG_VERSION_1 || version > SEG_VERSION_3)
         return SEGIDX_EVERSION;
     uint32_t page_size = segidx__load32(f + FOOT_PAGE_SIZE);
     uint32_t pages = segidx__load32(f + FOOT_PAGE_COUNT);
@@ -1264,7 +1491,7 @@ static int check_header(const uint8_t *h, const uint8_t *f)
     if (memcmp(h, seg_header_magic, 4) != 0)
         return SEGIDX_ECORRUPT;
     unsigned version = segidx__load16(h + HEAD_VERSION);
-    if (version != SEG_VERSION_1 && version != SEG_VERSION_2)
+    if (version < SEG_VERSION_1 || version > SEG_VERSION_3)
         return SEGIDX_EVERSION;
     if (version != segidx__load16(f + FOOT_VERSION))
         return SEGIDX_ECORRUPT;
@@ -1404,10 +1631,16 @@ static int iterate_volume_v2(const segidx_segment *s, const struct volume *v, pa
                              void *ctx)
 {
     uint32_t x[PEF_CHUNK];
+    bool keyed = v->kind >= KIND3_EF_BUCKETS;
+    uint64_t key = 0, decoded = 0, in = 0; /* keyed: elements of x, the next */
     for (uint64_t i = 0; i < v->offsets; i++) {
-        if (i % PEF_CHUNK == 0 && v->encoding == SEGIDX_OFFSETS_PARTITIONED)
+        if (i % PEF_CHUNK == 0 && v->kind == KIND2_PARTITIONED)
             pef_decode_chunk(v, i / PEF_CHUNK, x);
-        uint64_t at = v->encoding == SEGIDX_OFFSETS_PARTITIONED ? x[i % PEF_CHUNK] : i;
+        while (keyed && in == decoded) { /* the next key that holds any */
+            decoded = keyed_decode_key(v, key++, x);
+            in = 0;
+        }
+        uint64_t at = v->kind == KIND2_PARTITIONED ? x[i % PEF_CHUNK] : keyed ? x[in++] : i;
         segidx_segment_page p = { &v->vid, (segidx_offset)(v->first_offset + at), 0, 0, NULL };
         uint64_t page = v->versions ? rank2_at(v, i) : i;
         uint64_t end = !v->versions ? i + 1 : i + 1 < v->offsets ? rank2_at(v, i + 1) : v->pages;
@@ -1425,7 +1658,7 @@ static int iterate_volume_v2(const segidx_segment *s, const struct volume *v, pa
 
 static int iterate_volume(const segidx_segment *s, const struct volume *v, page_fn fn, void *ctx)
 {
-    if (s->version == SEG_VERSION_2)
+    if (s->version != SEG_VERSION_1)
         return iterate_volume_v2(s, v, fn, ctx);
     struct offset_walk w = { v, 0, 0 };
     for (uint64_t i = 0; i < v->offsets; i++) {
@@ -1487,4 +1720,16 @@ int segidx_segment_offsets(const segidx_segment *s, const segidx_vid *vid, segid
     }
     *out = a.set;
     return SEGIDX_OK;
+}
+
+int segidx__segment_volume_kind(const segidx_segment *s, uint32_t i, unsigned *sh, unsigned *k)
+{
+    if (!s || i >= s->volume_count)
+        return -1;
+    const struct volume *v = &s->volumes[i];
+    if (sh)
+        *sh = v->sh;
+    if (k)
+        *k = v->k;
+    return s->version == SEG_VERSION_1 ? v->encoding : v->kind;
 }

@@ -22,6 +22,15 @@ struct volume_stat {
     uint64_t min_lsn, max_lsn;
 };
 
+/* A keyed layout (version 3, kinds 2 and 3) of a volume's offsets. */
+struct keyed_layout {
+    uint64_t bytes;        /* directory and bucket stream; 0: no layout */
+    uint64_t cost;         /* what the choice minimises, in bits */
+    unsigned sh, k;
+    uint64_t keys;         /* directory entries, K + 2 */
+    uint64_t stream_len;
+};
+
 /* A volume as finish() will write it. */
 struct volume_plan {
     uint32_t first;        /* index into the sorted entries */
@@ -36,6 +45,12 @@ struct volume_plan {
     /* Version 2 */
     unsigned rlsn_bits, rank_bits;
     uint64_t chunks, top_entries, stream_bits;
+    /* Version 3: the keyed layouts this volume can take (bytes 0: none),
+     * and the one it takes when its kind is 2 or 3. */
+    struct keyed_layout ef, packed;
+    uint64_t pef_bytes;    /* directory, records and stream of kind 1 */
+    unsigned sh, k;
+    uint64_t keys, stream_len;
 };
 
 struct sorted_entry {
@@ -66,6 +81,9 @@ struct segidx_segment_builder {
     uint32_t n_vols, vols_cap;
     uint32_t *vol_slots;   /* index + 1 into vols; 0 = empty */
     uint32_t vol_slots_mask;
+
+    /* Test hook: version 3 layouts restricted (-1: free). */
+    int force_kind, force_sh, force_k;
 
     /* The cached plan; valid while `planned`. */
     bool planned;
@@ -244,6 +262,7 @@ segidx_segment_builder *segidx_segment_builder_new(const segidx_segment_options 
     b->page_size = page_size;
     b->max_bytes = max_bytes;
     b->version = SEG_VERSION;
+    b->force_kind = b->force_sh = b->force_k = -1;
     return b;
 }
 
@@ -260,10 +279,22 @@ static void forget_plan(segidx_segment_builder *b)
 
 int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version)
 {
-    if (!b || (version != SEG_VERSION_1 && version != SEG_VERSION_2))
+    if (!b || (version != SEG_VERSION_1 && version != SEG_VERSION_2 && version != SEG_VERSION_3))
         return SEGIDX_EINVAL;
     forget_plan(b);
     b->version = version;
+    return SEGIDX_OK;
+}
+
+int segidx__segment_builder_force_layout(segidx_segment_builder *b, int kind, int sh, int k)
+{
+    if (!b || kind < -1 || kind == 0 || kind > (int)KIND3_PACKED || sh < -1 ||
+        sh > (int)KEYED_MAX_SH || k < -1 || k > (int)KEYED_MAX_K)
+        return SEGIDX_EINVAL;
+    forget_plan(b);
+    b->force_kind = kind;
+    b->force_sh = sh;
+    b->force_k = k;
     return SEGIDX_OK;
 }
 
@@ -474,6 +505,175 @@ static void plan_volume_v2(const struct sorted_entry *s, struct volume_plan *v)
                      varint_len(v->span) + 2;
 }
 
+/* Version 3 ------------------------------------------------------------ */
+
+/* Elements of a key's Elias-Fano bucket x[0..m) (values of width w) in
+ * sub-buckets too long for one load of low bits: each costs a lookup
+ * halving steps, so the choice charges them. */
+static uint64_t crowded_elements(const uint32_t *x, uint64_t m, unsigned w)
+{
+    unsigned l = w - keyed_high_bits(m, w);
+    uint64_t low = (1ull << w) - 1, crowd = 0;
+    for (uint64_t a = 0, e; a < m; a = e) {
+        for (e = a + 1; e < m && ((x[e] & low) >> l) == ((x[a] & low) >> l); e++)
+            ;
+        if ((e - a) * l > PACKED_MAX_BITS)
+            crowd += e - a;
+    }
+    return crowd;
+}
+
+/* Layout (sh, k) of `kind` over x[0..n) into *out, unless it breaks a
+ * limit (a key over 32 offsets, a stream past 16-bit positions, a packed
+ * bucket past one load) or costs `limit` bits or more. */
+static bool keyed_measure(const uint32_t *x, uint32_t n, unsigned kind, unsigned sh, unsigned k,
+                          uint64_t limit, struct keyed_layout *out)
+{
+    unsigned w;
+    uint64_t keys = keyed_key(x[n - 1], sh, k, &w) + 2;
+    uint64_t cost = 8 * KEYED_ENTRY_BYTES * keys, stream = 0;
+    for (uint32_t i = 0; i < n && cost < limit;) {
+        unsigned wj;
+        uint64_t key = keyed_key(x[i], sh, k, &w);
+        uint32_t j = i + 1;
+        while (j < n && keyed_key(x[j], sh, k, &wj) == key)
+            j++;
+        uint64_t m = j - i;
+        if (m > KEYED_MAX_BUCKET ||
+            (kind == KIND3_PACKED && (m * w > PACKED_MAX_BITS || (w == 0 && m > 1))))
+            return false;
+        uint64_t bytes = keyed_bucket_bytes(kind, m, w);
+        stream += bytes;
+        cost += 8 * bytes;
+        if (kind == KIND3_EF_BUCKETS)
+            cost += 16 * crowded_elements(x + i, m, w);
+        if (stream > KEYED_MAX_STREAM)
+            return false;
+        i = j;
+    }
+    if (cost >= limit)
+        return false;
+    *out = (struct keyed_layout){ KEYED_ENTRY_BYTES * keys + stream, cost, sh, k, keys, stream };
+    return true;
+}
+
+/* The cheapest layout of `kind` (ties: smaller sh, then smaller k), or one
+ * of 0 bytes when none fits. Past k = bits(span >> sh) every key is linear:
+ * a larger k changes nothing. */
+static struct keyed_layout keyed_choose(const uint32_t *x, uint32_t n, uint32_t span,
+                                        unsigned kind, int force_sh, int force_k)
+{
+    struct keyed_layout best = { 0 }, next;
+    uint64_t limit = UINT64_MAX;
+    unsigned top = force_sh >= 0 ? (unsigned)force_sh : bits_for(span);
+    for (unsigned sh = 0; sh <= top && sh <= KEYED_MAX_SH; sh++) {
+        if (force_sh >= 0 && sh != (unsigned)force_sh)
+            continue;
+        for (unsigned k = 0; k <= KEYED_MAX_K; k++) {
+            bool wanted = force_k < 0 || k == (unsigned)force_k;
+            if (wanted && keyed_measure(x, n, kind, sh, k, limit, &next)) {
+                best = next;
+                limit = next.cost;
+            }
+            if (force_k < 0 && k >= bits_for(span >> sh))
+                break;
+        }
+    }
+    return best;
+}
+
+/* The distinct offsets of a volume, relative to its first, into x. */
+static void volume_offsets(const struct sorted_entry *s, const struct volume_plan *v, uint32_t *x)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < v->pages; i++)
+        if (i == 0 || s[i].off != s[i - 1].off)
+            x[k++] = s[i].off - v->first_offset;
+}
+
+/* The keyed layouts a partitioned volume could take instead. */
+static void plan_keyed(const segidx_segment_builder *b, const struct sorted_entry *s,
+                       struct volume_plan *v, uint32_t *x)
+{
+    v->ef = v->packed = (struct keyed_layout){ 0 };
+    v->pef_bytes = 0;
+    if (v->encoding != KIND2_PARTITIONED || v->offsets > KEYED_MAX_OFFSETS || b->force_kind == 1)
+        return;
+    v->pef_bytes = 2 * (v->top_entries + 1) + PEF_RECORD_BYTES * (v->chunks + 1) +
+                   stream_bytes(v->stream_bits);
+    volume_offsets(s, v, x);
+    if (b->force_kind != (int)KIND3_PACKED) {
+        v->ef = keyed_choose(x, v->offsets, v->span, KIND3_EF_BUCKETS, b->force_sh, b->force_k);
+        /* Layouts that fit only through many empty keys stay partitioned. */
+        if (b->force_kind < 0 && v->ef.bytes > 2 * v->pef_bytes + 64)
+            v->ef.bytes = 0;
+    }
+    if (b->force_kind != (int)KIND3_EF_BUCKETS)
+        v->packed = keyed_choose(x, v->offsets, v->span, KIND3_PACKED, b->force_sh, b->force_k);
+}
+
+/* Which kind volume v takes when the segment packs (`packed`) or not. */
+static unsigned keyed_kind(const segidx_segment_builder *b, const struct volume_plan *v,
+                           bool packed, bool keyed)
+{
+    if (v->encoding == KIND2_RANGE)
+        return KIND2_RANGE;
+    if (!keyed)
+        return KIND2_PARTITIONED;
+    if (b->force_kind == (int)KIND3_PACKED)
+        return v->packed.bytes ? KIND3_PACKED : KIND2_PARTITIONED;
+    if (!v->ef.bytes)
+        return KIND2_PARTITIONED;
+    return packed && v->packed.bytes ? KIND3_PACKED : KIND3_EF_BUCKETS;
+}
+
+static uint64_t volume_bytes(const struct volume_plan *v, unsigned kind)
+{
+    uint64_t bytes = v->entry_bytes + v->data_bytes;
+    if (kind == KIND3_EF_BUCKETS)
+        return bytes + 2 - v->pef_bytes + v->ef.bytes;
+    if (kind == KIND3_PACKED)
+        return bytes + 2 - v->pef_bytes + v->packed.bytes;
+    return bytes;
+}
+
+static uint64_t index_bytes_with(const segidx_segment_builder *b, const struct volume_plan *p,
+                                 bool packed, bool keyed)
+{
+    uint64_t total = 0;
+    for (uint32_t v = 0; v < b->n_vols; v++)
+        total += volume_bytes(&p[v], keyed_kind(b, &p[v], packed, keyed));
+    return total;
+}
+
+/* Packed lanes where the whole index grows by at most a byte a page over
+ * Elias-Fano buckets; and back to kind 1 everywhere should the keyed
+ * index not fit the segment's limit (the bound add() applies counts kind 1). */
+static uint64_t choose_kinds(segidx_segment_builder *b, struct volume_plan *p)
+{
+    uint64_t ef = index_bytes_with(b, p, false, true), packed = index_bytes_with(b, p, true, true);
+    bool pack = packed <= ef + b->n || b->force_kind == (int)KIND3_PACKED;
+    bool keyed = seg_index_offset(b->n, b->page_size) + SEG_FOOTER_BYTES + (pack ? packed : ef) <=
+                 b->max_bytes;
+    uint64_t total = 0;
+    for (uint32_t v = 0; v < b->n_vols; v++) {
+        unsigned kind = keyed_kind(b, &p[v], pack, keyed);
+        p[v].data_bytes = volume_bytes(&p[v], kind) - p[v].entry_bytes;
+        if (kind >= KIND3_EF_BUCKETS) {
+            const struct keyed_layout *l = kind == KIND3_PACKED ? &p[v].packed : &p[v].ef;
+            p[v].data_bytes -= 2;
+            p[v].entry_bytes += 2;
+            p[v].sh = l->sh;
+            p[v].k = l->k;
+            p[v].keys = l->keys;
+            p[v].stream_len = l->stream_len;
+        }
+        p[v].encoding = (int)kind;
+        total += p[v].entry_bytes + p[v].data_bytes;
+    }
+    return total;
+}
+
 static int plan(segidx_segment_builder *b)
 {
     if (b->planned)
@@ -482,9 +682,11 @@ static int plan(segidx_segment_builder *b)
         return SEGIDX_EINVAL;
     struct sorted_entry *s = segidx__alloc(b->alloc, b->n * sizeof *s);
     struct volume_plan *p = segidx__alloc(b->alloc, b->n_vols * sizeof *p);
-    if (!s || !p) {
+    uint32_t *x = segidx__alloc(b->alloc, b->n * sizeof *x);
+    if (!s || !p || !x) {
         segidx__release(b->alloc, s, b->n * sizeof *s);
         segidx__release(b->alloc, p, b->n_vols * sizeof *p);
+        segidx__release(b->alloc, x, b->n * sizeof *x);
         return SEGIDX_ENOMEM;
     }
     for (uint32_t i = 0; i < b->n; i++)
@@ -499,15 +701,21 @@ static int plan(segidx_segment_builder *b)
             j++;
         p[v].first = i;
         p[v].pages = j - i;
-        if (b->version == SEG_VERSION_1)
+        if (b->version == SEG_VERSION_1) {
             plan_volume(s + i, &p[v]);
-        else
+        } else {
             plan_volume_v2(s + i, &p[v]);
+            if (b->version == SEG_VERSION_3)
+                plan_keyed(b, s + i, &p[v], x);
+        }
         index_len += p[v].entry_bytes + p[v].data_bytes;
         i = j;
     }
+    segidx__release(b->alloc, x, b->n * sizeof *x);
     b->sorted = s;
     b->plan = p;
+    if (b->version == SEG_VERSION_3)
+        index_len = choose_kinds(b, p);
     b->planned_size = seg_index_offset(b->n, b->page_size) + index_len + SEG_FOOTER_BYTES;
     b->planned = true;
     return SEGIDX_OK;
@@ -624,7 +832,51 @@ static uint8_t *write_entry_v2(uint8_t *p, const struct sorted_entry *s,
     p += varint_put(p, v->span);
     *p++ = (uint8_t)v->encoding;
     *p++ = (uint8_t)v->rlsn_bits;
+    if (v->encoding >= (int)KIND3_EF_BUCKETS) {
+        *p++ = (uint8_t)v->sh;
+        *p++ = (uint8_t)v->k;
+    }
     return p;
+}
+
+/* One key's bucket of x[0..m), values of width w; its bytes. */
+static uint64_t write_bucket(uint8_t *st, const uint32_t *x, uint64_t m, unsigned w, unsigned kind)
+{
+    uint64_t low = (1ull << w) - 1;
+    if (kind == KIND3_PACKED) {
+        for (uint64_t q = 0; q < m; q++)
+            put_bits(st, q * w, x[q] & low, w);
+        return keyed_bucket_bytes(kind, m, w);
+    }
+    unsigned hb = keyed_high_bits(m, w), l = w - hb;
+    uint64_t lows = m + (1ull << hb);
+    for (uint64_t q = 0; q < m; q++) {
+        uint64_t bit = ((x[q] & low) >> l) + q;
+        st[bit / 8] |= (uint8_t)(1u << (bit % 8));
+        put_bits(st, lows + q * l, x[q] & low, l);
+    }
+    return keyed_bucket_bytes(kind, m, w);
+}
+
+/* Directory and bucket stream of x[0..n). */
+static uint8_t *write_keyed(uint8_t *p, const uint32_t *x, const struct volume_plan *v)
+{
+    uint8_t *stream = p + KEYED_ENTRY_BYTES * v->keys;
+    memset(stream, 0, v->stream_len);
+    uint64_t pos = 0;
+    uint32_t i = 0;
+    for (uint64_t j = 0; j + 1 < v->keys; j++) {
+        segidx__store32(p + KEYED_ENTRY_BYTES * j, i | (uint32_t)pos << 16);
+        unsigned w;
+        uint32_t e = i;
+        while (e < v->offsets && keyed_key(x[e], v->sh, v->k, &w) == j)
+            e++;
+        w = keyed_width(j, v->sh, v->k); /* also for an empty key */
+        pos += write_bucket(stream + pos, x + i, e - i, w, (unsigned)v->encoding);
+        i = e;
+    }
+    segidx__store32(p + KEYED_ENTRY_BYTES * (v->keys - 1), v->offsets | (uint32_t)pos << 16);
+    return stream + v->stream_len;
 }
 
 /* Top directory, chunk records and chunk stream of x[0..n). */
@@ -673,6 +925,8 @@ static uint8_t *write_data_v2(uint8_t *p, const struct sorted_entry *s,
         }
     if (v->encoding == KIND2_PARTITIONED)
         p = write_partitioned(p, x, v);
+    else if (v->encoding != KIND2_RANGE)
+        p = write_keyed(p, x, v);
     uint64_t bytes = stream_bytes((uint64_t)v->offsets * v->rank_bits);
     memset(p, 0, bytes);
     for (uint32_t i = 0; i < v->offsets && v->rank_bits; i++)

@@ -9,10 +9,11 @@
 #define SEG_HEADER_BYTES 64u
 #define SEG_FOOTER_BYTES SEGIDX_SEGMENT_FOOTER_BYTES
 #define SEG_PAGE_SUM_BYTES 8u
-/* Format versions: builders write SEG_VERSION; readers open both. */
+/* Format versions: builders write SEG_VERSION; readers open all three. */
 #define SEG_VERSION_1 1u
 #define SEG_VERSION_2 2u
-#define SEG_VERSION SEG_VERSION_2
+#define SEG_VERSION_3 3u
+#define SEG_VERSION SEG_VERSION_3
 #define SEG_MIN_PAGE_SIZE 512u
 #define SEG_MAX_PAGE_SIZE 65536u
 #define SEG_MAX_BYTES 0xFFFFFFFFu
@@ -51,12 +52,19 @@ static const uint8_t seg_footer_magic[4] = { 'S', 'X', 'S', 'F' };
 #define KIND_KNOWN_BITS 0x1Fu
 
 /* Most bytes a volume entry takes: vid, five varints, kind (and, in
- * version 2, rlsn_bits). */
+ * version 2, rlsn_bits). Version 3's sh and k are not counted: a builder
+ * writes them only where the index still fits the segment's limit. */
 #define VOLUME_ENTRY_MAX_BYTES (16u + 10u + 3u * 5u + 5u + 2u)
 
 static inline uint64_t div_ceil(uint64_t a, uint64_t b)
 {
     return a / b + (a % b != 0);
+}
+
+/* Bytes of a bit stream of `bits` bits. */
+static inline uint64_t stream_bytes(uint64_t bits)
+{
+    return div_ceil(bits, 8);
 }
 
 /* Version 2: the kind byte, and the partitioned Elias-Fano layout. */
@@ -67,6 +75,65 @@ static inline uint64_t div_ceil(uint64_t a, uint64_t b)
 #define PEF_POS_BITS 26u        /* where: bit position, then l */
 #define PEF_POS_MASK ((1u << PEF_POS_BITS) - 1)
 #define RLSN2_MAX_BITS 16u
+
+/* Version 3 adds two kinds keyed by an offset's exponent: a directory of
+ * u32 entries (rank in bits 0..15, bucket position in bits 16..31), then
+ * one bucket a key, Elias-Fano or packed lanes. */
+#define KIND3_EF_BUCKETS 2u
+#define KIND3_PACKED 3u
+#define KEYED_MAX_SH 31u
+#define KEYED_MAX_K 24u
+#define KEYED_MAX_BUCKET 32u       /* offsets a key */
+#define KEYED_MAX_OFFSETS 0xFFFFu  /* ranks and positions are 16 bits */
+#define KEYED_MAX_STREAM 0xFFFFu
+#define KEYED_ENTRY_BYTES 4u
+#define PACKED_MAX_BITS 57u        /* one unaligned 8-byte load from any bit */
+
+/* The key of x = offset - first_offset, and (in *w) the low bits a key
+ * stores: y = x >> sh, s = max(0, bits(y) - 1 - k), key = (s << k) + (y >> s). */
+static inline uint64_t keyed_key(uint64_t x, unsigned sh, unsigned k, unsigned *w)
+{
+    uint64_t y = x >> sh;
+    unsigned e = y ? 64u - (unsigned)__builtin_clzll(y) : 0;
+    unsigned s = e > k + 1 ? e - 1 - k : 0;
+    *w = s + sh;
+    return ((uint64_t)s << k) + (y >> s);
+}
+
+/* What every value of key j shares: x >> keyed_width(j) == keyed_mantissa(j). */
+static inline unsigned keyed_width(uint64_t j, unsigned sh, unsigned k)
+{
+    return (unsigned)(j < (2ull << k) ? 0 : (j >> k) - 1) + sh;
+}
+
+static inline uint64_t keyed_mantissa(uint64_t j, unsigned k)
+{
+    return j < (2ull << k) ? j : (1ull << k) + (j & ((1ull << k) - 1));
+}
+
+static inline unsigned ceil_log2(uint64_t n)
+{
+    return n <= 1 ? 0 : 64u - (unsigned)__builtin_clzll(n - 1);
+}
+
+/* An Elias-Fano bucket of n (1..32) values below 2^w: hb high bits a value
+ * (2^hb buckets), l = w - hb low bits. */
+static inline unsigned keyed_high_bits(uint64_t n, unsigned w)
+{
+    unsigned cl = ceil_log2(n);
+    return w < cl ? w : cl;
+}
+
+/* Bytes of key j's bucket of n values of width w; 0 when empty. */
+static inline uint64_t keyed_bucket_bytes(unsigned kind, uint64_t n, unsigned w)
+{
+    if (n == 0)
+        return 0;
+    if (kind == KIND3_PACKED)
+        return stream_bytes(n * w);
+    unsigned hb = keyed_high_bits(n, w);
+    return stream_bytes(n + (1ull << hb) + n * (w - hb));
+}
 
 /* bits(v): how many bits v needs; 0 for 0. */
 static inline unsigned bits_for(uint64_t v)
@@ -102,11 +169,6 @@ static inline unsigned pef_low_bits(uint64_t last, uint64_t n)
     return l;
 }
 
-/* Bytes of a bit stream of `bits` bits. */
-static inline uint64_t stream_bytes(uint64_t bits)
-{
-    return div_ceil(bits, 8);
-}
 
 /* Bitmap rank samples: one u16 per this many words. */
 #define BITMAP_WORDS_PER_SAMPLE 4u
@@ -178,12 +240,22 @@ static inline uint64_t offsets_bytes(int enc, uint64_t n, uint64_t span)
     }
 }
 
-/* Which format version a builder writes (SEG_VERSION_1 or SEG_VERSION_2;
- * new builders write SEG_VERSION). Version 1 stays buildable so that tests
- * and corpora can prove old segments still read. SEGIDX_EINVAL otherwise. */
+/* Which format version a builder writes (SEG_VERSION_1, 2 or 3; new
+ * builders write SEG_VERSION). Versions 1 and 2 stay buildable so that
+ * tests and corpora can prove old segments still read. SEGIDX_EINVAL
+ * otherwise. */
 int segidx__segment_builder_set_version(segidx_segment_builder *b, unsigned version);
 
-/* Lookups of version 2 run a copy compiled for POPCNT, LZCNT and BMI2 when
+/* Version 3: restrict every volume that is not a range to `kind` (1, 2 or
+ * 3; -1 any) and its layout to `sh`, `k` (-1 any), so that tests reach each
+ * kind and layout. A volume the restriction leaves no layout for keeps kind 1. */
+int segidx__segment_builder_force_layout(segidx_segment_builder *b, int kind, int sh, int k);
+
+/* Which kind (version 2 and 3 numbering) and layout a volume was opened
+ * with: for tests that check the builder's choice. */
+int segidx__segment_volume_kind(const segidx_segment *s, uint32_t i, unsigned *sh, unsigned *k);
+
+/* Lookups of versions 2 and 3 run a copy compiled for POPCNT, LZCNT and BMI2 when
  * the CPU has them; `generic` true makes this segment use the copy for any
  * x86-64 instead (false: back to what the CPU allows), so that tests and
  * the fuzz target check both. */

@@ -326,6 +326,9 @@ const char *cli_encoding_name(int encoding)
     case SEGIDX_OFFSETS_RANGE: return "range";
     case SEGIDX_OFFSETS_BITMAP: return "bitmap";
     case SEGIDX_OFFSETS_ELIAS_FANO: return "elias-fano";
+    case SEGIDX_OFFSETS_PARTITIONED: return "partitioned";
+    case SEGIDX_OFFSETS_KEYED: return "keyed";
+    case SEGIDX_OFFSETS_KEYED_PACKED: return "keyed-packed";
     default: return "unknown";
     }
 }
