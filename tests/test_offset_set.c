@@ -481,7 +481,7 @@ static void test_cut_stored_against_cut(void **state)
 {
     (void)state;
     test_rng r = { 0x5E6D1D0010ull };
-    for (int round = 0; round < 240; round++) {
+    for (long round = 0; round < test_scaled(240); round++) {
         segidx_offset_set *a = segidx_offset_set_new(), *b = segidx_offset_set_new();
         model ma = { 0 }, mb = { 0 };
         if (round % (KIND_COUNT + 1) == KIND_COUNT)
